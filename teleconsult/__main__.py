@@ -1,0 +1,3 @@
+from teleconsult.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,12 @@
+"""The HTTP layer: aiohttp handlers, the WebSocket endpoint and middlewares."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from teleconsult.api import auth, consultations, health, join, pages, ws
+
+
+def setup_routes(app: web.Application) -> None:
+    for module in (auth, consultations, join, ws, pages, health):
+        app.router.add_routes(module.routes)

@@ -1,0 +1,57 @@
+"""Doctor login, logout and identity (``/api/login``, ``/api/logout``, ``/api/me``)."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from teleconsult.api.bodies import LoginBody, read_body
+from teleconsult.api.keys import DOCTORS, SETTINGS
+from teleconsult.api.security import SESSION_COOKIE, csrf_token, set_cookie
+from teleconsult.api.serialize import doctor_json
+from teleconsult.errors import ErrorCode, TeleconsultError
+from teleconsult.store.models import Doctor
+
+routes = web.RouteTableDef()
+
+
+def client_address(request: web.Request) -> str:
+    return request.remote or "unknown"
+
+
+async def current_doctor(request: web.Request) -> Doctor | None:
+    token = request.cookies.get(SESSION_COOKIE)
+    if not token:
+        return None
+    return await request.app[DOCTORS].doctor_for_session(token)
+
+
+async def require_doctor(request: web.Request) -> Doctor:
+    doctor = await current_doctor(request)
+    if doctor is None:
+        raise TeleconsultError(ErrorCode.UNAUTHORIZED, "Please log in.")
+    return doctor
+
+
+@routes.post("/api/login")
+async def login(request: web.Request) -> web.Response:
+    body = await read_body(request, LoginBody)
+    token, doctor = await request.app[DOCTORS].login(body.email, body.password, client=client_address(request))
+    response = web.json_response({"doctor": doctor_json(doctor), "csrf_token": csrf_token(request, token)})
+    set_cookie(response, request, SESSION_COOKIE, token, request.app[SETTINGS].session_ttl_s)
+    return response
+
+
+@routes.post("/api/logout")
+async def logout(request: web.Request) -> web.Response:
+    token = request.cookies.get(SESSION_COOKIE)
+    if token:
+        await request.app[DOCTORS].logout(token)
+    response = web.json_response({"ok": True})
+    response.del_cookie(SESSION_COOKIE, path="/")
+    return response
+
+
+@routes.get("/api/me")
+async def me(request: web.Request) -> web.Response:
+    doctor = await require_doctor(request)
+    return web.json_response(doctor_json(doctor))

@@ -1,0 +1,51 @@
+"""HTTP request bodies: strict typed structs (unknown fields ignored), decoded in one place."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, TypeVar
+
+import msgspec
+from aiohttp import web
+from msgspec import Meta
+
+from teleconsult.errors import ErrorCode, TeleconsultError
+
+MAX_JSON_BYTES = 64 * 1024
+T = TypeVar("T")
+
+Short = Annotated[str, Meta(max_length=320)]
+
+
+class LoginBody(msgspec.Struct):
+    email: Short
+    password: Annotated[str, Meta(max_length=1024)]
+
+
+class NewConsultationBody(msgspec.Struct):
+    patient_name: Annotated[str, Meta(max_length=200)]
+    patient_email: Short
+    scheduled_at: datetime | None = None
+    reason: Annotated[str, Meta(max_length=2000)] | None = None
+    nurse_name: Annotated[str, Meta(max_length=200)] | None = None
+    nurse_email: Short | None = None
+    language: Annotated[str, Meta(max_length=5)] = "fr"
+
+
+class JoinBody(msgspec.Struct):
+    token: Annotated[str, Meta(max_length=256)]
+    consent: bool = False
+
+
+async def read_body(request: web.Request, kind: type[T]) -> T:
+    if request.content_length is not None and request.content_length > MAX_JSON_BYTES:
+        raise TeleconsultError(ErrorCode.TOO_LARGE, "Request body too large.")
+    raw = await request.content.read(MAX_JSON_BYTES + 1)
+    if len(raw) > MAX_JSON_BYTES:
+        raise TeleconsultError(ErrorCode.TOO_LARGE, "Request body too large.")
+    try:
+        return msgspec.json.decode(raw, type=kind)
+    except msgspec.ValidationError as exc:
+        raise TeleconsultError(ErrorCode.BAD_REQUEST, str(exc)) from None
+    except (msgspec.DecodeError, RecursionError):
+        raise TeleconsultError(ErrorCode.BAD_REQUEST, "The body must be a JSON object.") from None

@@ -1,0 +1,27 @@
+"""Typed application keys: everything that outlives a request hangs off the app under one of these."""
+
+from __future__ import annotations
+
+import weakref
+
+from aiohttp import web
+
+from teleconsult.bus import Bus
+from teleconsult.config import Settings
+from teleconsult.consultations import ConsultationService
+from teleconsult.doctors import DoctorService
+from teleconsult.i18n import Catalogs
+from teleconsult.invitations import InvitationService
+from teleconsult.signaling import SignalingService
+from teleconsult.store import Database
+
+SETTINGS = web.AppKey("settings", Settings)
+DATABASE = web.AppKey("database", Database)
+BUS = web.AppKey("bus", Bus)
+DOCTORS = web.AppKey("doctors", DoctorService)
+CONSULTATIONS = web.AppKey("consultations", ConsultationService)
+INVITATIONS = web.AppKey("invitations", InvitationService)
+SIGNALING = web.AppKey("signaling", SignalingService)
+CATALOGS = web.AppKey("catalogs", Catalogs)
+SECRET = web.AppKey("secret", bytes)
+SOCKETS = web.AppKey("sockets", weakref.WeakSet[web.WebSocketResponse])

@@ -1,0 +1,81 @@
+"""Middlewares: errors become JSON in one place, security headers on every response, CSRF on unsafe requests."""
+
+from __future__ import annotations
+
+import logging
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from teleconsult.api.security import csrf_valid, has_credential_cookie, same_origin
+from teleconsult.errors import ErrorCode, TeleconsultError
+
+log = logging.getLogger(__name__)
+
+UNSAFE = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+#: These endpoints carry their own credential in the body; the Origin check still applies.
+CSRF_EXEMPT = frozenset({"/api/login", "/api/join"})
+
+CONTENT_SECURITY_POLICY = "; ".join((
+    "default-src 'self'",
+    "script-src 'self'",
+    "style-src 'self'",
+    "img-src 'self' data: blob:",
+    "media-src 'self' blob: mediastream:",
+    "connect-src 'self'",
+    "object-src 'none'",
+    "base-uri 'none'",
+    "form-action 'self'",
+    "frame-ancestors 'none'",
+))
+
+
+def error_response(error: TeleconsultError) -> web.Response:
+    response = web.json_response({"error": error.code.value, "message": error.message}, status=error.http_status)
+    if error.retry_after is not None:
+        response.headers["Retry-After"] = str(max(1, round(error.retry_after)))
+    return response
+
+
+@web.middleware
+async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except TeleconsultError as error:
+        return error_response(error)
+    except web.HTTPException as exc:
+        if exc.status < 400 or not request.path.startswith("/api/"):
+            raise
+        code = {404: ErrorCode.NOT_FOUND, 405: ErrorCode.BAD_REQUEST, 413: ErrorCode.TOO_LARGE}.get(
+            exc.status, ErrorCode.BAD_REQUEST)
+        return web.json_response({"error": code.value, "message": exc.reason}, status=exc.status)
+    except Exception:
+        log.exception("unhandled error on %s %s", request.method, request.match_info.route.resource
+                      and request.match_info.route.resource.canonical)
+        return error_response(TeleconsultError(ErrorCode.INTERNAL))
+
+
+@web.middleware
+async def csrf(request: web.Request, handler: Handler) -> web.StreamResponse:
+    if request.method in UNSAFE:
+        if not same_origin(request):
+            raise TeleconsultError(ErrorCode.CSRF)
+        if request.path not in CSRF_EXEMPT and has_credential_cookie(request) and not csrf_valid(request):
+            raise TeleconsultError(ErrorCode.CSRF, "Missing or invalid CSRF token.")
+    return await handler(request)
+
+
+@web.middleware
+async def security_headers(request: web.Request, handler: Handler) -> web.StreamResponse:
+    response = await handler(request)
+    headers = response.headers
+    headers.setdefault("X-Content-Type-Options", "nosniff")
+    headers.setdefault("Referrer-Policy", "no-referrer")  # join links hold tokens: never leak them
+    headers.setdefault("X-Frame-Options", "DENY")
+    headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
+    headers.setdefault("Permissions-Policy", "camera=(self), microphone=(self), geolocation=()")
+    if request.secure:
+        headers.setdefault("Strict-Transport-Security", "max-age=31536000")
+    if request.path.startswith("/api/") or request.path.startswith("/j/"):
+        headers.setdefault("Cache-Control", "no-store")
+    return response

@@ -1,0 +1,69 @@
+"""JSON views of domain objects for the HTTP API (times in UTC ISO 8601)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from teleconsult.store.models import BillingRecord, Consultation, Doctor, Participant
+
+
+def iso(value: datetime | None) -> str | None:
+    return value.isoformat().replace("+00:00", "Z") if value is not None else None
+
+
+def doctor_json(doctor: Doctor) -> dict[str, Any]:
+    return {"id": doctor.id, "email": doctor.email, "name": doctor.name, "rpps": doctor.rpps}
+
+
+def participant_json(participant: Participant) -> dict[str, Any]:
+    return {
+        "id": participant.id,
+        "role": participant.role,
+        "name": participant.name,
+        "consent_at": iso(participant.consent_at),
+        "joined_at": iso(participant.joined_at),
+        "admitted_at": iso(participant.admitted_at),
+        "left_at": iso(participant.left_at),
+    }
+
+
+def billing_json(record: BillingRecord | None) -> dict[str, Any] | None:
+    if record is None:
+        return None
+    return {
+        "id": record.id,
+        "consultation_id": record.consultation_id,
+        "doctor": {"id": record.doctor_id, "name": record.doctor_name, "rpps": record.doctor_rpps},
+        "patient_name": record.patient_name,
+        "started_at": iso(record.started_at),
+        "ended_at": iso(record.ended_at),
+        "duration_s": record.duration_s,
+        "acts": [
+            {"role": a.role, "performer": a.performer_name, "act_code": a.act_code, "amount_cents": a.amount_cents}
+            for a in record.acts
+        ],
+        "total_cents": record.total_cents,
+        "currency": record.currency,
+    }
+
+
+def consultation_json(consultation: Consultation, *, detail: bool = False) -> dict[str, Any]:
+    patient = next((p for p in consultation.participants if p.role == "patient"), None)
+    nurse = next((p for p in consultation.participants if p.role == "nurse"), None)
+    body: dict[str, Any] = {
+        "id": consultation.id,
+        "status": consultation.status,
+        "patient_name": patient.name if patient else None,
+        "nurse_name": nurse.name if nurse else None,
+        "scheduled_at": iso(consultation.scheduled_at),
+        "created_at": iso(consultation.created_at),
+        "started_at": iso(consultation.started_at),
+        "ended_at": iso(consultation.ended_at),
+        "language": consultation.language,
+        "billing": billing_json(consultation.billing),
+    }
+    if detail:
+        body["reason"] = consultation.reason
+        body["participants"] = [participant_json(p) for p in consultation.participants]
+    return body

@@ -1,0 +1,91 @@
+"""The composition root: ``create_app(settings)`` builds the stores, the bus, the services and the routes."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import weakref
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp_jinja2
+import jinja2
+from aiohttp import WSCloseCode, web
+
+from teleconsult.api import setup_routes
+from teleconsult.api.keys import (
+    BUS,
+    CATALOGS,
+    CONSULTATIONS,
+    DATABASE,
+    DOCTORS,
+    INVITATIONS,
+    SECRET,
+    SETTINGS,
+    SIGNALING,
+    SOCKETS,
+)
+from teleconsult.api.middlewares import csrf, errors, security_headers
+from teleconsult.bus import LocalBus
+from teleconsult.config import Settings
+from teleconsult.consultations import ConsultationService
+from teleconsult.doctors import DoctorService
+from teleconsult.i18n import Catalogs
+from teleconsult.invitations import InvitationService
+from teleconsult.signaling import SignalingService
+from teleconsult.store import Database
+
+log = logging.getLogger(__name__)
+
+WEB_DIR = Path(__file__).resolve().parent.parent / "web"
+MAX_REQUEST_BYTES = 1024 * 1024
+
+
+def create_app(settings: Settings) -> web.Application:
+    app = web.Application(middlewares=[security_headers, errors, csrf], client_max_size=MAX_REQUEST_BYTES)
+    app[SETTINGS] = settings
+    app[CATALOGS] = Catalogs(WEB_DIR / "locales")
+    app[SOCKETS] = weakref.WeakSet()
+    aiohttp_jinja2.setup(app, loader=jinja2.FileSystemLoader(WEB_DIR / "templates"), autoescape=True)
+    app.router.add_static("/static", WEB_DIR / "static", append_version=False)
+    setup_routes(app)
+    app.cleanup_ctx.append(_resources)
+    app.on_shutdown.append(_close_sockets)
+    return app
+
+
+async def _resources(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    app[SECRET] = _secret_key(settings)
+    database = Database(settings.database)
+    if database.is_sqlite:
+        await database.upgrade()
+    bus = LocalBus()
+    consultations = ConsultationService(database, settings)
+    app[DATABASE] = database
+    app[BUS] = bus
+    app[DOCTORS] = DoctorService(database, settings)
+    app[CONSULTATIONS] = consultations
+    app[INVITATIONS] = InvitationService(database, settings)
+    app[SIGNALING] = SignalingService(consultations, bus, settings)
+    yield
+    await bus.close()
+    await database.close()
+
+
+async def _close_sockets(app: web.Application) -> None:
+    await app[SIGNALING].close_all(WSCloseCode.GOING_AWAY, "server shutdown")
+    for ws in list(app[SOCKETS]):
+        await ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutdown")
+
+
+def _secret_key(settings: Settings) -> bytes:
+    """The HMAC key: from settings, or generated once into the data directory (mode 0600)."""
+    if settings.secret_key:
+        return settings.secret_key.encode()
+    path = settings.data_dir / "secret_key"
+    if not path.exists():
+        path.touch(mode=0o600)
+        path.write_text(secrets.token_hex(32))
+    return path.read_text().strip().encode()

@@ -1,0 +1,159 @@
+"""Command line: ``teleconsult serve | create-doctor | db upgrade``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import logging
+import secrets
+import sys
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from teleconsult.app import create_app
+from teleconsult.config import ConfigError, Settings, load_settings
+from teleconsult.doctors import DoctorService
+from teleconsult.errors import TeleconsultError
+from teleconsult.logging import setup_logging
+from teleconsult.store import Database
+from teleconsult.tls import server_ssl_context
+
+log = logging.getLogger("teleconsult")
+
+DEMO_EMAIL = "demo@teleconsult.localhost"
+DEMO_NAME = "Dr Camille Martin"
+DEMO_RPPS = "10001234567"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        settings = load_settings(_overrides(args), config_file=args.config)
+    except ConfigError as exc:
+        print(f"teleconsult: {exc}", file=sys.stderr)
+        return 2
+    setup_logging(settings.log_level)
+    try:
+        result: int = args.func(settings, args)
+    except (ConfigError, TeleconsultError) as exc:
+        print(f"teleconsult: {exc}", file=sys.stderr)
+        return 2
+    return result
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="teleconsult", description="Teleconsultation server")
+    parser.add_argument("--config", type=Path, help="TOML file with settings")
+    parser.add_argument("--data-dir", type=Path)
+    parser.add_argument("--database-url")
+    sub = parser.add_subparsers(required=True)
+
+    serve = sub.add_parser("serve", help="run the server")
+    serve.add_argument("--host")
+    serve.add_argument("--port", type=int)
+    serve.add_argument("--demo", action="store_true", default=None, help="create a demo doctor and print its login")
+    serve.add_argument("--tls-cert", type=Path)
+    serve.add_argument("--tls-key", type=Path)
+    serve.add_argument("--self-signed", action="store_true", default=None)
+    serve.add_argument("--behind-proxy", action="store_true", default=None)
+    serve.add_argument("--public-url")
+    serve.set_defaults(func=_serve)
+
+    doctor = sub.add_parser("create-doctor", help="create a doctor account")
+    doctor.add_argument("--email", required=True)
+    doctor.add_argument("--name", required=True)
+    doctor.add_argument("--rpps", required=True)
+    doctor.add_argument("--password", help="prompted for when absent")
+    doctor.set_defaults(func=_create_doctor)
+
+    db = sub.add_parser("db", help="database maintenance")
+    db_sub = db.add_subparsers(required=True)
+    upgrade = db_sub.add_parser("upgrade", help="apply migrations")
+    upgrade.set_defaults(func=_db_upgrade)
+    return parser
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+    names = ("host", "port", "data_dir", "database_url", "demo", "tls_cert", "tls_key", "self_signed",
+             "behind_proxy", "public_url")
+    return {name: getattr(args, name, None) for name in names}
+
+
+def _serve(settings: Settings, _args: argparse.Namespace) -> int:
+    settings.check_serving()
+    ssl_context = server_ssl_context(settings)
+    app = create_app(settings)
+    if settings.demo:
+        app.on_startup.append(lambda _app: _announce_demo(settings))
+    log.info("Teleconsult on %s", settings.base_url)
+    web.run_app(app, host=settings.host, port=settings.port, ssl_context=ssl_context, shutdown_timeout=10,
+                access_log=None, print=lambda text: None, handle_signals=True)
+    return 0
+
+
+async def _announce_demo(settings: Settings) -> None:
+    email, password = await ensure_demo_doctor(settings)
+    banner = (
+        f"\n  Teleconsult is running: {settings.base_url}/login\n"
+        f"  Demo doctor: {email}\n  Password:    {password}\n"
+    )
+    print(banner, flush=True)  # the one place a secret is printed: the developer's own terminal
+
+
+async def ensure_demo_doctor(settings: Settings) -> tuple[str, str]:
+    """Create the demo doctor on first start; its password is kept in the data directory (mode 0600)."""
+    secret_file = settings.data_dir / "demo-login.txt"
+    database = Database(settings.database)
+    try:
+        service = DoctorService(database, settings)
+        if await service.doctor_by_email(DEMO_EMAIL) is not None and secret_file.exists():
+            return DEMO_EMAIL, secret_file.read_text().strip()
+        password = secrets.token_urlsafe(12)
+        if await service.doctor_by_email(DEMO_EMAIL) is None:
+            await service.create_doctor(email=DEMO_EMAIL, name=DEMO_NAME, rpps=DEMO_RPPS, password=password)
+            secret_file.touch(mode=0o600)
+            secret_file.write_text(password)
+            return DEMO_EMAIL, password
+        return DEMO_EMAIL, "(unknown: delete the database to reset the demo doctor)"
+    finally:
+        await database.close()
+
+
+def _create_doctor(settings: Settings, args: argparse.Namespace) -> int:
+    password = args.password or getpass.getpass("Password: ")
+
+    async def run() -> None:
+        database = Database(settings.database)
+        try:
+            await _prepare(database, settings)
+            doctor = await DoctorService(database, settings).create_doctor(
+                email=args.email, name=args.name, rpps=args.rpps, password=password)
+            print(f"created doctor {doctor.id}")
+        finally:
+            await database.close()
+
+    asyncio.run(run())
+    return 0
+
+
+def _db_upgrade(settings: Settings, _args: argparse.Namespace) -> int:
+    async def run() -> None:
+        database = Database(settings.database)
+        try:
+            await database.upgrade()
+        finally:
+            await database.close()
+
+    asyncio.run(run())
+    print("database is up to date")
+    return 0
+
+
+async def _prepare(database: Database, settings: Settings) -> None:
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    if database.is_sqlite:
+        await database.upgrade()

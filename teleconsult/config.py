@@ -1,0 +1,196 @@
+"""Settings: one typed object built from defaults, an optional TOML file and ``TELECONSULT_*`` variables.
+
+This is the only module that reads the environment. The object is built once (by the CLI or a test) and passed
+down to ``create_app``; nothing else looks settings up on its own.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, get_type_hints
+
+ENV_PREFIX = "TELECONSULT_"
+
+
+class ConfigError(ValueError):
+    """A setting is missing, ill-typed or unsafe."""
+
+
+@dataclass(frozen=True, slots=True)
+class IceServer:
+    urls: tuple[str, ...]
+    username: str | None = None
+    credential: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    data_dir: Path = Path("var")
+    demo: bool = False
+    #: SQLAlchemy async URL; defaults to a SQLite file under data_dir.
+    database_url: str = ""
+    redis_url: str = ""
+    smtp_url: str = ""
+    #: The address patients reach (used in emailed links); defaults to the served address.
+    public_url: str = ""
+    turn_secret: str = ""
+    turn_urls: tuple[str, ...] = ()
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    #: Generate a self-signed certificate into certs/ when serving off loopback without one.
+    self_signed: bool = False
+    behind_proxy: bool = False
+    certs_dir: Path = Path("certs")
+    #: Key for HMACs (CSRF tokens); read from data_dir/secret_key (generated) when empty.
+    secret_key: str = ""
+    log_level: str = "INFO"
+    # Sessions, tickets, links.
+    session_ttl_s: int = 12 * 3600
+    ticket_ttl_s: int = 60
+    resume_grace_s: int = 30
+    invitation_ttl_unscheduled_s: int = 7 * 24 * 3600
+    invitation_ttl_after_scheduled_s: int = 24 * 3600
+    login_max_failures: int = 5
+    login_window_s: int = 900
+    # Rooms and frames.
+    guest_seats: int = 0
+    max_frame_bytes: int = 64 * 1024
+    hello_timeout_s: float = 10.0
+    heartbeat_s: float = 15.0
+    send_queue_frames: int = 256
+    # Billing.
+    doctor_act: str = "TCG"
+    nurse_act: str = "TLS"
+    ice_servers: tuple[IceServer, ...] = field(default=())
+
+    @property
+    def database(self) -> str:
+        return self.database_url or f"sqlite+aiosqlite:///{self.data_dir / 'teleconsult.db'}"
+
+    @property
+    def tls_enabled(self) -> bool:
+        return self.tls_cert is not None or self.self_signed
+
+    @property
+    def scheme(self) -> str:
+        return "https" if self.tls_enabled or self.behind_proxy else "http"
+
+    @property
+    def base_url(self) -> str:
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{self.scheme}://{host}:{self.port}"
+
+    @property
+    def secure_cookies(self) -> bool:
+        return self.tls_enabled or self.behind_proxy
+
+    def check_serving(self) -> None:
+        """Refuse to serve a non-loopback address in clear text (DESIGN.md)."""
+        if self.tls_cert is not None and self.tls_key is None:
+            raise ConfigError("tls_cert is set without tls_key")
+        if is_loopback(self.host) or self.tls_enabled or self.behind_proxy:
+            return
+        raise ConfigError(
+            f"refusing to serve {self.host} without TLS: give --tls-cert/--tls-key, --self-signed, "
+            "or --behind-proxy when TLS ends at a reverse proxy"
+        )
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def load_settings(
+    overrides: Mapping[str, Any] | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+    config_file: Path | None = None,
+) -> Settings:
+    """Defaults, then the TOML file, then the environment, then explicit overrides (the CLI's options)."""
+    env = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    file = config_file or (Path(env[ENV_PREFIX + "CONFIG"]) if ENV_PREFIX + "CONFIG" in env else None)
+    if file is not None:
+        try:
+            values.update(tomllib.loads(file.read_text(encoding="utf-8")))
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigError(f"cannot read config file {file}: {exc}") from exc
+    for f in fields(Settings):
+        name = ENV_PREFIX + f.name.upper()
+        if name in env:
+            values[f.name] = env[name]
+    values.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    return build_settings(values)
+
+
+def build_settings(values: Mapping[str, Any]) -> Settings:
+    hints = get_type_hints(Settings)
+    known = {f.name for f in fields(Settings)}
+    unknown = set(values) - known
+    if unknown:
+        raise ConfigError(f"unknown setting(s): {', '.join(sorted(unknown))}")
+    converted = {name: _convert(name, hints[name], value) for name, value in values.items()}
+    return dataclasses.replace(Settings(), **converted)
+
+
+def _convert(name: str, hint: Any, value: Any) -> Any:
+    text = str(hint)
+    try:
+        if name == "ice_servers":
+            return _ice_servers(value)
+        if hint is bool:
+            return _boolean(value)
+        if hint is int:
+            return int(value)
+        if hint is float:
+            return float(value)
+        if "Path" in text:
+            return None if value in (None, "") else Path(value)
+        if "tuple[str" in text:
+            items = value.split(",") if isinstance(value, str) else list(value)
+            return tuple(item.strip() for item in items if item.strip())
+        return str(value)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"setting {name}: cannot use {value!r} ({exc})") from exc
+
+
+def _boolean(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    lowered = str(value).strip().lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off", ""}:
+        return False
+    raise ValueError("expected a boolean")
+
+
+def _ice_servers(value: Any) -> tuple[IceServer, ...]:
+    if isinstance(value, str):
+        value = [{"urls": [url]} for url in value.split(",") if url.strip()]
+    servers = []
+    for item in value:
+        urls = item["urls"]
+        servers.append(
+            IceServer(
+                urls=(urls,) if isinstance(urls, str) else tuple(urls),
+                username=item.get("username"),
+                credential=item.get("credential"),
+            )
+        )
+    return tuple(servers)

@@ -1,0 +1,209 @@
+"""Room rules: who is in a consultation's room, who waits, who may send what. Pure code, no I/O.
+
+A ``Room`` is a state machine over its peers. Every illegal call raises ``TeleconsultError`` with the code the
+client receives, so the signaling service never decides permissions itself: it asks the room.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+
+from teleconsult.errors import ErrorCode, TeleconsultError
+from teleconsult.ids import PeerId
+
+
+class Role(enum.StrEnum):
+    DOCTOR = "doctor"
+    PATIENT = "patient"
+    NURSE = "nurse"
+    GUEST = "guest"
+
+
+class PeerState(enum.StrEnum):
+    WAITING = "waiting"
+    ADMITTED = "admitted"
+
+
+ALL_ROLES = frozenset(Role)
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """Who may send a message type, and whether they must be admitted first."""
+
+    roles: frozenset[Role]
+    admitted_only: bool
+    #: Allowed once the consultation has ended (only harmless frames).
+    after_end: bool = False
+
+
+#: The permission table: one row per client message type (a test fails if a type has no row).
+RULES: Mapping[str, Rule] = {
+    "hello": Rule(frozenset(), admitted_only=False),  # only before welcome; never inside a room
+    "admit": Rule(frozenset({Role.DOCTOR}), admitted_only=True),
+    "deny": Rule(frozenset({Role.DOCTOR}), admitted_only=True),
+    "remove": Rule(frozenset({Role.DOCTOR}), admitted_only=True),
+    "end": Rule(frozenset({Role.DOCTOR}), admitted_only=True),
+    "offer": Rule(ALL_ROLES, admitted_only=True),
+    "answer": Rule(ALL_ROLES, admitted_only=True),
+    "candidate": Rule(ALL_ROLES, admitted_only=True),
+    "chat": Rule(ALL_ROLES, admitted_only=True),
+    "leave": Rule(ALL_ROLES, admitted_only=False, after_end=True),
+    "ping": Rule(ALL_ROLES, admitted_only=False, after_end=True),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Capacity:
+    doctor: int = 1
+    patient: int = 1
+    nurse: int = 1
+    guest: int = 0
+
+    def seats(self, role: Role) -> int:
+        return int(getattr(self, role.value))
+
+
+@dataclass(slots=True)
+class Peer:
+    peer_id: PeerId
+    role: Role
+    name: str
+    #: The durable seat this peer occupies (a participant id): one live peer per seat.
+    seat: str
+    state: PeerState
+
+    @property
+    def admitted(self) -> bool:
+        return self.state is PeerState.ADMITTED
+
+
+@dataclass(frozen=True, slots=True)
+class JoinResult:
+    peer: Peer
+    #: The older connection of the same seat, now out of the room (the same link opened on another device).
+    replaced: Peer | None
+
+
+@dataclass(slots=True)
+class Room:
+    consultation_id: str
+    capacity: Capacity = field(default_factory=Capacity)
+    ended: bool = False
+    _peers: dict[PeerId, Peer] = field(default_factory=dict)
+
+    # --- queries -----------------------------------------------------------------------------------------------
+
+    def __iter__(self) -> Iterator[Peer]:
+        return iter(list(self._peers.values()))
+
+    def __len__(self) -> int:
+        return len(self._peers)
+
+    def get(self, peer_id: str) -> Peer | None:
+        return self._peers.get(PeerId(peer_id))
+
+    def admitted(self, *, exclude: PeerId | None = None) -> list[Peer]:
+        return [p for p in self._peers.values() if p.admitted and p.peer_id != exclude]
+
+    def waiting(self) -> list[Peer]:
+        return [p for p in self._peers.values() if not p.admitted]
+
+    def doctors(self) -> list[Peer]:
+        return [p for p in self._peers.values() if p.role is Role.DOCTOR]
+
+    def is_in_progress(self) -> bool:
+        """Doctor and patient both admitted: the consultation has really started."""
+        roles = {p.role for p in self._peers.values() if p.admitted}
+        return Role.DOCTOR in roles and Role.PATIENT in roles
+
+    # --- transitions -------------------------------------------------------------------------------------------
+
+    def join(self, peer_id: PeerId, role: Role, name: str, seat: str, *, pre_admitted: bool) -> JoinResult:
+        """Seat a new connection. The doctor is always admitted; others wait unless already admitted before."""
+        if self.ended:
+            raise TeleconsultError(ErrorCode.ENDED)
+        if peer_id in self._peers:
+            raise TeleconsultError(ErrorCode.BAD_MESSAGE, "Already joined.")
+        replaced = next((p for p in self._peers.values() if p.seat == seat), None)
+        taken = sum(1 for p in self._peers.values() if p.role is role and p is not replaced)
+        if taken >= self.capacity.seats(role):
+            raise TeleconsultError(ErrorCode.ROOM_FULL)
+        admitted = role is Role.DOCTOR or pre_admitted or (replaced is not None and replaced.admitted)
+        if replaced is not None:
+            del self._peers[replaced.peer_id]
+        peer = Peer(peer_id, role, name, seat, PeerState.ADMITTED if admitted else PeerState.WAITING)
+        self._peers[peer_id] = peer
+        return JoinResult(peer, replaced)
+
+    def authorize(self, sender: Peer, message_type: str) -> None:
+        """Raise unless ``sender`` may send ``message_type`` in the room's current state."""
+        rule = RULES.get(message_type)
+        if rule is None:
+            raise TeleconsultError(ErrorCode.UNKNOWN_TYPE)
+        if message_type == "hello":
+            raise TeleconsultError(ErrorCode.FORBIDDEN, "Already joined.")
+        if self.ended and not rule.after_end:
+            raise TeleconsultError(ErrorCode.ENDED)
+        if sender.role not in rule.roles:
+            raise TeleconsultError(ErrorCode.FORBIDDEN, f"A {sender.role} cannot send {message_type}.")
+        if rule.admitted_only and not sender.admitted:
+            raise TeleconsultError(ErrorCode.FORBIDDEN, "Wait until the doctor admits you.")
+
+    def admit(self, actor: Peer, target_id: str) -> Peer:
+        self.authorize(actor, "admit")
+        target = self._require(target_id)
+        if target.admitted:
+            raise TeleconsultError(ErrorCode.FORBIDDEN, "Already admitted.")
+        target.state = PeerState.ADMITTED
+        return target
+
+    def deny(self, actor: Peer, target_id: str) -> Peer:
+        self.authorize(actor, "deny")
+        target = self._require(target_id)
+        if target.admitted:
+            raise TeleconsultError(ErrorCode.FORBIDDEN, "Only a waiting participant can be denied.")
+        return self._pop(target)
+
+    def remove(self, actor: Peer, target_id: str) -> Peer:
+        self.authorize(actor, "remove")
+        target = self._require(target_id)
+        if target.peer_id == actor.peer_id:
+            raise TeleconsultError(ErrorCode.FORBIDDEN, "Use leave or end to go yourself.")
+        return self._pop(target)
+
+    def relay_target(self, sender: Peer, message_type: str, to: str) -> Peer:
+        """The admitted peer a relayed frame (offer, answer, candidate) may go to."""
+        self.authorize(sender, message_type)
+        target = self._require(to)
+        if target.peer_id == sender.peer_id:
+            raise TeleconsultError(ErrorCode.FORBIDDEN, "Cannot send to yourself.")
+        if not target.admitted:
+            raise TeleconsultError(ErrorCode.FORBIDDEN, "That participant is not admitted.")
+        return target
+
+    def leave(self, peer_id: PeerId) -> Peer | None:
+        peer = self._peers.get(peer_id)
+        return self._pop(peer) if peer is not None else None
+
+    def end(self, actor: Peer) -> list[Peer]:
+        """Close the room; returns everyone who was in it."""
+        self.authorize(actor, "end")
+        self.ended = True
+        everyone = list(self._peers.values())
+        self._peers.clear()
+        return everyone
+
+    # --- helpers -----------------------------------------------------------------------------------------------
+
+    def _require(self, peer_id: str) -> Peer:
+        peer = self._peers.get(PeerId(peer_id))
+        if peer is None:
+            raise TeleconsultError(ErrorCode.NOT_FOUND, "No such participant in this consultation.")
+        return peer
+
+    def _pop(self, peer: Peer) -> Peer:
+        del self._peers[peer.peer_id]
+        return peer

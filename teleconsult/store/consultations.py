@@ -1,0 +1,73 @@
+"""Consultations and their participants."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+
+from sqlalchemy import select, tuple_, update
+
+from teleconsult.store.database import Tx
+from teleconsult.store.models import Consultation, Participant
+
+
+async def add_consultation(tx: Tx, consultation: Consultation, participants: Iterable[Participant]) -> None:
+    tx.add(consultation)
+    tx.add_all(list(participants))
+    await tx.flush()
+
+
+async def consultation_by_id(tx: Tx, consultation_id: str) -> Consultation | None:
+    return await tx.get(Consultation, consultation_id)
+
+
+async def consultations_for_doctor(
+    tx: Tx, doctor_id: str, *, limit: int, before: tuple[datetime, str] | None = None
+) -> Sequence[Consultation]:
+    """Newest first; ``before`` is the (created_at, id) of the last row of the previous page."""
+    query = select(Consultation).where(Consultation.doctor_id == doctor_id)
+    if before is not None:
+        query = query.where(tuple_(Consultation.created_at, Consultation.id) < tuple_(*before))
+    query = query.order_by(Consultation.created_at.desc(), Consultation.id.desc()).limit(limit)
+    return (await tx.execute(query)).scalars().all()
+
+
+async def set_status(
+    tx: Tx, consultation_id: str, new: str, *, allowed_from: Iterable[str], **times: datetime
+) -> bool:
+    """Move the consultation to ``new`` only from one of ``allowed_from``; True if this call made the change.
+
+    The condition lives in the UPDATE itself, so two racing callers cannot both win.
+    """
+    result = await tx.execute(
+        update(Consultation)
+        .where(Consultation.id == consultation_id, Consultation.status.in_(list(allowed_from)))
+        .values(status=new, **times)
+        .execution_options(synchronize_session=False)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def participant_by_id(tx: Tx, participant_id: str) -> Participant | None:
+    return await tx.get(Participant, participant_id)
+
+
+async def participant_by_credential(tx: Tx, credential_hash: str) -> Participant | None:
+    query = select(Participant).where(Participant.credential_hash == credential_hash)
+    return (await tx.execute(query)).scalar_one_or_none()
+
+
+async def doctor_participant(tx: Tx, consultation_id: str) -> Participant | None:
+    query = select(Participant).where(
+        Participant.consultation_id == consultation_id, Participant.role == "doctor"
+    )
+    return (await tx.execute(query)).scalar_one_or_none()
+
+
+async def update_participant(tx: Tx, participant_id: str, **values: object) -> None:
+    await tx.execute(
+        update(Participant)
+        .where(Participant.id == participant_id)
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    )

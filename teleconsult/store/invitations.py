@@ -1,0 +1,53 @@
+"""Invitation links (stored as token hashes) and WebSocket tickets."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import delete, select, update
+
+from teleconsult.store.database import Tx
+from teleconsult.store.models import Invitation, Ticket
+
+
+async def add_invitation(tx: Tx, invitation: Invitation) -> None:
+    tx.add(invitation)
+
+
+async def invitation_by_token_hash(tx: Tx, token_hash: str) -> Invitation | None:
+    query = select(Invitation).where(Invitation.token_hash == token_hash)
+    return (await tx.execute(query)).scalar_one_or_none()
+
+
+async def mark_redeemed(tx: Tx, invitation_id: str, now: datetime) -> None:
+    await tx.execute(
+        update(Invitation)
+        .where(Invitation.id == invitation_id, Invitation.redeemed_at.is_(None))
+        .values(redeemed_at=now)
+        .execution_options(synchronize_session=False)
+    )
+
+
+async def add_ticket(tx: Tx, token_hash: str, participant_id: str, expires_at: datetime) -> None:
+    tx.add(Ticket(token_hash=token_hash, participant_id=participant_id, expires_at=expires_at))
+
+
+async def consume_ticket(tx: Tx, token_hash: str, now: datetime) -> str | None:
+    """Mark the ticket used and return its participant id; None if unknown, expired or already used.
+
+    Single use holds under concurrency: only the UPDATE that finds ``used_at IS NULL`` counts a row.
+    """
+    result = await tx.execute(
+        update(Ticket)
+        .where(Ticket.token_hash == token_hash, Ticket.used_at.is_(None), Ticket.expires_at > now)
+        .values(used_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    if not result.rowcount:  # type: ignore[attr-defined]
+        return None
+    query = select(Ticket.participant_id).where(Ticket.token_hash == token_hash)
+    return (await tx.execute(query)).scalar_one()
+
+
+async def delete_stale_tickets(tx: Tx, before: datetime) -> None:
+    await tx.execute(delete(Ticket).where(Ticket.expires_at < before))

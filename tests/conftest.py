@@ -1,0 +1,175 @@
+"""Shared fixtures: real SQLite and PostgreSQL databases, a running app, clients for each participant."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from teleconsult.api.keys import DOCTORS
+from teleconsult.app import create_app
+from teleconsult.config import Settings, build_settings
+from teleconsult.store import Database
+from teleconsult.store.models import Base
+
+IN_CI = os.environ.get("CI", "").lower() == "true"
+PG_URL = os.environ.get("TELECONSULT_TEST_DATABASE_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres")
+DOCTOR_EMAIL = "dr.martin@example.org"
+DOCTOR_PASSWORD = "correct horse battery"
+DOCTOR_RPPS = "10101010101"
+
+
+def unavailable(reason: str) -> None:
+    """Skip with one line saying why; under CI a missing service is a failure, never a skip."""
+    if IN_CI:
+        pytest.fail(f"{reason} (CI=true: this test must run)")
+    pytest.skip(reason)
+
+
+# --- PostgreSQL -------------------------------------------------------------------------------------------------
+
+
+async def _pg_admin(sql: str) -> None:
+    engine = create_async_engine(PG_URL, isolation_level="AUTOCOMMIT")
+    try:
+        async with engine.connect() as conn:
+            await conn.execute(text(sql))
+    finally:
+        await engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A fresh database for this test session, migrated once; dropped at the end."""
+    name = f"teleconsult_test_{uuid.uuid4().hex[:10]}"
+    try:
+        asyncio.run(_pg_admin(f'CREATE DATABASE "{name}"'))
+    except Exception as exc:  # noqa: BLE001 - any failure to reach the server means "not available"
+        unavailable(f"PostgreSQL not reachable at {PG_URL.split('@')[-1]}: {type(exc).__name__}")
+    url = PG_URL.rsplit("/", 1)[0] + f"/{name}"
+
+    async def migrate() -> None:
+        database = Database(url)
+        try:
+            await database.upgrade()
+        finally:
+            await database.close()
+
+    asyncio.run(migrate())
+    yield url
+    asyncio.run(_pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+async def truncate_all(url: str) -> None:
+    engine = create_async_engine(url)
+    try:
+        async with engine.begin() as conn:
+            tables = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
+            await conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+    finally:
+        await engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Both backends, for the tests that must hold on each."""
+    if request.param == "sqlite":
+        return f"sqlite+aiosqlite:///{tmp_path / 'test.db'}"
+    url: str = request.getfixturevalue("postgres_url")
+    await truncate_all(url)
+    return url
+
+
+# --- the app ----------------------------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def make_settings(tmp_path: Path, **values: Any) -> Settings:
+    defaults: dict[str, Any] = {"data_dir": tmp_path / "var", "port": free_port(), "secret_key": "test-secret"}
+    return build_settings(defaults | values)
+
+
+@dataclass
+class Running:
+    """A server on a real port, with a doctor account."""
+
+    app: web.Application
+    server: TestServer
+    settings: Settings
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.port}"
+
+    doctor_email: str = DOCTOR_EMAIL
+    doctor_password: str = DOCTOR_PASSWORD
+
+
+async def start_server(settings: Settings) -> Running:
+    app = create_app(settings)
+    server = TestServer(app, host="127.0.0.1", port=settings.port)
+    await server.start_server()
+    await app[DOCTORS].create_doctor(email=DOCTOR_EMAIL, name="Dr Alice Martin", rpps=DOCTOR_RPPS,
+                                     password=DOCTOR_PASSWORD)
+    return Running(app, server, settings)
+
+
+@pytest.fixture
+async def running(tmp_path: Path) -> AsyncIterator[Running]:
+    """The server on SQLite (the embedded default)."""
+    live = await start_server(make_settings(tmp_path))
+    yield live
+    await live.server.close()
+
+
+@pytest.fixture
+async def running_any_db(tmp_path: Path, database_url: str) -> AsyncIterator[Running]:
+    """The server on SQLite and then on PostgreSQL."""
+    live = await start_server(make_settings(tmp_path, database_url=database_url))
+    yield live
+    await live.server.close()
+
+
+@pytest.fixture
+async def live_server(running: Running) -> Running:
+    return running
+
+
+@pytest.fixture
+async def clients(running: Running) -> AsyncIterator[Any]:
+    """A factory of independent HTTP clients (own cookie jars) on the running server."""
+    made: list[TestClient[Any, Any]] = []
+
+    async def make() -> TestClient[Any, Any]:
+        client: TestClient[Any, Any] = TestClient(running.server)
+        await client.start_server()
+        made.append(client)
+        return client
+
+    yield make
+    for client in made:
+        await client.close()
+
+
+@pytest.fixture
+def chromium_path() -> str:
+    path = "/usr/bin/chromium"
+    if not os.path.exists(path):
+        unavailable("Debian's chromium is not installed at /usr/bin/chromium")
+    return path
