@@ -73,8 +73,9 @@ def build_record(
 
 
 def _line(found: Act, performer: str) -> BillingAct:
-    return BillingAct(role=found.role.value, performer_name=performer, act_code=found.code,
-                      amount_cents=found.amount_cents)
+    return BillingAct(
+        role=found.role.value, performer_name=performer, act_code=found.code, amount_cents=found.amount_cents
+    )
 
 
 def _first(participants: list[Participant], role: Role) -> Participant | None:

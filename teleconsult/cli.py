@@ -78,8 +78,18 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
-    names = ("host", "port", "data_dir", "database_url", "demo", "tls_cert", "tls_key", "self_signed",
-             "behind_proxy", "public_url")
+    names = (
+        "host",
+        "port",
+        "data_dir",
+        "database_url",
+        "demo",
+        "tls_cert",
+        "tls_key",
+        "self_signed",
+        "behind_proxy",
+        "public_url",
+    )
     return {name: getattr(args, name, None) for name in names}
 
 
@@ -90,16 +100,23 @@ def _serve(settings: Settings, _args: argparse.Namespace) -> int:
     if settings.demo:
         app.on_startup.append(lambda _app: _announce_demo(settings))
     log.info("Teleconsult on %s", settings.base_url)
-    web.run_app(app, host=settings.host, port=settings.port, ssl_context=ssl_context, shutdown_timeout=10,
-                access_log=None, print=lambda text: None, handle_signals=True)
+    web.run_app(
+        app,
+        host=settings.host,
+        port=settings.port,
+        ssl_context=ssl_context,
+        shutdown_timeout=10,
+        access_log=None,
+        print=lambda text: None,
+        handle_signals=True,
+    )
     return 0
 
 
 async def _announce_demo(settings: Settings) -> None:
     email, password = await ensure_demo_doctor(settings)
     banner = (
-        f"\n  Teleconsult is running: {settings.base_url}/login\n"
-        f"  Demo doctor: {email}\n  Password:    {password}\n"
+        f"\n  Teleconsult is running: {settings.base_url}/login\n  Demo doctor: {email}\n  Password:    {password}\n"
     )
     print(banner, flush=True)  # the one place a secret is printed: the developer's own terminal
 
@@ -131,7 +148,8 @@ def _create_doctor(settings: Settings, args: argparse.Namespace) -> int:
         try:
             await _prepare(database, settings)
             doctor = await DoctorService(database, settings).create_doctor(
-                email=args.email, name=args.name, rpps=args.rpps, password=password)
+                email=args.email, name=args.name, rpps=args.rpps, password=password
+            )
             print(f"created doctor {doctor.id}")
         finally:
             await database.close()

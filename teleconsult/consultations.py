@@ -13,8 +13,7 @@ from teleconsult.ids import hash_token, new_id
 from teleconsult.invitations import issue_invitation, join_link
 from teleconsult.lifecycle import CLOSED, Status, closing_status, sources
 from teleconsult.rooms import Role
-from teleconsult.store import Database, Tx
-from teleconsult.store import audit
+from teleconsult.store import Database, Tx, audit
 from teleconsult.store import billing as billing_store
 from teleconsult.store import consultations as store
 from teleconsult.store import doctors as doctor_store
@@ -52,8 +51,9 @@ class NewConsultation:
             raise TeleconsultError(ErrorCode.BAD_REQUEST, "scheduled_at needs a time zone offset.")
         if self.language not in ("fr", "en"):
             raise TeleconsultError(ErrorCode.BAD_REQUEST, "language is fr or en.")
-        return NewConsultation(patient_name, patient_email, self.scheduled_at, self.reason, nurse_name,
-                               nurse_email, self.language)
+        return NewConsultation(
+            patient_name, patient_email, self.scheduled_at, self.reason, nurse_name, nurse_email, self.language
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,25 +81,53 @@ class ConsultationService:
         new = new.validated()
         now = utcnow()
         consultation = Consultation(
-            id=new_id("c"), doctor_id=doctor.id, status=Status.SCHEDULED.value, reason=new.reason,
-            scheduled_at=new.scheduled_at, language=new.language, created_at=now,
+            id=new_id("c"),
+            doctor_id=doctor.id,
+            status=Status.SCHEDULED.value,
+            reason=new.reason,
+            scheduled_at=new.scheduled_at,
+            language=new.language,
+            created_at=now,
         )
         seats = [
-            Participant(id=new_id("u"), consultation_id=consultation.id, role=Role.DOCTOR.value, name=doctor.name,
-                        email=doctor.email, doctor_id=doctor.id),
-            Participant(id=new_id("u"), consultation_id=consultation.id, role=Role.PATIENT.value,
-                        name=new.patient_name, email=new.patient_email),
+            Participant(
+                id=new_id("u"),
+                consultation_id=consultation.id,
+                role=Role.DOCTOR.value,
+                name=doctor.name,
+                email=doctor.email,
+                doctor_id=doctor.id,
+            ),
+            Participant(
+                id=new_id("u"),
+                consultation_id=consultation.id,
+                role=Role.PATIENT.value,
+                name=new.patient_name,
+                email=new.patient_email,
+            ),
         ]
         if new.nurse_name and new.nurse_email:
-            seats.append(Participant(id=new_id("u"), consultation_id=consultation.id, role=Role.NURSE.value,
-                                     name=new.nurse_name, email=new.nurse_email))
+            seats.append(
+                Participant(
+                    id=new_id("u"),
+                    consultation_id=consultation.id,
+                    role=Role.NURSE.value,
+                    name=new.nurse_name,
+                    email=new.nurse_email,
+                )
+            )
         async with self._db.transaction() as tx:
             await store.add_consultation(tx, consultation, seats)
-            links = {seat.role: join_link(self._settings, await issue_invitation(tx, self._settings,
-                                                                                 consultation, seat, now))
-                     for seat in seats if seat.role != Role.DOCTOR.value}
-            await audit.add_event(tx, action="consultation.created", actor=f"doctor:{doctor.id}",
-                                  consultation_id=consultation.id)
+            links = {
+                seat.role: join_link(
+                    self._settings, await issue_invitation(tx, self._settings, consultation, seat, now)
+                )
+                for seat in seats
+                if seat.role != Role.DOCTOR.value
+            }
+            await audit.add_event(
+                tx, action="consultation.created", actor=f"doctor:{doctor.id}", consultation_id=consultation.id
+            )
             await tx.refresh(consultation, ["participants", "billing"])
         return Created(consultation, links[Role.PATIENT.value], links.get(Role.NURSE.value))
 
@@ -159,16 +187,18 @@ class ConsultationService:
         async with self._db.transaction() as tx:
             await store.update_participant(tx, participant.id, joined_at=now, left_at=None)
             if participant.role != Role.DOCTOR.value:
-                await store.set_status(tx, participant.consultation_id, Status.WAITING,
-                                       allowed_from=sources(Status.WAITING))
+                await store.set_status(
+                    tx, participant.consultation_id, Status.WAITING, allowed_from=sources(Status.WAITING)
+                )
 
     async def participant_admitted(self, participant_id: str, consultation_id: str, *, in_progress: bool) -> None:
         now = utcnow()
         async with self._db.transaction() as tx:
             await store.update_participant(tx, participant_id, admitted_at=now)
             if in_progress:
-                await store.set_status(tx, consultation_id, Status.IN_PROGRESS,
-                                       allowed_from=sources(Status.IN_PROGRESS), started_at=now)
+                await store.set_status(
+                    tx, consultation_id, Status.IN_PROGRESS, allowed_from=sources(Status.IN_PROGRESS), started_at=now
+                )
 
     async def participant_sent_away(self, participant_id: str) -> None:
         """Denied or removed: the seat must be admitted again to come back."""
@@ -199,12 +229,17 @@ class ConsultationService:
             if target is Status.ENDED:
                 doctor = await doctor_store.doctor_by_id(tx, doctor_id)
                 assert doctor is not None  # a consultation's doctor cannot be deleted (foreign key)
-                built, acts = billing.build_record(consultation, doctor, ended_at=now,
-                                                   doctor_act=self._settings.doctor_act,
-                                                   nurse_act=self._settings.nurse_act)
+                built, acts = billing.build_record(
+                    consultation,
+                    doctor,
+                    ended_at=now,
+                    doctor_act=self._settings.doctor_act,
+                    nurse_act=self._settings.nurse_act,
+                )
                 record = await billing_store.add_billing_record(tx, built, acts)
-            await audit.add_event(tx, action=f"consultation.{target.value}", actor=f"doctor:{doctor_id}",
-                                  consultation_id=consultation_id)
+            await audit.add_event(
+                tx, action=f"consultation.{target.value}", actor=f"doctor:{doctor_id}", consultation_id=consultation_id
+            )
             return record
 
     async def _existing_record(self, tx: Tx, consultation_id: str) -> BillingRecord | None:

@@ -86,8 +86,7 @@ class DoctorService:
         keys = (f"email:{email}", f"ip:{client}")
         wait = max(self.throttle.retry_after(key) for key in keys)
         if wait > 0:
-            raise TeleconsultError(ErrorCode.RATE_LIMITED, "Too many failed logins; try again later.",
-                                   retry_after=wait)
+            raise TeleconsultError(ErrorCode.RATE_LIMITED, "Too many failed logins; try again later.", retry_after=wait)
         async with self._db.transaction() as tx:
             doctor = await store.doctor_by_email(tx, email)
         if not await passwords.verify_password(doctor.password_hash if doctor else None, password):

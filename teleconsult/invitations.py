@@ -14,8 +14,7 @@ from teleconsult.errors import ErrorCode, TeleconsultError
 from teleconsult.ids import hash_token, looks_like_token, new_id, new_token
 from teleconsult.lifecycle import OPEN, Status
 from teleconsult.rooms import Role
-from teleconsult.store import Database, Tx
-from teleconsult.store import audit
+from teleconsult.store import Database, Tx, audit
 from teleconsult.store import consultations as consultation_store
 from teleconsult.store import doctors as doctor_store
 from teleconsult.store import invitations as store

@@ -91,13 +91,18 @@ class SignalingService:
         room = self._rooms.get(seat.consultation.id)
         if room is None:
             room = self._rooms[seat.consultation.id] = Room(seat.consultation.id, self._capacity)
-        joined = room.join(PeerId(new_id("p")), Role(participant.role), participant.name, participant.id,
-                           pre_admitted=participant.admitted_at is not None)
+        joined = room.join(
+            PeerId(new_id("p")),
+            Role(participant.role),
+            participant.name,
+            participant.id,
+            pre_admitted=participant.admitted_at is not None,
+        )
         session = Session(joined.peer, room, conn, seat, resume_token=new_token())
         self._sessions[session.peer.peer_id] = session
-        await self._bus.subscribe(session.channel, conn.send)
         if joined.replaced is not None:
             await self._evict(joined.replaced, m.Removed(reason="replaced"))
+        await self._bus.subscribe(session.channel, conn.send)  # after the eviction: it is not news to this peer
         await self._consultations.participant_joined(participant)
         await self._welcome(session)
         return session
@@ -105,11 +110,20 @@ class SignalingService:
     async def _welcome(self, session: Session) -> None:
         peer, room = session.peer, session.room
         peers = [peer_info(p) for p in room.admitted(exclude=peer.peer_id)] if peer.admitted else []
-        session.conn.send(encode(m.Welcome(
-            peer_id=peer.peer_id, role=peer.role.value, consultation_id=room.consultation_id,
-            state=peer.state.value, peers=peers, ice_servers=self._ice_servers,
-            resume=session.resume_token, polite=peer.role is Role.DOCTOR,
-        )))
+        session.conn.send(
+            encode(
+                m.Welcome(
+                    peer_id=peer.peer_id,
+                    role=peer.role.value,
+                    consultation_id=room.consultation_id,
+                    state=peer.state.value,
+                    peers=peers,
+                    ice_servers=self._ice_servers,
+                    resume=session.resume_token,
+                    polite=peer.role is Role.DOCTOR,
+                )
+            )
+        )
         if not peer.admitted:
             session.conn.send(encode(m.Waiting()))
             await self._send_lobby(room)
@@ -118,8 +132,9 @@ class SignalingService:
         if peer.role is Role.DOCTOR:
             await self._send_lobby(room)
         if room.is_in_progress():
-            await self._consultations.participant_admitted(session.seat.participant.id, room.consultation_id,
-                                                           in_progress=True)
+            await self._consultations.participant_admitted(
+                session.seat.participant.id, room.consultation_id, in_progress=True
+            )
 
     # --- messages from a seated peer ---------------------------------------------------------------------------
 
@@ -167,8 +182,9 @@ class SignalingService:
         await self._send(target, m.Admitted(peers=[peer_info(p) for p in room.admitted(exclude=target.peer_id)]))
         await self._broadcast(room.admitted(exclude=target.peer_id), m.PeerJoined(peer=peer_info(target)))
         await self._send_lobby(room)
-        await self._consultations.participant_admitted(target.seat, room.consultation_id,
-                                                       in_progress=room.is_in_progress())
+        await self._consultations.participant_admitted(
+            target.seat, room.consultation_id, in_progress=room.is_in_progress()
+        )
 
     # --- leaving -----------------------------------------------------------------------------------------------
 

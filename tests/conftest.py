@@ -55,7 +55,7 @@ def postgres_url() -> Iterator[str]:
     name = f"teleconsult_test_{uuid.uuid4().hex[:10]}"
     try:
         asyncio.run(_pg_admin(f'CREATE DATABASE "{name}"'))
-    except Exception as exc:  # noqa: BLE001 - any failure to reach the server means "not available"
+    except Exception as exc:
         unavailable(f"PostgreSQL not reachable at {PG_URL.split('@')[-1]}: {type(exc).__name__}")
     url = PG_URL.rsplit("/", 1)[0] + f"/{name}"
 
@@ -125,8 +125,9 @@ async def start_server(settings: Settings) -> Running:
     app = create_app(settings)
     server = TestServer(app, host="127.0.0.1", port=settings.port)
     await server.start_server()
-    await app[DOCTORS].create_doctor(email=DOCTOR_EMAIL, name="Dr Alice Martin", rpps=DOCTOR_RPPS,
-                                     password=DOCTOR_PASSWORD)
+    await app[DOCTORS].create_doctor(
+        email=DOCTOR_EMAIL, name="Dr Alice Martin", rpps=DOCTOR_RPPS, password=DOCTOR_PASSWORD
+    )
     return Running(app, server, settings)
 
 

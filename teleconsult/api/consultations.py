@@ -21,10 +21,18 @@ routes = web.RouteTableDef()
 async def create(request: web.Request) -> web.Response:
     doctor = await require_doctor(request)
     body = await read_body(request, NewConsultationBody)
-    created = await request.app[CONSULTATIONS].create(doctor, NewConsultation(
-        patient_name=body.patient_name, patient_email=body.patient_email, scheduled_at=body.scheduled_at,
-        reason=body.reason, nurse_name=body.nurse_name, nurse_email=body.nurse_email, language=body.language,
-    ))
+    created = await request.app[CONSULTATIONS].create(
+        doctor,
+        NewConsultation(
+            patient_name=body.patient_name,
+            patient_email=body.patient_email,
+            scheduled_at=body.scheduled_at,
+            reason=body.reason,
+            nurse_name=body.nurse_name,
+            nurse_email=body.nurse_email,
+            language=body.language,
+        ),
+    )
     payload = consultation_json(created.consultation)
     payload["patient_link"] = created.patient_link
     if created.nurse_link:

@@ -18,18 +18,23 @@ PARTICIPANT_COOKIE_MAX_AGE = 24 * 3600
 async def join(request: web.Request) -> web.Response:
     body = await read_body(request, JoinBody)
     grant = await request.app[INVITATIONS].redeem(
-        body.token, consent=body.consent, ip=client_address(request),
+        body.token,
+        consent=body.consent,
+        ip=client_address(request),
         user_agent=request.headers.get("User-Agent"),
     )
-    response = web.json_response({
-        "ticket": grant.ticket,
-        "role": grant.role.value,
-        "consultation_id": grant.consultation_id,
-        "doctor_name": grant.doctor_name,
-        "name": grant.participant_name,
-        "csrf_token": csrf_token(request, grant.credential),
-        "ticket_ttl_s": request.app[SETTINGS].ticket_ttl_s,
-    })
-    set_cookie(response, request, participant_cookie(grant.consultation_id), grant.credential,
-               PARTICIPANT_COOKIE_MAX_AGE)
+    response = web.json_response(
+        {
+            "ticket": grant.ticket,
+            "role": grant.role.value,
+            "consultation_id": grant.consultation_id,
+            "doctor_name": grant.doctor_name,
+            "name": grant.participant_name,
+            "csrf_token": csrf_token(request, grant.credential),
+            "ticket_ttl_s": request.app[SETTINGS].ticket_ttl_s,
+        }
+    )
+    set_cookie(
+        response, request, participant_cookie(grant.consultation_id), grant.credential, PARTICIPANT_COOKIE_MAX_AGE
+    )
     return response

@@ -16,18 +16,20 @@ UNSAFE = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 #: These endpoints carry their own credential in the body; the Origin check still applies.
 CSRF_EXEMPT = frozenset({"/api/login", "/api/join"})
 
-CONTENT_SECURITY_POLICY = "; ".join((
-    "default-src 'self'",
-    "script-src 'self'",
-    "style-src 'self'",
-    "img-src 'self' data: blob:",
-    "media-src 'self' blob: mediastream:",
-    "connect-src 'self'",
-    "object-src 'none'",
-    "base-uri 'none'",
-    "form-action 'self'",
-    "frame-ancestors 'none'",
-))
+CONTENT_SECURITY_POLICY = "; ".join(
+    (
+        "default-src 'self'",
+        "script-src 'self'",
+        "style-src 'self'",
+        "img-src 'self' data: blob:",
+        "media-src 'self' blob: mediastream:",
+        "connect-src 'self'",
+        "object-src 'none'",
+        "base-uri 'none'",
+        "form-action 'self'",
+        "frame-ancestors 'none'",
+    )
+)
 
 
 def error_response(error: TeleconsultError) -> web.Response:
@@ -47,11 +49,15 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         if exc.status < 400 or not request.path.startswith("/api/"):
             raise
         code = {404: ErrorCode.NOT_FOUND, 405: ErrorCode.BAD_REQUEST, 413: ErrorCode.TOO_LARGE}.get(
-            exc.status, ErrorCode.BAD_REQUEST)
+            exc.status, ErrorCode.BAD_REQUEST
+        )
         return web.json_response({"error": code.value, "message": exc.reason}, status=exc.status)
     except Exception:
-        log.exception("unhandled error on %s %s", request.method, request.match_info.route.resource
-                      and request.match_info.route.resource.canonical)
+        log.exception(
+            "unhandled error on %s %s",
+            request.method,
+            request.match_info.route.resource and request.match_info.route.resource.canonical,
+        )
         return error_response(TeleconsultError(ErrorCode.INTERNAL))
 
 

@@ -22,8 +22,9 @@ LANG_COOKIE = "lang"
 
 
 def page_language(request: web.Request) -> str:
-    return negotiate(request.query.get("lang"), request.cookies.get(LANG_COOKIE),
-                     request.headers.get("Accept-Language"))
+    return negotiate(
+        request.query.get("lang"), request.cookies.get(LANG_COOKIE), request.headers.get("Accept-Language")
+    )
 
 
 def render(request: web.Request, template: str, lang: str, **context: Any) -> web.Response:
@@ -71,9 +72,19 @@ async def doctor_call(request: web.Request) -> web.Response:
     except TeleconsultError:
         raise web.HTTPNotFound() from None
     patient = next((p for p in consultation.participants if p.role == "patient"), None)
-    return render(request, "call.html", lang, role="doctor", consultation_id=consultation.id, token=None,
-                  link_valid=True, doctor_name=doctor.name, patient_name=patient.name if patient else "",
-                  scheduled_at=format_paris(consultation.scheduled_at, lang), status=consultation.status)
+    return render(
+        request,
+        "call.html",
+        lang,
+        role="doctor",
+        consultation_id=consultation.id,
+        token=None,
+        link_valid=True,
+        doctor_name=doctor.name,
+        patient_name=patient.name if patient else "",
+        scheduled_at=format_paris(consultation.scheduled_at, lang),
+        status=consultation.status,
+    )
 
 
 @routes.get("/j/{token}")
@@ -82,12 +93,35 @@ async def join_page(request: web.Request) -> web.Response:
     try:
         info = await request.app[INVITATIONS].describe(token)
     except TeleconsultError as error:
-        return render(request, "call.html", page_language(request), role="patient", consultation_id=None,
-                      token=None, link_valid=False, link_error=error.code.value, doctor_name=None,
-                      patient_name=None, scheduled_at=None, status=None)
-    lang = negotiate(request.query.get("lang"), request.cookies.get(LANG_COOKIE), None) \
-        if "lang" in request.query or LANG_COOKIE in request.cookies else info.language
-    return render(request, "call.html", lang, role=info.role.value, consultation_id=info.consultation_id,
-                  token=token, link_valid=True, doctor_name=info.doctor_name,
-                  patient_name=info.participant_name, scheduled_at=format_paris(info.scheduled_at, lang),
-                  status=None)
+        return render(
+            request,
+            "call.html",
+            page_language(request),
+            role="patient",
+            consultation_id=None,
+            token=None,
+            link_valid=False,
+            link_error=error.code.value,
+            doctor_name=None,
+            patient_name=None,
+            scheduled_at=None,
+            status=None,
+        )
+    lang = (
+        negotiate(request.query.get("lang"), request.cookies.get(LANG_COOKIE), None)
+        if "lang" in request.query or LANG_COOKIE in request.cookies
+        else info.language
+    )
+    return render(
+        request,
+        "call.html",
+        lang,
+        role=info.role.value,
+        consultation_id=info.consultation_id,
+        token=token,
+        link_valid=True,
+        doctor_name=info.doctor_name,
+        patient_name=info.participant_name,
+        scheduled_at=format_paris(info.scheduled_at, lang),
+        status=None,
+    )

@@ -27,8 +27,9 @@ def csrf_valid(request: web.Request) -> bool:
     sent = request.headers.get(CSRF_HEADER, "")
     if not sent:
         return False
-    credentials = [v for k, v in request.cookies.items()
-                   if k == SESSION_COOKIE or k.startswith(PARTICIPANT_COOKIE_PREFIX)]
+    credentials = [
+        v for k, v in request.cookies.items() if k == SESSION_COOKIE or k.startswith(PARTICIPANT_COOKIE_PREFIX)
+    ]
     return any(constant_time_equal(sent, csrf_token(request, c)) for c in credentials)
 
 
@@ -53,6 +54,11 @@ def same_origin(request: web.Request) -> bool:
 
 def set_cookie(response: web.StreamResponse, request: web.Request, name: str, value: str, max_age: int) -> None:
     response.set_cookie(
-        name, value, max_age=max_age, path="/", httponly=True, samesite="Strict",
+        name,
+        value,
+        max_age=max_age,
+        path="/",
+        httponly=True,
+        samesite="Strict",
         secure=request.app[SETTINGS].secure_cookies or request.secure,
     )

@@ -11,7 +11,7 @@ import logging
 import time
 from typing import Final
 
-from aiohttp import WSCloseCode, WSMsgType, web
+from aiohttp import WSCloseCode, WSMessage, WSMsgType, web
 
 from teleconsult.api.keys import SETTINGS, SIGNALING, SOCKETS
 from teleconsult.api.security import same_origin
@@ -116,10 +116,10 @@ async def websocket(request: web.Request) -> web.StreamResponse:
 
 
 async def _handshake(
-    ws: web.WebSocketResponse, conn: WsConnection, signaling: SignalingService, timeout: float, max_bytes: int
+    ws: web.WebSocketResponse, conn: WsConnection, signaling: SignalingService, hello_timeout: float, max_bytes: int
 ) -> Session | None:
     """Wait for a valid hello; errors other than ``unauthorized`` leave the socket open until the deadline."""
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + hello_timeout
     while (remaining := deadline - time.monotonic()) > 0:
         try:
             msg = await ws.receive(timeout=remaining)
@@ -144,18 +144,17 @@ async def _handshake(
     return None
 
 
-def _parse_hello(msg: object, max_bytes: int) -> m.Hello:
+def _parse_hello(msg: WSMessage, max_bytes: int) -> m.Hello:
     message = _decode(msg, max_bytes)
     if not isinstance(message, m.Hello):
         raise TeleconsultError(ErrorCode.UNAUTHORIZED, "Send hello first.")
     return message
 
 
-def _text_of(msg: object) -> str:
-    if getattr(msg, "type", None) != WSMsgType.TEXT:
+def _text_of(msg: WSMessage) -> str:
+    if msg.type != WSMsgType.TEXT:
         raise TeleconsultError(ErrorCode.BAD_MESSAGE, "Frames are JSON text.")
-    data = msg.data  # type: ignore[attr-defined]
-    assert isinstance(data, str)
+    data: str = msg.data
     return data
 
 
@@ -182,12 +181,12 @@ async def _serve(
             conn.send(error_frame(TeleconsultError(ErrorCode.INTERNAL), message.id))
 
 
-def _decode(msg: object, max_bytes: int) -> m.ClientMessage:
-    return decode_client(_text_of(msg), max_bytes=max_bytes)  # type: ignore[return-value]
+def _decode(msg: WSMessage, max_bytes: int) -> m.ClientMessage:
+    return decode_client(_text_of(msg), max_bytes=max_bytes)
 
 
-def _ref_after_failure(msg: object, error: TeleconsultError) -> str | None:
+def _ref_after_failure(msg: WSMessage, error: TeleconsultError) -> str | None:
     """The ``id`` of a frame that failed to decode, looked for only on this (rare) path."""
-    if error.code is ErrorCode.TOO_LARGE or getattr(msg, "type", None) != WSMsgType.TEXT:
+    if error.code is ErrorCode.TOO_LARGE or msg.type != WSMsgType.TEXT:
         return None
-    return ref_of(msg.data)  # type: ignore[attr-defined]
+    return ref_of(msg.data)

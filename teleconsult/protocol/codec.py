@@ -15,7 +15,7 @@ from teleconsult.protocol.messages import CLIENT_TYPES, ClientMessage, ServerMes
 
 MAX_FRAME_BYTES = 64 * 1024
 
-_decoder: msgspec.json.Decoder[ClientMessage] = msgspec.json.Decoder(ClientMessage)  # type: ignore[arg-type]
+_decoder: msgspec.json.Decoder[ClientMessage] = msgspec.json.Decoder(ClientMessage)
 _raw_decoder = msgspec.json.Decoder()
 _encoder = msgspec.json.Encoder()
 

@@ -46,9 +46,9 @@ class Remove(_Client, tag="remove"):
 
 class IceCandidate(msgspec.Struct, kw_only=True, omit_defaults=True):
     candidate: Annotated[str, Meta(max_length=2_000)]
-    sdpMid: Annotated[str, Meta(max_length=64)] | None = None  # noqa: N815 - W3C field name
-    sdpMLineIndex: Annotated[int, Meta(ge=0, le=1_000)] | None = None  # noqa: N815
-    usernameFragment: Annotated[str, Meta(max_length=256)] | None = None  # noqa: N815
+    sdpMid: Annotated[str, Meta(max_length=64)] | None = None
+    sdpMLineIndex: Annotated[int, Meta(ge=0, le=1_000)] | None = None
+    usernameFragment: Annotated[str, Meta(max_length=256)] | None = None
 
 
 class Offer(_Client, tag="offer"):

@@ -32,9 +32,7 @@ async def consultations_for_doctor(
     return (await tx.execute(query)).scalars().all()
 
 
-async def set_status(
-    tx: Tx, consultation_id: str, new: str, *, allowed_from: Iterable[str], **times: datetime
-) -> bool:
+async def set_status(tx: Tx, consultation_id: str, new: str, *, allowed_from: Iterable[str], **times: datetime) -> bool:
     """Move the consultation to ``new`` only from one of ``allowed_from``; True if this call made the change.
 
     The condition lives in the UPDATE itself, so two racing callers cannot both win.
@@ -58,9 +56,7 @@ async def participant_by_credential(tx: Tx, credential_hash: str) -> Participant
 
 
 async def doctor_participant(tx: Tx, consultation_id: str) -> Participant | None:
-    query = select(Participant).where(
-        Participant.consultation_id == consultation_id, Participant.role == "doctor"
-    )
+    query = select(Participant).where(Participant.consultation_id == consultation_id, Participant.role == "doctor")
     return (await tx.execute(query)).scalar_one_or_none()
 
 

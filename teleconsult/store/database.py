@@ -54,7 +54,7 @@ class Database:
         try:
             async with self.engine.connect() as conn:
                 await conn.execute(text("SELECT 1"))
-        except Exception:  # noqa: BLE001 - any failure means "not reachable" to a health check
+        except Exception:
             return False
         return True
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-
 revision = "0001"
 down_revision = None
 branch_labels = None
@@ -31,9 +30,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id"),
     )
     with op.batch_alter_table("audit_events", schema=None) as batch_op:
-        batch_op.create_index(
-            batch_op.f("ix_audit_events_consultation_id"), ["consultation_id"], unique=False
-        )
+        batch_op.create_index(batch_op.f("ix_audit_events_consultation_id"), ["consultation_id"], unique=False)
 
     op.create_table(
         "doctors",
@@ -130,9 +127,7 @@ def upgrade() -> None:
         sa.UniqueConstraint("credential_hash"),
     )
     with op.batch_alter_table("participants", schema=None) as batch_op:
-        batch_op.create_index(
-            batch_op.f("ix_participants_consultation_id"), ["consultation_id"], unique=False
-        )
+        batch_op.create_index(batch_op.f("ix_participants_consultation_id"), ["consultation_id"], unique=False)
 
     op.create_table(
         "billing_acts",
