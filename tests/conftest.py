@@ -6,15 +6,18 @@ import asyncio
 import os
 import socket
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Coroutine, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pytest
+import hypothesis  # noqa: F401 - loaded here, at a shallow stack: CPython 3.11.7 ast.parse fails when
+import pytest  # pytest rewrites hypothesis lazily deep inside session teardown
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from teleconsult.api.keys import DOCTORS
@@ -49,13 +52,19 @@ async def _pg_admin(sql: str) -> None:
         await engine.dispose()
 
 
+def in_thread(coroutine: Coroutine[Any, Any, None]) -> None:
+    """Run set-up work on its own loop (session fixtures may be first requested from inside a running loop)."""
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, coroutine).result()
+
+
 @pytest.fixture(scope="session")
 def postgres_url() -> Iterator[str]:
     """A fresh database for this test session, migrated once; dropped at the end."""
     name = f"teleconsult_test_{uuid.uuid4().hex[:10]}"
     try:
-        asyncio.run(_pg_admin(f'CREATE DATABASE "{name}"'))
-    except Exception as exc:
+        in_thread(_pg_admin(f'CREATE DATABASE "{name}"'))
+    except (OSError, DBAPIError) as exc:
         unavailable(f"PostgreSQL not reachable at {PG_URL.split('@')[-1]}: {type(exc).__name__}")
     url = PG_URL.rsplit("/", 1)[0] + f"/{name}"
 
@@ -66,9 +75,9 @@ def postgres_url() -> Iterator[str]:
         finally:
             await database.close()
 
-    asyncio.run(migrate())
+    in_thread(migrate())
     yield url
-    asyncio.run(_pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    in_thread(_pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 async def truncate_all(url: str) -> None:
@@ -121,13 +130,14 @@ class Running:
     doctor_password: str = DOCTOR_PASSWORD
 
 
-async def start_server(settings: Settings) -> Running:
+async def start_server(settings: Settings, *, with_doctor: bool = True) -> Running:
     app = create_app(settings)
     server = TestServer(app, host="127.0.0.1", port=settings.port)
     await server.start_server()
-    await app[DOCTORS].create_doctor(
-        email=DOCTOR_EMAIL, name="Dr Alice Martin", rpps=DOCTOR_RPPS, password=DOCTOR_PASSWORD
-    )
+    if with_doctor:
+        await app[DOCTORS].create_doctor(
+            email=DOCTOR_EMAIL, name="Dr Alice Martin", rpps=DOCTOR_RPPS, password=DOCTOR_PASSWORD
+        )
     return Running(app, server, settings)
 
 

@@ -48,14 +48,18 @@ async def test_errors_before_hello_keep_the_socket_open(clients: Any) -> None:
     csrf = await login(client)
     consultation = await create_consultation(client, csrf)
     ws = await client.ws_connect("/ws")
-    for frame, code in (("nope", "bad_message"), ('{"type":"dance","id":"d"}', "unknown_type"),
-                        ('{"type":"hello","v":2}', "unsupported_version")):
+    for frame, code in (
+        ("nope", "bad_message"),
+        ('{"type":"dance","id":"d"}', "unknown_type"),
+        ('{"type":"hello","v":2}', "unsupported_version"),
+    ):
         await ws.send_str(frame)
         reply = json.loads((await ws.receive(timeout=5)).data)
         assert reply["code"] == code
     assert reply.get("ref") is None
-    await ws.send_str(json.dumps({"type": "hello", "v": 1, "ticket": await doctor_ticket(client, csrf,
-                                                                                       consultation["id"])}))
+    await ws.send_str(
+        json.dumps({"type": "hello", "v": 1, "ticket": await doctor_ticket(client, csrf, consultation["id"])})
+    )
     assert json.loads((await ws.receive(timeout=5)).data)["type"] == "welcome"
 
 
@@ -132,8 +136,9 @@ async def test_hello_after_the_end_says_ended(clients: Any) -> None:
     reply, ws = await hello_error(patient_http, {"type": "hello", "v": 1, "ticket": joined["ticket"]})
     assert reply["code"] == "ended"
     await ws.close()
-    again = await patient_http.post("/api/join", json={"token": consultation["patient_link"].rsplit("/", 1)[1],
-                                                       "consent": True})
+    again = await patient_http.post(
+        "/api/join", json={"token": consultation["patient_link"].rsplit("/", 1)[1], "consent": True}
+    )
     assert again.status == 409 and (await again.json())["error"] == "ended"
 
 
@@ -154,8 +159,7 @@ async def test_one_room_never_sees_another(clients: Any) -> None:
 async def test_reload_replaces_the_older_connection(clients: Any) -> None:
     call = await admitted_call(clients)
     cid = call.consultation["id"]
-    response = await call.patient_http.post(f"/api/consultations/{cid}/ticket",
-                                            headers={"X-CSRF-Token": "wrong"})
+    response = await call.patient_http.post(f"/api/consultations/{cid}/ticket", headers={"X-CSRF-Token": "wrong"})
     assert response.status == 403
     joined = await join(call.patient_http, call.consultation["patient_link"])
     newer = await connect(call.patient_http, joined["ticket"])

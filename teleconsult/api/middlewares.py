@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import MutableMapping
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
@@ -73,8 +74,16 @@ async def csrf(request: web.Request, handler: Handler) -> web.StreamResponse:
 
 @web.middleware
 async def security_headers(request: web.Request, handler: Handler) -> web.StreamResponse:
-    response = await handler(request)
-    headers = response.headers
+    try:
+        response = await handler(request)
+    except web.HTTPException as exc:  # raised responses (redirects, 404s) get the same headers
+        _secure(request, exc.headers)
+        raise
+    _secure(request, response.headers)
+    return response
+
+
+def _secure(request: web.Request, headers: MutableMapping[str, str]) -> None:
     headers.setdefault("X-Content-Type-Options", "nosniff")
     headers.setdefault("Referrer-Policy", "no-referrer")  # join links hold tokens: never leak them
     headers.setdefault("X-Frame-Options", "DENY")
@@ -84,4 +93,3 @@ async def security_headers(request: web.Request, handler: Handler) -> web.Stream
         headers.setdefault("Strict-Transport-Security", "max-age=31536000")
     if request.path.startswith("/api/") or request.path.startswith("/j/"):
         headers.setdefault("Cache-Control", "no-store")
-    return response

@@ -1,0 +1,168 @@
+"""The durable rules, on SQLite and on PostgreSQL: one billing record, single-use tickets, racing joins."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from aiohttp import ClientSession, CookieJar
+from sqlalchemy import func, select
+
+from teleconsult.api.keys import CONSULTATIONS, DATABASE, DOCTORS, SIGNALING
+from teleconsult.consultations import NewConsultation
+from teleconsult.errors import ErrorCode, TeleconsultError
+from teleconsult.store.models import AuditEvent, BillingRecord, Participant
+from tests.conftest import Running
+from tests.helpers import token_of
+
+
+def browser(live: Running) -> ClientSession:
+    """A client with its own cookie jar (``unsafe``: the server is on an IP address)."""
+    return ClientSession(base_url=live.url, cookie_jar=CookieJar(unsafe=True))
+
+
+async def _session(live: Running) -> tuple[ClientSession, str]:
+    session = browser(live)
+    response = await session.post("/api/login", json={"email": live.doctor_email, "password": live.doctor_password})
+    assert response.status == 200
+    return session, (await response.json())["csrf_token"]
+
+
+async def test_full_consultation_on_each_backend(running_any_db: Running) -> None:
+    live = running_any_db
+    doctor, csrf = await _session(live)
+    patient = browser(live)
+    try:
+        created = await (
+            await doctor.post(
+                "/api/consultations",
+                headers={"X-CSRF-Token": csrf},
+                json={
+                    "patient_name": "Jeanne Dupont",
+                    "patient_email": "jeanne@example.org",
+                    "scheduled_at": "2026-12-01T10:30:00+01:00",
+                    "nurse_name": "Inès",
+                    "nurse_email": "ines@example.org",
+                },
+            )
+        ).json()
+        ticket = (
+            await (
+                await doctor.post(f"/api/consultations/{created['id']}/ticket", headers={"X-CSRF-Token": csrf})
+            ).json()
+        )["ticket"]
+        doctor_ws = await doctor.ws_connect("/ws")
+        await doctor_ws.send_json({"type": "hello", "v": 1, "ticket": ticket})
+        assert (await doctor_ws.receive_json(timeout=5))["type"] == "welcome"
+        joined = await (
+            await patient.post("/api/join", json={"token": token_of(created["patient_link"]), "consent": True})
+        ).json()
+        patient_ws = await patient.ws_connect("/ws")
+        await patient_ws.send_json({"type": "hello", "v": 1, "ticket": joined["ticket"]})
+        assert (await patient_ws.receive_json(timeout=5))["state"] == "waiting"
+        while not (frame := await doctor_ws.receive_json(timeout=5)).get("waiting"):
+            pass
+        await doctor_ws.send_json({"type": "admit", "peer_id": frame["waiting"][0]["peer_id"]})
+        while (await patient_ws.receive_json(timeout=5))["type"] != "admitted":
+            pass
+        await doctor_ws.send_json({"type": "end"})
+        while (await patient_ws.receive_json(timeout=5))["type"] != "ended":
+            pass
+        detail = await (await doctor.get(f"/api/consultations/{created['id']}")).json()
+        assert detail["status"] == "ended" and detail["scheduled_at"] == "2026-12-01T09:30:00Z"
+        assert [a["act_code"] for a in detail["billing"]["acts"]] == ["TCG"]  # the nurse never came
+        patient_seat = next(p for p in detail["participants"] if p["role"] == "patient")
+        assert patient_seat["consent_at"] and patient_seat["admitted_at"] and patient_seat["joined_at"]
+        async with live.app[DATABASE].transaction() as tx:
+            actions = [e.action for e in (await tx.execute(select(AuditEvent).order_by(AuditEvent.id))).scalars()]
+        assert actions == ["consultation.created", "invitation.redeemed", "consultation.ended"]
+    finally:
+        await doctor.close()
+        await patient.close()
+
+
+async def _started_consultation(live: Running) -> tuple[str, str]:
+    """A consultation with doctor and patient admitted, made through the services (no sockets)."""
+    app = live.app
+    doctor = await app[DOCTORS].doctor_by_email(live.doctor_email)
+    assert doctor is not None
+    created = await app[CONSULTATIONS].create(doctor, NewConsultation("Jeanne", "jeanne@example.org"))
+    async with app[DATABASE].transaction() as tx:
+        seats = (
+            (await tx.execute(select(Participant).where(Participant.consultation_id == created.consultation.id)))
+            .scalars()
+            .all()
+        )
+    for seat in seats:
+        await app[CONSULTATIONS].participant_admitted(seat.id, created.consultation.id, in_progress=True)
+    return created.consultation.id, doctor.id
+
+
+async def test_racing_ends_write_exactly_one_billing_record(running_any_db: Running) -> None:
+    app = running_any_db.app
+    consultation_id, doctor_id = await _started_consultation(running_any_db)
+    results = await asyncio.gather(
+        *(app[SIGNALING].end_consultation(consultation_id, doctor_id) for _ in range(12)), return_exceptions=True
+    )
+    records = [r for r in results if isinstance(r, BillingRecord)]
+    assert len(records) == 12, results
+    assert len({r.id for r in records}) == 1
+    async with app[DATABASE].transaction() as tx:
+        count = (await tx.execute(select(func.count()).select_from(BillingRecord))).scalar_one()
+    assert count == 1
+
+
+async def test_a_ticket_opens_once_under_contention(running_any_db: Running) -> None:
+    app = running_any_db.app
+    doctor = await app[DOCTORS].doctor_by_email(running_any_db.doctor_email)
+    assert doctor is not None
+    created = await app[CONSULTATIONS].create(doctor, NewConsultation("Jeanne", "jeanne@example.org"))
+    ticket = await app[CONSULTATIONS].ticket_for_doctor(doctor, created.consultation.id)
+    results = await asyncio.gather(*(app[CONSULTATIONS].open_ticket(ticket) for _ in range(20)), return_exceptions=True)
+    outcomes = Counter("ok" if not isinstance(r, BaseException) else r.code for r in results)  # type: ignore[attr-defined]
+    assert outcomes == {"ok": 1, ErrorCode.UNAUTHORIZED: 19}
+
+
+async def test_fifty_concurrent_joins_of_one_link_make_one_participant(running_any_db: Running) -> None:
+    live = running_any_db
+    doctor, csrf = await _session(live)
+    sessions = [browser(live) for _ in range(50)]
+    try:
+        created = await (
+            await doctor.post(
+                "/api/consultations",
+                headers={"X-CSRF-Token": csrf},
+                json={"patient_name": "Jeanne", "patient_email": "jeanne@example.org"},
+            )
+        ).json()
+        body = {"token": token_of(created["patient_link"]), "consent": True}
+        responses = await asyncio.gather(*(s.post("/api/join", json=body) for s in sessions))
+        assert all(r.status == 200 for r in responses), [r.status for r in responses]
+        detail = await (await doctor.get(f"/api/consultations/{created['id']}")).json()
+        assert [p["role"] for p in detail["participants"]].count("patient") == 1
+    finally:
+        await doctor.close()
+        for session in sessions:
+            await session.close()
+
+
+async def test_times_come_back_in_utc(running_any_db: Running) -> None:
+    app = running_any_db.app
+    doctor = await app[DOCTORS].doctor_by_email(running_any_db.doctor_email)
+    assert doctor is not None
+    when = datetime(2026, 12, 1, 9, 30, tzinfo=UTC)
+    created = await app[CONSULTATIONS].create(doctor, NewConsultation("J", "j@example.org", scheduled_at=when))
+    again = await app[CONSULTATIONS].get_for_doctor(doctor, created.consultation.id)
+    assert again.scheduled_at == when and again.scheduled_at.tzinfo is not None
+    assert again.created_at.tzinfo is not None
+
+
+async def test_creating_a_doctor_twice_is_a_conflict(running_any_db: Running) -> None:
+    with pytest.raises(TeleconsultError) as info:
+        await running_any_db.app[DOCTORS].create_doctor(
+            email=running_any_db.doctor_email.upper(), name="Dr A", rpps="10101010101", password="x" * 12
+        )
+    assert info.value.code is ErrorCode.CONFLICT
