@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 from datetime import UTC, datetime
-from typing import Any
 
 import pytest
 from aiohttp import ClientSession, CookieJar
