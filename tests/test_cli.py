@@ -14,7 +14,7 @@ from tests.conftest import free_port
 
 def teleconsult(*args: str, data_dir: Path, **kwargs: object) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("TELECONSULT_")}
-    return subprocess.run(  # noqa: S603 - our own CLI
+    return subprocess.run(
         [sys.executable, "-m", "teleconsult", "--data-dir", str(data_dir), *args],
         capture_output=True,
         text=True,
@@ -88,7 +88,7 @@ def test_serve_refuses_a_public_address_without_tls(tmp_path: Path) -> None:
 def test_serve_demo_prints_a_login_that_works(tmp_path: Path) -> None:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("TELECONSULT_")}
-    process = subprocess.Popen(  # noqa: S603 - our own CLI
+    process = subprocess.Popen(
         [sys.executable, "-m", "teleconsult", "--data-dir", str(tmp_path), "serve", "--demo", "--port", str(port)],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -104,15 +104,15 @@ def test_serve_demo_prints_a_login_that_works(tmp_path: Path) -> None:
         output = "".join(lines)
         assert f"http://127.0.0.1:{port}/login" in output
         password = next(line.split(":", 1)[1].strip() for line in lines if line.strip().startswith("Password:"))
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as response:  # noqa: S310
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as response:
             assert response.status == 200
-        request = urllib.request.Request(  # noqa: S310 - loopback
+        request = urllib.request.Request(
             f"http://127.0.0.1:{port}/api/login",
             method="POST",
             headers={"Content-Type": "application/json"},
             data=f'{{"email": "demo@teleconsult.localhost", "password": "{password}"}}'.encode(),
         )
-        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
+        with urllib.request.urlopen(request, timeout=10) as response:
             assert response.status == 200
         assert password not in (tmp_path / "teleconsult.db").read_bytes().decode("latin-1")
     finally:

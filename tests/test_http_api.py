@@ -231,7 +231,7 @@ async def test_tokens_are_stored_hashed_and_never_logged(
         assert secret not in emitted
     async with running.app[DATABASE].engine.connect() as conn:
         for table in ("doctor_sessions", "invitations", "tickets", "participants", "doctors", "audit_events"):
-            rows = (await conn.execute(text(f"SELECT * FROM {table}"))).all()  # noqa: S608 - fixed names
+            rows = (await conn.execute(text(f"SELECT * FROM {table}"))).all()
             dump = repr(rows)
             for secret in secrets_:
                 assert secret not in dump, table

@@ -81,7 +81,7 @@ def test_module_imports_alone(module: str) -> None:
     result = subprocess.run(
         [sys.executable, "-c", f"import {module}"],
         capture_output=True,
-        text=True,  # noqa: S603
+        text=True,
         timeout=60,
         check=False,
     )
