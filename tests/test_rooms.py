@@ -129,13 +129,15 @@ def expected(role: Role, admitted: bool, ended: bool, kind: str) -> ErrorCode | 
     return None
 
 
-CELLS = list(itertools.product(sorted(ALL_ROLES), [True, False], [True, False], sorted(RULES)))
+CELLS = [
+    cell
+    for cell in itertools.product(sorted(ALL_ROLES), [True, False], [True, False], sorted(RULES))
+    if cell[0] is not Role.DOCTOR or cell[1]  # a doctor is never waiting
+]
 
 
 @pytest.mark.parametrize(("role", "admitted", "ended", "kind"), CELLS)
 def test_permission_matrix(role: Role, admitted: bool, ended: bool, kind: str) -> None:
-    if role is Role.DOCTOR and not admitted:
-        pytest.skip("a doctor is never waiting")
     room = Room("c_1", Capacity(guest=1))
     (peer_id,) = seated(room, role, admitted=admitted)
     peer = room.get(peer_id)
