@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import secrets
 import weakref
@@ -12,6 +14,7 @@ import aiohttp_jinja2
 import jinja2
 from aiohttp import WSCloseCode, web
 
+from teleconsult import housekeeping
 from teleconsult.api import setup_routes
 from teleconsult.api.keys import (
     BUS,
@@ -39,6 +42,7 @@ log = logging.getLogger(__name__)
 
 WEB_DIR = Path(__file__).resolve().parent.parent / "web"
 MAX_REQUEST_BYTES = 1024 * 1024
+HOUSEKEEPING_EVERY_S = 600.0
 
 
 def create_app(settings: Settings) -> web.Application:
@@ -69,7 +73,11 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     app[CONSULTATIONS] = consultations
     app[INVITATIONS] = InvitationService(database, settings)
     app[SIGNALING] = SignalingService(consultations, bus, settings)
+    chores = asyncio.create_task(housekeeping.run_forever(database, HOUSEKEEPING_EVERY_S))
     yield
+    chores.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await chores
     await bus.close()
     await database.close()
 

@@ -165,3 +165,28 @@ async def test_creating_a_doctor_twice_is_a_conflict(running_any_db: Running) ->
             email=running_any_db.doctor_email.upper(), name="Dr A", rpps="10101010101", password="x" * 12
         )
     assert info.value.code is ErrorCode.CONFLICT
+
+
+async def test_housekeeping_purges_spent_tickets_and_expired_sessions(running_any_db: Running) -> None:
+    from datetime import timedelta
+
+    from teleconsult import housekeeping
+    from teleconsult.store.models import DoctorSession, Ticket
+
+    app = running_any_db.app
+    doctor = await app[DOCTORS].doctor_by_email(running_any_db.doctor_email)
+    assert doctor is not None
+    created = await app[CONSULTATIONS].create(doctor, NewConsultation("Jeanne", "jeanne@example.org"))
+    fresh = await app[CONSULTATIONS].ticket_for_doctor(doctor, created.consultation.id)
+    await app[CONSULTATIONS].ticket_for_doctor(doctor, created.consultation.id)
+    await app[DOCTORS].login(running_any_db.doctor_email, running_any_db.doctor_password, client="t")
+    long_ago = datetime.now(UTC) - timedelta(days=1)
+    async with app[DATABASE].transaction() as tx:
+        tickets = (await tx.execute(select(Ticket))).scalars().all()
+        tickets[1].expires_at = long_ago
+        (await tx.execute(select(DoctorSession))).scalars().one().expires_at = long_ago
+    await housekeeping.purge(app[DATABASE])
+    async with app[DATABASE].transaction() as tx:
+        assert len((await tx.execute(select(Ticket))).scalars().all()) == 1
+        assert (await tx.execute(select(DoctorSession))).scalars().all() == []
+    await app[CONSULTATIONS].open_ticket(fresh)  # the live ticket survived

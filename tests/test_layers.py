@@ -27,6 +27,7 @@ LAYERS: dict[str, int] = {
     "teleconsult.billing": 2,
     "teleconsult.doctors": 2,
     "teleconsult.tickets": 2,
+    "teleconsult.housekeeping": 2,
     "teleconsult.store": 3,
     "teleconsult.bus": 3,
     "teleconsult.passwords": 3,

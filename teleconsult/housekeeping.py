@@ -1,0 +1,34 @@
+"""Housekeeping: purge expired doctor sessions and spent tickets, periodically, off the request path."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import timedelta
+
+from teleconsult.errors import TeleconsultError
+from teleconsult.store import Database
+from teleconsult.store import doctors as doctor_store
+from teleconsult.store import invitations as ticket_store
+from teleconsult.store.models import utcnow
+
+log = logging.getLogger(__name__)
+
+#: Spent or expired tickets are kept this long (useful when reading an incident), then deleted.
+TICKET_RETENTION = timedelta(hours=1)
+
+
+async def purge(database: Database) -> None:
+    now = utcnow()
+    async with database.transaction() as tx:
+        await doctor_store.delete_expired_sessions(tx, now)
+        await ticket_store.delete_stale_tickets(tx, now - TICKET_RETENTION)
+
+
+async def run_forever(database: Database, every_s: float) -> None:
+    while True:
+        try:
+            await purge(database)
+        except TeleconsultError:
+            log.warning("housekeeping skipped: database unavailable")
+        await asyncio.sleep(every_s)
