@@ -97,9 +97,17 @@ def _serve(settings: Settings, _args: argparse.Namespace) -> int:
     settings.check_serving()
     ssl_context = server_ssl_context(settings)
     app = create_app(settings)
+    banner = [f"\n  Teleconsult is running: {settings.base_url}/login\n"]
     if settings.demo:
-        app.on_startup.append(lambda _app: _announce_demo(settings))
+
+        async def demo(_app: web.Application) -> None:
+            email, password = await ensure_demo_doctor(settings)
+            banner.append(f"  Demo doctor: {email}\n  Password:    {password}\n")
+
+        app.on_startup.append(demo)
     log.info("Teleconsult on %s", settings.base_url)
+    # aiohttp calls ``print`` once the sockets listen: the banner never announces a server that cannot answer yet.
+    # It is the one place a secret is printed: the developer's own terminal, for the demo account only.
     web.run_app(
         app,
         host=settings.host,
@@ -107,18 +115,10 @@ def _serve(settings: Settings, _args: argparse.Namespace) -> int:
         ssl_context=ssl_context,
         shutdown_timeout=10,
         access_log=None,
-        print=lambda text: None,
+        print=lambda _text: print("".join(banner), flush=True),
         handle_signals=True,
     )
     return 0
-
-
-async def _announce_demo(settings: Settings) -> None:
-    email, password = await ensure_demo_doctor(settings)
-    banner = (
-        f"\n  Teleconsult is running: {settings.base_url}/login\n  Demo doctor: {email}\n  Password:    {password}\n"
-    )
-    print(banner, flush=True)  # the one place a secret is printed: the developer's own terminal
 
 
 async def ensure_demo_doctor(settings: Settings) -> tuple[str, str]:
