@@ -1,0 +1,1 @@
+"""Benchmarks (see README.md); ``bench.peers`` is shared with tests/test_webrtc.py."""
