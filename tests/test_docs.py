@@ -14,8 +14,19 @@ DOCS = Path(__file__).resolve().parent.parent / "docs"
 PROTOCOL = (DOCS / "protocol.md").read_text(encoding="utf-8")
 API = (DOCS / "api.md").read_text(encoding="utf-8")
 SERVER_TYPES = [cls.__struct_config__.tag for cls in ServerMessage.__args__]  # type: ignore[attr-defined]
-WS_CODES = ["bad_message", "unknown_type", "unsupported_version", "unauthorized", "forbidden", "not_found",
-            "room_full", "too_large", "rate_limited", "ended", "internal"]
+WS_CODES = [
+    "bad_message",
+    "unknown_type",
+    "unsupported_version",
+    "unauthorized",
+    "forbidden",
+    "not_found",
+    "room_full",
+    "too_large",
+    "rate_limited",
+    "ended",
+    "internal",
+]
 
 
 @pytest.mark.parametrize("kind", sorted(set(CLIENT_TYPES) | set(SERVER_TYPES)))

@@ -1,0 +1,220 @@
+"""End to end in Debian's Chromium: a doctor and a patient, each in their own browser context, hold a consultation.
+
+Set ``TELECONSULT_SHOTS=/some/dir`` to also save a screenshot of each page on the way.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from playwright.async_api import Browser, BrowserContext, ConsoleMessage, Page, async_playwright, expect
+
+pytestmark = pytest.mark.browser
+
+WAIT_MS = 15_000
+CHROMIUM_ARGS = [
+    "--use-fake-device-for-media-stream",
+    "--use-fake-ui-for-media-stream",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+DESKTOP = {"width": 1280, "height": 800}
+PHONE = {"width": 390, "height": 844}
+REMOTE_VIDEO_PLAYING = """() => {
+    const video = document.querySelector('[data-testid=remote-video]');
+    return Boolean(video && video.videoWidth > 0 && !video.paused && video.readyState >= 2);
+}"""
+SHOTS = os.environ.get("TELECONSULT_SHOTS")
+
+
+def browser_env(tmp_path: Path) -> dict[str, str]:
+    """Chromium writes under $HOME and the XDG folders: give it its own, under the test's temporary folder."""
+    home = tmp_path / "browser-home"
+    folders = {
+        "HOME": home,
+        "XDG_CONFIG_HOME": home / ".config",
+        "XDG_CACHE_HOME": home / ".cache",
+        "XDG_RUNTIME_DIR": home / "runtime",
+    }
+    for folder in folders.values():
+        folder.mkdir(parents=True, exist_ok=True)
+    folders["XDG_RUNTIME_DIR"].chmod(0o700)
+    env = {name: str(path) for name, path in folders.items()}
+    env["PATH"] = os.environ.get("PATH", "/usr/bin:/bin")
+    env["LANG"] = "C.UTF-8"
+    return env
+
+
+@pytest.fixture
+async def browser(chromium_path: str, tmp_path: Path) -> AsyncIterator[Browser]:
+    async with async_playwright() as playwright:
+        launched = await playwright.chromium.launch(
+            executable_path=chromium_path, headless=True, args=CHROMIUM_ARGS, env=browser_env(tmp_path)
+        )
+        try:
+            yield launched
+        finally:
+            await launched.close()
+
+
+class PageErrors:
+    """Uncaught script errors and console errors of the pages under test (a CSP violation shows up here)."""
+
+    def __init__(self) -> None:
+        self.errors: list[str] = []
+
+    def watch(self, page: Page, who: str) -> Page:
+        page.on("pageerror", lambda error: self.errors.append(f"{who}: uncaught {error}"))
+
+        def on_console(message: ConsoleMessage) -> None:
+            if message.type == "error" and "favicon" not in message.text:
+                self.errors.append(f"{who}: console {message.text}")
+
+        page.on("console", on_console)
+        return page
+
+
+async def new_context(browser: Browser, base_url: str, viewport: dict[str, int], **extra: Any) -> BrowserContext:
+    context = await browser.new_context(
+        base_url=base_url,
+        viewport=viewport,
+        permissions=["camera", "microphone"],
+        locale="fr-FR",
+        timezone_id="Europe/Paris",
+        **extra,
+    )
+    context.set_default_timeout(WAIT_MS)
+    return context
+
+
+async def shot(page: Page, name: str) -> None:
+    if SHOTS:  # Playwright creates the folder
+        await page.screenshot(path=str(Path(SHOTS) / f"{name}.png"), full_page=True)
+
+
+async def log_in(page: Page, email: str, password: str) -> None:
+    await page.goto("/login")
+    await page.get_by_test_id("login-email").fill(email)
+    await page.get_by_test_id("login-password").fill(password)
+    await page.get_by_test_id("login-submit").click()
+    await page.wait_for_url("**/doctor", timeout=WAIT_MS)
+
+
+async def test_doctor_and_patient_hold_a_consultation(browser: Browser, live_server: Any) -> None:
+    watcher = PageErrors()
+    doctor_context = await new_context(browser, live_server.url, DESKTOP)
+    patient_context = await new_context(browser, live_server.url, PHONE, is_mobile=True, has_touch=True)
+    try:
+        doctor = watcher.watch(await doctor_context.new_page(), "doctor")
+        patient = watcher.watch(await patient_context.new_page(), "patient")
+
+        # The doctor logs in and creates a consultation.
+        await log_in(doctor, live_server.doctor_email, live_server.doctor_password)
+        await doctor.get_by_test_id("new-patient-name").fill("Jeanne Dupont")
+        await doctor.get_by_test_id("new-patient-email").fill("jeanne.dupont@example.org")
+        await doctor.get_by_test_id("new-submit").click()
+        link_box = doctor.get_by_test_id("patient-link")
+        await expect(link_box).to_have_value(re.compile(r"^https?://.+/j/.+"), timeout=WAIT_MS)
+        patient_link = await link_box.input_value()
+        await expect(doctor.get_by_test_id("consultation-row").first).to_contain_text("Jeanne Dupont")
+        await shot(doctor, "dashboard-desktop")
+
+        # The patient opens the link, consents and waits.
+        await patient.goto(patient_link)
+        await expect(patient.get_by_test_id("join")).to_be_visible()
+        await patient.get_by_test_id("consent").check()
+        await patient.get_by_test_id("join").click()
+        await expect(patient.get_by_test_id("waiting")).to_be_visible(timeout=WAIT_MS)
+        await expect(patient.get_by_test_id("call-status")).to_have_attribute("data-state", "waiting")
+        await shot(patient, "waiting-phone")
+
+        # The doctor opens the call page and lets the patient in.
+        await doctor.get_by_test_id("start-call").click()
+        await doctor.wait_for_url("**/c/*", timeout=WAIT_MS)
+        admit = doctor.get_by_test_id("admit")
+        await expect(admit).to_be_visible(timeout=WAIT_MS)
+        await admit.click()
+
+        # Both see and hear each other.
+        for page in (doctor, patient):
+            await page.wait_for_function(REMOTE_VIDEO_PLAYING, timeout=WAIT_MS)
+            await expect(page.get_by_test_id("call-status")).to_have_attribute("data-state", "connected")
+        await expect(patient.get_by_test_id("waiting")).to_be_hidden()
+
+        # Chat.
+        await patient.get_by_test_id("chat-input").fill("Bonjour docteur")
+        await patient.get_by_test_id("chat-send").click()
+        await expect(doctor.get_by_test_id("chat-log")).to_contain_text("Bonjour docteur", timeout=WAIT_MS)
+        await expect(doctor.get_by_test_id("chat-log")).to_contain_text("Jeanne Dupont")
+        await shot(doctor, "call-desktop")
+        await shot(patient, "call-phone")
+
+        # Mute and camera are toggles.
+        mute = doctor.get_by_test_id("mute")
+        await mute.click()
+        await expect(mute).to_have_attribute("aria-pressed", "true")
+        await mute.click()
+        await expect(mute).to_have_attribute("aria-pressed", "false")
+
+        # The doctor ends the consultation for everyone, after confirming.
+        await doctor.get_by_test_id("end").click()
+        await doctor.get_by_test_id("end-confirm").click()
+        for page in (doctor, patient):
+            await expect(page.get_by_test_id("call-status")).to_have_attribute("data-state", "ended", timeout=WAIT_MS)
+        await expect(doctor.get_by_test_id("billing")).to_contain_text("TCG", timeout=WAIT_MS)
+        await shot(doctor, "ended-desktop")
+
+        # The dashboard shows it ended, with its billing act.
+        await doctor.get_by_test_id("back-dashboard").click()
+        await doctor.wait_for_url("**/doctor", timeout=WAIT_MS)
+        row = doctor.get_by_test_id("consultation-row").first
+        await expect(row).to_have_attribute("data-status", "ended", timeout=WAIT_MS)
+        await expect(row).to_contain_text("TCG")
+        await expect(row).to_contain_text("Terminée")
+        await expect(row.get_by_test_id("consultation-open")).to_have_count(0)
+        assert watcher.errors == []
+    finally:
+        await doctor_context.close()
+        await patient_context.close()
+
+
+async def test_bad_link_and_wrong_password(browser: Browser, live_server: Any) -> None:
+    watcher = PageErrors()
+    context = await new_context(browser, live_server.url, PHONE)
+    try:
+        page = watcher.watch(await context.new_page(), "visitor")
+
+        await page.goto("/j/this-is-not-a-real-invitation-token")
+        await expect(page.get_by_test_id("join-error")).to_be_visible()
+        await expect(page.get_by_test_id("join-error")).to_contain_text("cabinet")
+        await expect(page.get_by_test_id("consent")).to_have_count(0)
+        await expect(page.get_by_test_id("join")).to_have_count(0)
+
+        await page.goto("/login")
+        await shot(page, "login-phone")
+        await expect(page.get_by_test_id("login-error")).to_be_hidden()
+        await page.get_by_test_id("login-email").fill(live_server.doctor_email)
+        await page.get_by_test_id("login-password").fill("not the password")
+        await page.get_by_test_id("login-submit").click()
+        error = page.get_by_test_id("login-error")
+        await expect(error).to_be_visible(timeout=WAIT_MS)
+        await expect(error).to_contain_text("incorrect")
+        assert page.url.endswith("/login")
+
+        # The language switch gives the English page.
+        await page.goto("/login?lang=en")
+        await expect(page.locator("html")).to_have_attribute("lang", "en")
+        await expect(page.get_by_test_id("login-submit")).to_have_text("Sign in")
+        # A 401 from the API shows in the browser console as a failed resource load; that is expected here.
+        assert [e for e in watcher.errors if "401" not in e] == []
+    finally:
+        await context.close()

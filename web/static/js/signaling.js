@@ -1,0 +1,150 @@
+// Protocol v1 client: one WebSocket, messages handled strictly in order, keep-alive pings, and reconnection.
+
+const PING_MS = 20000;
+const MAX_ATTEMPTS = 8;
+/** After these the server closes the socket on purpose: no reconnection. */
+const TERMINAL = new Set(["ended", "denied", "removed"]);
+
+export function socketUrl() {
+  const scheme = window.location.protocol === "https:" ? "wss" : "ws";
+  return `${scheme}://${window.location.host}/ws`;
+}
+
+/**
+ * Usage: `new Signaling({ credentials, onMessage, onStatus }).connect(ticket)`.
+ * - `credentials()` resolves with a fresh ticket for a new hello after a dropped connection; it is the only
+ *   place that knows how to come back (a later "resume" flow replaces it).
+ * - `onMessage(msg)` may be async: the next message waits for it (addIceCandidate never overtakes
+ *   setRemoteDescription).
+ * - `onStatus(status, error)`: "open" (welcome received), "reconnecting", "failed" (gave up, or the
+ *   credentials call failed for good: `error`), "closed" (closed on purpose).
+ */
+export class Signaling {
+  constructor({ credentials, onMessage, onStatus }) {
+    this.credentials = credentials;
+    this.onMessage = onMessage;
+    this.onStatus = onStatus;
+    this.ws = null;
+    this.queue = Promise.resolve();
+    this.expectClose = false;
+    this.stopped = false;
+    this.attempts = 0;
+    this.pingTimer = null;
+    this.retryTimer = null;
+  }
+
+  /** Open a socket and say hello with this ticket. */
+  connect(ticket) {
+    if (this.stopped) return;
+    const ws = new WebSocket(socketUrl());
+    this.ws = ws;
+    this.expectClose = false;
+    ws.addEventListener("open", () => this.rawSend(ws, { type: "hello", v: 1, ticket }));
+    ws.addEventListener("message", (event) => this.receive(ws, event));
+    ws.addEventListener("close", (event) => this.closed(ws, event));
+  }
+
+  get open() {
+    return Boolean(this.ws && this.ws.readyState === WebSocket.OPEN);
+  }
+
+  /** Send a frame; false when the socket is not open (the caller may tell the user). */
+  send(message) {
+    return this.rawSend(this.ws, message);
+  }
+
+  rawSend(ws, message) {
+    if (!ws || ws.readyState !== WebSocket.OPEN) return false;
+    ws.send(JSON.stringify(message));
+    return true;
+  }
+
+  /** Leave for good: send `leave`, then close without reconnecting. */
+  leave() {
+    this.send({ type: "leave" });
+    this.stop();
+  }
+
+  /** Close on purpose (no reconnection). */
+  stop() {
+    this.stopped = true;
+    this.expectClose = true;
+    clearTimeout(this.retryTimer);
+    this.stopPing();
+    if (this.ws && this.ws.readyState <= WebSocket.OPEN) this.ws.close(1000, "bye");
+  }
+
+  receive(ws, event) {
+    if (ws !== this.ws) return;
+    let message;
+    try {
+      message = JSON.parse(event.data);
+    } catch {
+      return;
+    }
+    if (!message || typeof message.type !== "string") return;
+    if (TERMINAL.has(message.type)) this.expectClose = true;
+    if (message.type === "welcome") {
+      this.attempts = 0;
+      this.startPing();
+      this.onStatus("open");
+    }
+    this.queue = this.queue
+      .then(() => this.onMessage(message))
+      .catch((error) => console.error("signaling: handling", message.type, "failed:", error));
+  }
+
+  closed(ws, event) {
+    if (ws !== this.ws) return;
+    this.stopPing();
+    this.ws = null;
+    if (this.expectClose || this.stopped) {
+      this.stopped = true;
+      this.queue = this.queue.then(() => this.onStatus("closed"));
+      return;
+    }
+    console.warn("signaling: socket closed", event.code, event.reason);
+    this.scheduleReconnect();
+  }
+
+  scheduleReconnect() {
+    if (this.stopped) return;
+    this.attempts += 1;
+    if (this.attempts > MAX_ATTEMPTS) {
+      this.stopped = true;
+      this.onStatus("failed", null);
+      return;
+    }
+    this.onStatus("reconnecting");
+    const delay = Math.min(500 * 2 ** (this.attempts - 1), 8000) * (0.8 + Math.random() * 0.4);
+    this.retryTimer = setTimeout(() => this.reconnect(), delay);
+  }
+
+  async reconnect() {
+    if (this.stopped) return;
+    let ticket;
+    try {
+      ticket = await this.credentials();
+    } catch (error) {
+      // A network failure or a busy server is worth another try; a refusal (ended, unauthorized) is final.
+      if (error && (error.code === "network" || error.status === 0 || error.status >= 500 || error.status === 429)) {
+        this.scheduleReconnect();
+      } else {
+        this.stopped = true;
+        this.onStatus("failed", error);
+      }
+      return;
+    }
+    this.connect(ticket);
+  }
+
+  startPing() {
+    this.stopPing();
+    this.pingTimer = setInterval(() => this.send({ type: "ping" }), PING_MS);
+  }
+
+  stopPing() {
+    clearInterval(this.pingTimer);
+    this.pingTimer = null;
+  }
+}
