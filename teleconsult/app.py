@@ -23,6 +23,7 @@ from teleconsult.api.keys import (
     DATABASE,
     DOCTORS,
     INVITATIONS,
+    PENDING_HELLOS,
     SECRET,
     SETTINGS,
     SIGNALING,
@@ -35,6 +36,7 @@ from teleconsult.consultations import ConsultationService
 from teleconsult.doctors import DoctorService
 from teleconsult.i18n import Catalogs
 from teleconsult.invitations import InvitationService
+from teleconsult.ratelimit import PendingPerKey
 from teleconsult.signaling import SignalingService
 from teleconsult.store import Database
 
@@ -50,6 +52,7 @@ def create_app(settings: Settings) -> web.Application:
     app[SETTINGS] = settings
     app[CATALOGS] = Catalogs(WEB_DIR / "locales")
     app[SOCKETS] = weakref.WeakSet()
+    app[PENDING_HELLOS] = PendingPerKey(settings.max_pending_per_ip)
     aiohttp_jinja2.setup(app, loader=jinja2.FileSystemLoader(WEB_DIR / "templates"), autoescape=True)
     app.router.add_static("/static", WEB_DIR / "static", append_version=False)
     setup_routes(app)
@@ -83,7 +86,9 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _close_sockets(app: web.Application) -> None:
-    await app[SIGNALING].close_all(WSCloseCode.GOING_AWAY, "server shutdown")
+    """Graceful shutdown: clients are told to reconnect (and resume) before their sockets close."""
+    await app[SIGNALING].shutdown()
+    await asyncio.sleep(0.05)  # let the writers flush the reconnect frames
     sockets = app[SOCKETS]
     for ws in list(sockets):
         await ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutdown")

@@ -66,6 +66,15 @@ class Settings:
     hello_timeout_s: float = 10.0
     heartbeat_s: float = 15.0
     send_queue_frames: int = 256
+    #: Frames kept for a peer that dropped, delivered in order when it resumes.
+    away_buffer_frames: int = 512
+    rate_per_s: float = 50.0
+    rate_burst: int = 200
+    #: How long a client may keep sending into an empty bucket before it is closed (4429).
+    rate_sustained_s: float = 2.0
+    #: Sockets one address may hold open before saying hello.
+    max_pending_per_ip: int = 20
+    reconnect_after_ms: int = 1000
     # Billing.
     doctor_act: str = "TCG"
     nurse_act: str = "TLS"

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from teleconsult import billing
 from teleconsult.config import Settings
 from teleconsult.doctors import EMAIL, normalise_email
 from teleconsult.errors import ErrorCode, TeleconsultError
-from teleconsult.ids import hash_token, new_id
+from teleconsult.ids import hash_token, looks_like_token, new_id
 from teleconsult.invitations import issue_invitation, join_link
 from teleconsult.lifecycle import CLOSED, Status, closing_status, sources
 from teleconsult.rooms import Role
@@ -25,6 +25,12 @@ NAME_MAX = 200
 
 
 @dataclass(frozen=True, slots=True)
+class Invitee:
+    name: str
+    email: str
+
+
+@dataclass(frozen=True, slots=True)
 class NewConsultation:
     patient_name: str
     patient_email: str
@@ -33,6 +39,10 @@ class NewConsultation:
     nurse_name: str | None = None
     nurse_email: str | None = None
     language: str = "fr"
+    #: The nurse skips the waiting room (she is beside the patient, expected).
+    nurse_pre_admitted: bool = False
+    #: Extra seats: a relative, an interpreter (up to the server's ``guest_seats``).
+    guests: tuple[Invitee, ...] = ()
 
     def validated(self) -> NewConsultation:
         patient_name = self.patient_name.strip()
@@ -61,6 +71,7 @@ class Created:
     consultation: Consultation
     patient_link: str
     nurse_link: str | None
+    guest_links: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +90,10 @@ class ConsultationService:
 
     async def create(self, doctor: Doctor, new: NewConsultation) -> Created:
         new = new.validated()
+        if len(new.guests) > self._settings.guest_seats:
+            raise TeleconsultError(
+                ErrorCode.BAD_REQUEST, f"This server allows {self._settings.guest_seats} guest(s) per consultation."
+            )
         now = utcnow()
         consultation = Consultation(
             id=new_id("c"),
@@ -89,47 +104,34 @@ class ConsultationService:
             language=new.language,
             created_at=now,
         )
-        seats = [
-            Participant(
-                id=new_id("u"),
-                consultation_id=consultation.id,
-                role=Role.DOCTOR.value,
-                name=doctor.name,
-                email=doctor.email,
-                doctor_id=doctor.id,
-            ),
-            Participant(
-                id=new_id("u"),
-                consultation_id=consultation.id,
-                role=Role.PATIENT.value,
-                name=new.patient_name,
-                email=new.patient_email,
-            ),
-        ]
-        if new.nurse_name and new.nurse_email:
-            seats.append(
-                Participant(
-                    id=new_id("u"),
-                    consultation_id=consultation.id,
-                    role=Role.NURSE.value,
-                    name=new.nurse_name,
-                    email=new.nurse_email,
-                )
+
+        def seat(role: Role, name: str, email: str, **extra: object) -> Participant:
+            return Participant(
+                id=new_id("u"), consultation_id=consultation.id, role=role.value, name=name, email=email, **extra
             )
+
+        doctor_seat = seat(Role.DOCTOR, doctor.name, doctor.email, doctor_id=doctor.id)
+        patient = seat(Role.PATIENT, new.patient_name, new.patient_email)
+        nurse = (
+            seat(Role.NURSE, new.nurse_name, new.nurse_email, pre_admitted=new.nurse_pre_admitted)
+            if new.nurse_name and new.nurse_email
+            else None
+        )
+        guests = [seat(Role.GUEST, g.name, g.email) for g in new.guests]
+        invited = [patient, *([nurse] if nurse else []), *guests]
         async with self._db.transaction() as tx:
-            await store.add_consultation(tx, consultation, seats)
+            await store.add_consultation(tx, consultation, [doctor_seat, *invited])
             links = {
-                seat.role: join_link(
-                    self._settings, await issue_invitation(tx, self._settings, consultation, seat, now)
-                )
-                for seat in seats
-                if seat.role != Role.DOCTOR.value
+                p.id: join_link(self._settings, await issue_invitation(tx, self._settings, consultation, p, now))
+                for p in invited
             }
             await audit.add_event(
                 tx, action="consultation.created", actor=f"doctor:{doctor.id}", consultation_id=consultation.id
             )
             await tx.refresh(consultation, ["participants", "billing"])
-        return Created(consultation, links[Role.PATIENT.value], links.get(Role.NURSE.value))
+        return Created(
+            consultation, links[patient.id], links[nurse.id] if nurse else None, tuple(links[g.id] for g in guests)
+        )
 
     async def list_for_doctor(
         self, doctor: Doctor, *, limit: int = PAGE_SIZE, before: tuple[datetime, str] | None = None
@@ -173,23 +175,65 @@ class ConsultationService:
             participant = await store.participant_by_id(tx, participant_id) if participant_id else None
             if participant is None:
                 raise TeleconsultError(ErrorCode.UNAUTHORIZED, "Unknown, expired or already used ticket.")
-            consultation = await store.consultation_by_id(tx, participant.consultation_id)
-            if consultation is None:
-                raise TeleconsultError(ErrorCode.NOT_FOUND)
-            _require_open(consultation)
-            doctor = await doctor_store.doctor_by_id(tx, consultation.doctor_id)
+            return await self._seat_of(tx, participant)
+
+    async def _seat_of(self, tx: Tx, participant: Participant) -> Seat:
+        consultation = await store.consultation_by_id(tx, participant.consultation_id)
+        if consultation is None:
+            raise TeleconsultError(ErrorCode.NOT_FOUND)
+        _require_open(consultation)
+        doctor = await doctor_store.doctor_by_id(tx, consultation.doctor_id)
         return Seat(participant, consultation, doctor.name if doctor else "")
 
-    # --- lifecycle, driven by the signaling service --------------------------------------------------------------
+    # --- seats and the lifecycle, driven by the signaling service ----------------------------------------------
 
-    async def participant_joined(self, participant: Participant) -> None:
+    async def seat_taken(self, participant: Participant, peer_id: str, resume_token: str, *, admitted: bool) -> None:
+        """A connection now holds this seat; the resume token lets the same client come back after a drop."""
         now = utcnow()
+        values: dict[str, object] = {
+            "joined_at": now,
+            "left_at": None,
+            "peer_id": peer_id,
+            "resume_hash": hash_token(resume_token),
+            "away_since": None,
+        }
+        if admitted and participant.admitted_at is None:
+            values["admitted_at"] = now
         async with self._db.transaction() as tx:
-            await store.update_participant(tx, participant.id, joined_at=now, left_at=None)
+            await store.update_participant(tx, participant.id, **values)
             if participant.role != Role.DOCTOR.value:
                 await store.set_status(
                     tx, participant.consultation_id, Status.WAITING, allowed_from=sources(Status.WAITING)
                 )
+
+    async def resume_seat(self, resume_token: str) -> Seat:
+        """The seat a resume token holds, if the consultation is open and the grace period has not run out."""
+        grace = timedelta(seconds=self._settings.resume_grace_s)
+        async with self._db.transaction() as tx:
+            participant = (
+                await store.participant_by_resume_hash(tx, hash_token(resume_token))
+                if looks_like_token(resume_token)
+                else None
+            )
+            if (
+                participant is None
+                or participant.peer_id is None
+                or (participant.away_since is not None and participant.away_since + grace <= utcnow())
+            ):
+                raise TeleconsultError(ErrorCode.UNAUTHORIZED, "Unknown or expired resume token.")
+            return await self._seat_of(tx, participant)
+
+    async def rotate_resume(self, participant_id: str, resume_token: str) -> None:
+        async with self._db.transaction() as tx:
+            await store.update_participant(tx, participant_id, resume_hash=hash_token(resume_token), away_since=None)
+
+    async def seats_held(self, consultation_id: str) -> list[Participant]:
+        async with self._db.transaction() as tx:
+            return list(await store.seats_held(tx, consultation_id))
+
+    async def participants_away(self, participant_ids: list[str]) -> None:
+        async with self._db.transaction() as tx:
+            await store.mark_away(tx, participant_ids, utcnow())
 
     async def participant_admitted(self, participant_id: str, consultation_id: str, *, in_progress: bool) -> None:
         now = utcnow()
@@ -200,14 +244,19 @@ class ConsultationService:
                     tx, consultation_id, Status.IN_PROGRESS, allowed_from=sources(Status.IN_PROGRESS), started_at=now
                 )
 
-    async def participant_sent_away(self, participant_id: str) -> None:
-        """Denied or removed: the seat must be admitted again to come back."""
+    async def participant_returned(self, participant_id: str) -> None:
+        """Sent back to the waiting room: still connected, no longer admitted."""
         async with self._db.transaction() as tx:
-            await store.update_participant(tx, participant_id, admitted_at=None, left_at=utcnow())
+            await store.update_participant(tx, participant_id, admitted_at=None, pre_admitted=False)
 
-    async def participant_left(self, participant_id: str) -> None:
+    async def seat_released(self, participant_id: str, *, sent_away: bool = False) -> None:
+        """The connection is gone for good (left, timed out, denied or removed); denied or removed seats must be
+        admitted again to come back."""
+        values: dict[str, object] = {"left_at": utcnow(), "peer_id": None, "resume_hash": None, "away_since": None}
+        if sent_away:
+            values |= {"admitted_at": None, "pre_admitted": False}
         async with self._db.transaction() as tx:
-            await store.update_participant(tx, participant_id, left_at=utcnow())
+            await store.update_participant(tx, participant_id, **values)
 
     async def end(self, consultation_id: str, doctor_id: str) -> BillingRecord | None:
         """End the consultation; the billing record is written once, in the same transaction.
@@ -225,6 +274,7 @@ class ConsultationService:
             if not won:
                 return await self._existing_record(tx, consultation_id)
             await tx.refresh(consultation)
+            await store.release_seats(tx, consultation_id)
             record = None
             if target is Status.ENDED:
                 doctor = await doctor_store.doctor_by_id(tx, doctor_id)

@@ -50,6 +50,8 @@ RULES: Mapping[str, Rule] = {
     "answer": Rule(ALL_ROLES, admitted_only=True),
     "candidate": Rule(ALL_ROLES, admitted_only=True),
     "chat": Rule(ALL_ROLES, admitted_only=True),
+    "return-to-lobby": Rule(frozenset({Role.DOCTOR}), admitted_only=True),
+    "ready": Rule(ALL_ROLES, admitted_only=False),
     "leave": Rule(ALL_ROLES, admitted_only=False, after_end=True),
     "ping": Rule(ALL_ROLES, admitted_only=False, after_end=True),
 }
@@ -74,10 +76,22 @@ class Peer:
     #: The durable seat this peer occupies (a participant id): one live peer per seat.
     seat: str
     state: PeerState
+    #: What the participant's device checks reported (devices, permission, network), shown in the lobby.
+    ready: dict[str, str | bool | int | float] | None = None
 
     @property
     def admitted(self) -> bool:
         return self.state is PeerState.ADMITTED
+
+
+def polite(me: Peer, other: Peer) -> bool:
+    """Perfect negotiation: is ``me`` the polite side toward ``other``? The doctor always is; between two others
+    the smaller peer id is. Both sides compute the same answer with no shared state."""
+    if me.role is Role.DOCTOR:
+        return True
+    if other.role is Role.DOCTOR:
+        return False
+    return me.peer_id < other.peer_id
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,6 +152,13 @@ class Room:
         self._peers[peer_id] = peer
         return JoinResult(peer, replaced)
 
+    def restore(self, peer: Peer) -> None:
+        """Seat a peer known from the database (a room rebuilt after a restart): no capacity or replacement rules,
+        they held their seat already."""
+        if self.ended:
+            raise TeleconsultError(ErrorCode.ENDED)
+        self._peers[peer.peer_id] = peer
+
     def authorize(self, sender: Peer, message_type: str) -> None:
         """Raise unless ``sender`` may send ``message_type`` in the room's current state."""
         rule = RULES.get(message_type)
@@ -173,6 +194,21 @@ class Room:
         if target.peer_id == actor.peer_id:
             raise TeleconsultError(ErrorCode.FORBIDDEN, "Use leave or end to go yourself.")
         return self._pop(target)
+
+    def return_to_lobby(self, actor: Peer, target_id: str) -> Peer:
+        """The doctor sends an admitted participant back to the waiting room."""
+        self.authorize(actor, "return-to-lobby")
+        target = self._require(target_id)
+        if target.peer_id == actor.peer_id or target.role is Role.DOCTOR:
+            raise TeleconsultError(ErrorCode.FORBIDDEN, "The doctor stays in the room.")
+        if not target.admitted:
+            raise TeleconsultError(ErrorCode.FORBIDDEN, "That participant is already waiting.")
+        target.state = PeerState.WAITING
+        return target
+
+    def set_ready(self, peer: Peer, checks: dict[str, str | bool | int | float]) -> None:
+        self.authorize(peer, "ready")
+        peer.ready = checks
 
     def relay_target(self, sender: Peer, message_type: str, to: str) -> Peer:
         """The admitted peer a relayed frame (offer, answer, candidate) may go to."""

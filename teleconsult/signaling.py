@@ -1,13 +1,20 @@
 """The signaling service: seats WebSocket peers in rooms, applies the room rules, relays, and drives the lifecycle.
 
-It sees protocol messages and domain objects only (no aiohttp). Each live connection is a ``Connection`` whose
-``send`` enqueues a frame without blocking; delivery between peers goes through the bus on the channel
-``peer:<peer_id>``, so the room code does not care which node holds a socket.
+It sees protocol messages and domain objects only (no aiohttp). A ``Session`` is one peer's place in a room; it
+outlives its socket: when a socket drops without a goodbye the session waits ``resume_grace_s`` for the client to
+resume, buffering what is addressed to it, and the room sees nothing. Seats are durable (peer id, resume token
+hash, away time in the database), so a restarted node rebuilds a room from the seats still held and its clients
+resume with the same peer ids.
+
+Delivery between peers goes through the bus on ``peer:<peer_id>`` channels, so the room code does not care which
+connection (or, later, which node) holds a socket.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -20,12 +27,13 @@ from teleconsult.errors import ErrorCode, TeleconsultError
 from teleconsult.ids import PeerId, new_id, new_token
 from teleconsult.protocol import PROTOCOL_VERSION, ClientMessage, ServerMessage, encode
 from teleconsult.protocol import messages as m
-from teleconsult.rooms import Capacity, Peer, Role, Room
-from teleconsult.store.models import BillingRecord
+from teleconsult.rooms import Capacity, Peer, PeerState, Role, Room, polite
+from teleconsult.store.models import BillingRecord, Participant, utcnow
 
 log = logging.getLogger(__name__)
 
 CLOSE_NORMAL = 1000
+CLOSE_RESTART = 1012
 
 
 class Connection(Protocol):
@@ -42,18 +50,39 @@ class Connection(Protocol):
 class Session:
     peer: Peer
     room: Room
-    conn: Connection
     seat: Seat
-    resume_token: str
-    closed: bool = field(default=False)
+    conn: Connection | None
+    away_buffer: int
+    pending: deque[bytes] = field(default_factory=deque)
+    grace: asyncio.TimerHandle | None = None
+    closed: bool = False
 
     @property
     def channel(self) -> str:
         return f"peer:{self.peer.peer_id}"
 
+    @property
+    def participant_id(self) -> str:
+        return self.seat.participant.id
 
-def peer_info(peer: Peer) -> m.PeerInfo:
-    return m.PeerInfo(peer_id=peer.peer_id, role=peer.role.value, name=peer.name)
+    def deliver(self, frame: bytes) -> None:
+        """The bus handler: to the socket, or kept in order while the client is away."""
+        if self.conn is not None:
+            self.conn.send(frame)
+        elif not self.closed:
+            if len(self.pending) >= self.away_buffer:
+                self.pending.popleft()
+            self.pending.append(frame)
+
+
+def peer_info(peer: Peer, viewer: Peer | None = None, *, with_ready: bool = False) -> m.PeerInfo:
+    return m.PeerInfo(
+        peer_id=peer.peer_id,
+        role=peer.role.value,
+        name=peer.name,
+        polite=polite(viewer, peer) if viewer is not None else None,
+        ready=peer.ready if with_ready else None,
+    )
 
 
 class SignalingService:
@@ -67,9 +96,12 @@ class SignalingService:
             for s in settings.ice_servers
         ]
         self._rooms: dict[str, Room] = {}
+        self._room_locks: dict[str, asyncio.Lock] = {}
         self._sessions: dict[PeerId, Session] = {}
+        self._chores: set[asyncio.Task[None]] = set()
+        self._stopping = False
 
-    # --- introspection (metrics, tests) ------------------------------------------------------------------------
+    # --- introspection (health, metrics, tests) ----------------------------------------------------------------
 
     @property
     def session_count(self) -> int:
@@ -79,37 +111,97 @@ class SignalingService:
     def room_count(self) -> int:
         return len(self._rooms)
 
-    # --- joining -----------------------------------------------------------------------------------------------
+    def session(self, peer_id: str) -> Session | None:
+        return self._sessions.get(PeerId(peer_id))
+
+    # --- joining and resuming ----------------------------------------------------------------------------------
 
     async def hello(self, conn: Connection, hello: m.Hello) -> Session:
         if hello.v != PROTOCOL_VERSION:
             raise TeleconsultError(ErrorCode.UNSUPPORTED_VERSION, f"This server speaks protocol v{PROTOCOL_VERSION}.")
-        if not hello.ticket:
-            raise TeleconsultError(ErrorCode.UNAUTHORIZED, "A ticket is required.")
-        seat = await self._consultations.open_ticket(hello.ticket)
+        if self._stopping:
+            raise TeleconsultError(ErrorCode.UNAVAILABLE, "The server is restarting; reconnect shortly.")
+        if hello.resume:
+            return await self._resume(conn, hello.resume)
+        if hello.ticket:
+            return await self._take_seat(conn, hello.ticket)
+        raise TeleconsultError(ErrorCode.UNAUTHORIZED, "A ticket or a resume token is required.")
+
+    async def _take_seat(self, conn: Connection, ticket: str) -> Session:
+        seat = await self._consultations.open_ticket(ticket)
         participant = seat.participant
-        room = self._rooms.get(seat.consultation.id)
-        if room is None:
-            room = self._rooms[seat.consultation.id] = Room(seat.consultation.id, self._capacity)
+        room = await self._room_for(seat.consultation.id)
         joined = room.join(
             PeerId(new_id("p")),
             Role(participant.role),
             participant.name,
             participant.id,
-            pre_admitted=participant.admitted_at is not None,
+            pre_admitted=participant.admitted_at is not None or participant.pre_admitted,
         )
-        session = Session(joined.peer, room, conn, seat, resume_token=new_token())
-        self._sessions[session.peer.peer_id] = session
         if joined.replaced is not None:
-            await self._evict(joined.replaced, m.Removed(reason="replaced"))
-        await self._bus.subscribe(session.channel, conn.send)  # after the eviction: it is not news to this peer
-        await self._consultations.participant_joined(participant)
-        await self._welcome(session)
+            await self._evict(joined.replaced, m.Removed(reason="replaced"), release_seat=False)
+        session = await self._open_session(joined.peer, room, seat, conn)
+        token = new_token()
+        await self._consultations.seat_taken(participant, session.peer.peer_id, token, admitted=session.peer.admitted)
+        self._welcome(session, token)
+        await self._announce_arrival(session)
         return session
 
-    async def _welcome(self, session: Session) -> None:
+    async def _resume(self, conn: Connection, token: str) -> Session:
+        seat = await self._consultations.resume_seat(token)
+        await self._room_for(seat.consultation.id)
+        session = self._sessions.get(PeerId(seat.participant.peer_id or ""))
+        if session is None or session.closed:
+            raise TeleconsultError(ErrorCode.UNAUTHORIZED, "This connection can no longer be resumed.")
+        if session.grace is not None:
+            session.grace.cancel()
+            session.grace = None
+        if session.conn is not None and session.conn is not conn:
+            session.conn.close_soon(CLOSE_NORMAL, "resumed on another connection")
+        session.conn = conn
+        fresh = new_token()
+        await self._consultations.rotate_resume(session.participant_id, fresh)
+        self._welcome(session, fresh)
+        while session.pending:
+            conn.send(session.pending.popleft())
+        return session
+
+    async def _open_session(self, peer: Peer, room: Room, seat: Seat, conn: Connection | None) -> Session:
+        session = Session(peer, room, seat, conn, self._settings.away_buffer_frames)
+        self._sessions[peer.peer_id] = session
+        await self._bus.subscribe(session.channel, session.deliver)
+        return session
+
+    async def _room_for(self, consultation_id: str) -> Room:
+        """The live room, rebuilt from the seats still held in the database when this node has none."""
+        room = self._rooms.get(consultation_id)
+        if room is not None:
+            return room
+        lock = self._room_locks.setdefault(consultation_id, asyncio.Lock())
+        async with lock:
+            room = self._rooms.get(consultation_id)
+            if room is None:
+                room = Room(consultation_id, self._capacity)
+                for participant in await self._consultations.seats_held(consultation_id):
+                    await self._restore(room, participant)
+                self._rooms[consultation_id] = room
+        self._room_locks.pop(consultation_id, None)
+        return room
+
+    async def _restore(self, room: Room, participant: Participant) -> None:
+        """A seat held before this node started: the peer is away until it resumes or its grace runs out."""
+        state = PeerState.ADMITTED if participant.admitted_at is not None else PeerState.WAITING
+        peer = Peer(PeerId(participant.peer_id or ""), Role(participant.role), participant.name, participant.id, state)
+        room.restore(peer)
+        seat = Seat(participant, participant.consultation, "")
+        session = await self._open_session(peer, room, seat, None)
+        elapsed = (utcnow() - participant.away_since).total_seconds() if participant.away_since else 0.0
+        self._start_grace(session, max(0.0, self._settings.resume_grace_s - elapsed))
+
+    def _welcome(self, session: Session, resume_token: str) -> None:
         peer, room = session.peer, session.room
-        peers = [peer_info(p) for p in room.admitted(exclude=peer.peer_id)] if peer.admitted else []
+        peers = [peer_info(p, peer) for p in room.admitted(exclude=peer.peer_id)] if peer.admitted else []
+        assert session.conn is not None
         session.conn.send(
             encode(
                 m.Welcome(
@@ -119,21 +211,26 @@ class SignalingService:
                     state=peer.state.value,
                     peers=peers,
                     ice_servers=self._ice_servers,
-                    resume=session.resume_token,
+                    resume=resume_token,
                     polite=peer.role is Role.DOCTOR,
                 )
             )
         )
         if not peer.admitted:
             session.conn.send(encode(m.Waiting()))
+        elif peer.role is Role.DOCTOR:
+            session.conn.send(encode(self._lobby(room)))
+
+    async def _announce_arrival(self, session: Session) -> None:
+        peer, room = session.peer, session.room
+        if not peer.admitted:
             await self._send_lobby(room)
             return
-        await self._broadcast(room.admitted(exclude=peer.peer_id), m.PeerJoined(peer=peer_info(peer)))
-        if peer.role is Role.DOCTOR:
-            await self._send_lobby(room)
+        for other in room.admitted(exclude=peer.peer_id):
+            await self._send(other, m.PeerJoined(peer=peer_info(peer, other)))
         if room.is_in_progress():
             await self._consultations.participant_admitted(
-                session.seat.participant.id, room.consultation_id, in_progress=True
+                session.participant_id, room.consultation_id, in_progress=True
             )
 
     # --- messages from a seated peer ---------------------------------------------------------------------------
@@ -153,11 +250,14 @@ class SignalingService:
                 await self._send(target, m.CandidateOut(from_=peer.peer_id, candidate=candidate))
             case m.Ping(id=ref):
                 room.authorize(peer, "ping")
-                session.conn.send(encode(m.Pong(ref=ref)))
+                self._reply(session, m.Pong(ref=ref))
             case m.Chat(text=text):
                 room.authorize(peer, "chat")
                 chat = m.ChatOut(from_=peer.peer_id, text=text, ts=_now_iso(), msg_id=new_id("m"))
                 await self._broadcast(room.admitted(), chat)
+            case m.Ready(checks=checks):
+                room.set_ready(peer, checks)
+                await self._send_lobby(room)
             case m.Admit(peer_id=target_id):
                 await self._admit(session, target_id)
             case m.Deny(peer_id=target_id):
@@ -166,49 +266,94 @@ class SignalingService:
             case m.Remove(peer_id=target_id):
                 target = room.remove(peer, target_id)
                 await self._evict(target, m.Removed(), sent_away=True)
+            case m.ReturnToLobby(peer_id=target_id):
+                await self._return_to_lobby(session, target_id)
             case m.Leave():
                 room.authorize(peer, "leave")
-                await self.disconnect(session)
-                session.conn.close_soon(CLOSE_NORMAL, "left")
+                await self._depart(session)
+                if session.conn is not None:
+                    session.conn.close_soon(CLOSE_NORMAL, "left")
             case m.End():
                 room.authorize(peer, "end")
                 await self.end_consultation(room.consultation_id, session.seat.consultation.doctor_id)
             case m.Hello():
                 room.authorize(peer, "hello")
 
+    def _reply(self, session: Session, message: ServerMessage) -> None:
+        if session.conn is not None:
+            session.conn.send(encode(message))
+
     async def _admit(self, session: Session, target_id: str) -> None:
         room = session.room
         target = room.admit(session.peer, target_id)
-        await self._send(target, m.Admitted(peers=[peer_info(p) for p in room.admitted(exclude=target.peer_id)]))
-        await self._broadcast(room.admitted(exclude=target.peer_id), m.PeerJoined(peer=peer_info(target)))
+        peers = [peer_info(p, target) for p in room.admitted(exclude=target.peer_id)]
+        await self._send(target, m.Admitted(peers=peers))
+        for other in room.admitted(exclude=target.peer_id):
+            await self._send(other, m.PeerJoined(peer=peer_info(target, other)))
         await self._send_lobby(room)
         await self._consultations.participant_admitted(
             target.seat, room.consultation_id, in_progress=room.is_in_progress()
         )
 
+    async def _return_to_lobby(self, session: Session, target_id: str) -> None:
+        room = session.room
+        target = room.return_to_lobby(session.peer, target_id)
+        await self._send(target, m.Waiting())
+        await self._broadcast(room.admitted(), m.PeerLeft(peer_id=target.peer_id))
+        await self._send_lobby(room)
+        await self._consultations.participant_returned(target.seat)
+
     # --- leaving -----------------------------------------------------------------------------------------------
 
-    async def disconnect(self, session: Session) -> None:
-        """The peer's socket is gone (or it left): take it out of its room. Idempotent."""
+    async def disconnect(self, session: Session, conn: Connection) -> None:
+        """``conn`` is gone without a goodbye: hold the seat for the grace period. Idempotent."""
+        if session.closed or session.conn is not conn:
+            return
+        session.conn = None
+        if self._stopping:
+            return  # shutdown marks every seat away at once
+        self._start_grace(session, self._settings.resume_grace_s)
+        await self._consultations.participants_away([session.participant_id])
+
+    def _start_grace(self, session: Session, delay: float) -> None:
+        session.grace = asyncio.get_running_loop().call_later(delay, self._grace_over, session)
+
+    def _grace_over(self, session: Session) -> None:
+        task = asyncio.create_task(self._expire(session))
+        self._chores.add(task)
+        task.add_done_callback(self._chores.discard)
+
+    async def _expire(self, session: Session) -> None:
+        if session.closed or session.conn is not None:
+            return
+        try:
+            await self._depart(session)
+        except TeleconsultError:
+            log.warning("could not record the departure of a peer (database unavailable)")
+
+    async def _depart(self, session: Session) -> None:
+        """The peer is gone for good (left, or its grace ran out)."""
         if session.closed:
             return
         await self._forget(session)
         peer = session.room.leave(session.peer.peer_id)
-        if peer is None:
-            return
-        await self._announce_departure(session.room, peer)
-        await self._consultations.participant_left(peer.seat)
+        if peer is not None:
+            await self._announce_departure(session.room, peer)
+        await self._consultations.seat_released(session.participant_id)
 
-    async def _evict(self, peer: Peer, notice: ServerMessage, *, sent_away: bool = False) -> None:
+    async def _evict(
+        self, peer: Peer, notice: ServerMessage, *, sent_away: bool = False, release_seat: bool = True
+    ) -> None:
         """Tell a peer already taken out of its room why, close its socket, and tell the room."""
         session = self._sessions.get(peer.peer_id)
         await self._send(peer, notice)
         if session is not None:
             await self._forget(session)
-            session.conn.close_soon(CLOSE_NORMAL, notice.__struct_config__.tag)  # type: ignore[arg-type]
+            if session.conn is not None:
+                session.conn.close_soon(CLOSE_NORMAL, notice.__struct_config__.tag)  # type: ignore[arg-type]
             await self._announce_departure(session.room, peer)
-        if sent_away:
-            await self._consultations.participant_sent_away(peer.seat)
+        if release_seat:
+            await self._consultations.seat_released(peer.seat, sent_away=sent_away)
 
     async def _announce_departure(self, room: Room, peer: Peer) -> None:
         if peer.admitted:
@@ -220,11 +365,15 @@ class SignalingService:
 
     async def _forget(self, session: Session) -> None:
         session.closed = True
+        session.pending.clear()
+        if session.grace is not None:
+            session.grace.cancel()
+            session.grace = None
         if self._sessions.get(session.peer.peer_id) is session:
             del self._sessions[session.peer.peer_id]
-        await self._bus.unsubscribe(session.channel, session.conn.send)
+        await self._bus.unsubscribe(session.channel, session.deliver)
 
-    # --- ending ------------------------------------------------------------------------------------------------
+    # --- ending and shutting down ------------------------------------------------------------------------------
 
     async def end_consultation(self, consultation_id: str, doctor_id: str) -> BillingRecord | None:
         """End for everyone (from the doctor's ``end`` frame or the HTTP API): bill, tell the room, close."""
@@ -238,15 +387,30 @@ class SignalingService:
                 session = self._sessions.get(peer.peer_id)
                 if session is not None:
                     await self._forget(session)
-                    session.conn.close_soon(CLOSE_NORMAL, "ended")
+                    if session.conn is not None:
+                        session.conn.close_soon(CLOSE_NORMAL, "ended")
                 room.leave(peer.peer_id)
         return record
 
-    async def close_all(self, code: int, reason: str) -> None:
+    async def shutdown(self) -> None:
+        """Graceful stop: tell every client to reconnect, close, and keep every seat resumable from now."""
+        self._stopping = True
+        reconnect = encode(m.Reconnect(after_ms=self._settings.reconnect_after_ms))
+        seats = []
         for session in list(self._sessions.values()):
-            await self._forget(session)
-            session.conn.close_soon(code, reason)
-        self._rooms.clear()
+            if session.grace is not None:
+                session.grace.cancel()
+            seats.append(session.participant_id)
+            if session.conn is not None:
+                session.conn.send(reconnect)
+                session.conn.close_soon(CLOSE_RESTART, "server restart")
+                session.conn = None
+        try:
+            await self._consultations.participants_away(seats)
+        except TeleconsultError:
+            log.warning("could not mark seats away at shutdown (database unavailable)")
+        for task in list(self._chores):
+            task.cancel()
 
     # --- delivery ----------------------------------------------------------------------------------------------
 
@@ -258,8 +422,11 @@ class SignalingService:
         for peer in peers:
             await self._bus.publish(f"peer:{peer.peer_id}", frame)
 
+    def _lobby(self, room: Room) -> m.Lobby:
+        return m.Lobby(waiting=[peer_info(p, with_ready=True) for p in room.waiting()])
+
     async def _send_lobby(self, room: Room) -> None:
-        await self._broadcast(room.doctors(), m.Lobby(waiting=[peer_info(p) for p in room.waiting()]))
+        await self._broadcast(room.doctors(), self._lobby(room))
 
 
 def _now_iso() -> str:

@@ -22,6 +22,11 @@ class LoginBody(msgspec.Struct):
     password: Annotated[str, Meta(max_length=1024)]
 
 
+class InviteeBody(msgspec.Struct):
+    name: Annotated[str, Meta(max_length=200)]
+    email: Short
+
+
 class NewConsultationBody(msgspec.Struct):
     patient_name: Annotated[str, Meta(max_length=200)]
     patient_email: Short
@@ -30,6 +35,8 @@ class NewConsultationBody(msgspec.Struct):
     nurse_name: Annotated[str, Meta(max_length=200)] | None = None
     nurse_email: Short | None = None
     language: Annotated[str, Meta(max_length=5)] = "fr"
+    nurse_pre_admitted: bool = False
+    guests: Annotated[list[InviteeBody], Meta(max_length=8)] = msgspec.field(default_factory=list)
 
 
 class JoinBody(msgspec.Struct):

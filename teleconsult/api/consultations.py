@@ -11,7 +11,7 @@ from teleconsult.api.bodies import NewConsultationBody, read_body
 from teleconsult.api.keys import CONSULTATIONS, SIGNALING
 from teleconsult.api.security import participant_cookie
 from teleconsult.api.serialize import billing_json, consultation_json
-from teleconsult.consultations import PAGE_SIZE, NewConsultation
+from teleconsult.consultations import PAGE_SIZE, Invitee, NewConsultation
 from teleconsult.errors import ErrorCode, TeleconsultError
 
 routes = web.RouteTableDef()
@@ -31,12 +31,16 @@ async def create(request: web.Request) -> web.Response:
             nurse_name=body.nurse_name,
             nurse_email=body.nurse_email,
             language=body.language,
+            nurse_pre_admitted=body.nurse_pre_admitted,
+            guests=tuple(Invitee(g.name, g.email) for g in body.guests),
         ),
     )
     payload = consultation_json(created.consultation)
     payload["patient_link"] = created.patient_link
     if created.nurse_link:
         payload["nurse_link"] = created.nurse_link
+    if created.guest_links:
+        payload["guest_links"] = list(created.guest_links)
     return web.json_response(payload, status=201)
 
 

@@ -12,6 +12,7 @@ from teleconsult.consultations import ConsultationService
 from teleconsult.doctors import DoctorService
 from teleconsult.i18n import Catalogs
 from teleconsult.invitations import InvitationService
+from teleconsult.ratelimit import PendingPerKey
 from teleconsult.signaling import SignalingService
 from teleconsult.store import Database
 
@@ -25,3 +26,4 @@ SIGNALING = web.AppKey("signaling", SignalingService)
 CATALOGS = web.AppKey("catalogs", Catalogs)
 SECRET = web.AppKey("secret", bytes)
 SOCKETS: web.AppKey[weakref.WeakSet[web.WebSocketResponse[bool]]] = web.AppKey("sockets")
+PENDING_HELLOS = web.AppKey("pending_hellos", PendingPerKey)

@@ -7,18 +7,22 @@ queue; a client that stops reading fills it and is dropped, so it can never slow
 from __future__ import annotations
 
 import asyncio
+import enum
 import logging
 import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Final
 
 from aiohttp import WSCloseCode, WSMessage, WSMsgType, web
 
-from teleconsult.api.keys import SETTINGS, SIGNALING, SOCKETS
+from teleconsult.api.keys import PENDING_HELLOS, SETTINGS, SIGNALING, SOCKETS
 from teleconsult.api.security import same_origin
 from teleconsult.errors import ErrorCode, TeleconsultError
 from teleconsult.protocol import decode_client, encode
 from teleconsult.protocol import messages as m
 from teleconsult.protocol.codec import ref_of
+from teleconsult.ratelimit import TokenBucket
 from teleconsult.signaling import Session, SignalingService
 
 log = logging.getLogger(__name__)
@@ -34,10 +38,15 @@ TRANSPORT_MAX_MSG = 1024 * 1024
 
 
 class WsConnection:
-    """The write side of one socket: a bounded queue drained by one writer task."""
+    """The write side of one socket: a bounded queue drained by one writer task.
 
-    def __init__(self, ws: web.WebSocketResponse, max_frames: int):
+    A client that stops reading fills the queue; the connection is then cut at the transport (its writer may be
+    blocked on a full socket buffer, so a polite close frame could never be sent).
+    """
+
+    def __init__(self, ws: web.WebSocketResponse, max_frames: int, abort: Callable[[], None]):
         self._ws = ws
+        self._abort = abort
         self._queue: asyncio.Queue[bytes] = asyncio.Queue(max_frames)
         self._close: tuple[int, str] | None = None
         self._wake = asyncio.Event()
@@ -50,6 +59,7 @@ class WsConnection:
         except asyncio.QueueFull:
             self._close = (CLOSE_SLOW_READER, "not reading")
             self._drain()
+            self._abort()
         self._wake.set()
 
     def close_soon(self, code: int, reason: str) -> None:
@@ -83,29 +93,58 @@ def error_frame(error: TeleconsultError, ref: str | None) -> bytes:
     return encode(m.Error(code=error.code.value, message=error.message, ref=ref))
 
 
+@dataclass(slots=True)
+class Limits:
+    """Per-socket limits, from the settings."""
+
+    max_bytes: int
+    hello_timeout: float
+    bucket: TokenBucket
+    sustained_s: float
+    last_warning: float = field(default=-1.0)
+
+
 @routes.get("/ws")
 async def websocket(request: web.Request) -> web.StreamResponse:
     if not same_origin(request):
         raise web.HTTPForbidden(reason="cross-origin WebSocket refused")
     settings = request.app[SETTINGS]
+    pending = request.app[PENDING_HELLOS]
+    address = request.remote or "unknown"
+    if not pending.acquire(address):
+        raise TeleconsultError(ErrorCode.RATE_LIMITED, "Too many connections waiting to say hello.", retry_after=5)
     ws = web.WebSocketResponse(heartbeat=settings.heartbeat_s, max_msg_size=TRANSPORT_MAX_MSG)
-    await ws.prepare(request)
-    conn = WsConnection(ws, settings.send_queue_frames)
+    try:
+        await ws.prepare(request)
+    except BaseException:
+        pending.release(address)
+        raise
+    transport = request.transport
+    conn = WsConnection(ws, settings.send_queue_frames, transport.abort if transport else lambda: None)
     writer = asyncio.create_task(conn.run())
     sockets = request.app[SOCKETS]
     sockets.add(ws)
     signaling = request.app[SIGNALING]
+    limits = Limits(
+        settings.max_frame_bytes,
+        settings.hello_timeout_s,
+        TokenBucket(settings.rate_per_s, settings.rate_burst),
+        settings.rate_sustained_s,
+    )
     session: Session | None = None
     try:
-        session = await _handshake(ws, conn, signaling, settings.hello_timeout_s, settings.max_frame_bytes)
+        try:
+            session = await _handshake(ws, conn, signaling, limits)
+        finally:
+            pending.release(address)
         if session is not None:
-            await _serve(ws, conn, signaling, session, settings.max_frame_bytes)
+            await _serve(ws, conn, signaling, session, limits)
     finally:
         if session is not None:
             try:
-                await signaling.disconnect(session)
+                await signaling.disconnect(session, conn)
             except TeleconsultError:
-                log.warning("could not record the departure of a peer (database unavailable)")
+                log.warning("could not record a dropped connection (database unavailable)")
         conn.close_soon(WSCloseCode.GOING_AWAY, "bye")
         try:
             await asyncio.wait_for(writer, timeout=5)
@@ -116,10 +155,10 @@ async def websocket(request: web.Request) -> web.StreamResponse:
 
 
 async def _handshake(
-    ws: web.WebSocketResponse, conn: WsConnection, signaling: SignalingService, hello_timeout: float, max_bytes: int
+    ws: web.WebSocketResponse, conn: WsConnection, signaling: SignalingService, limits: Limits
 ) -> Session | None:
     """Wait for a valid hello; errors other than ``unauthorized`` leave the socket open until the deadline."""
-    deadline = time.monotonic() + hello_timeout
+    deadline = time.monotonic() + limits.hello_timeout
     while (remaining := deadline - time.monotonic()) > 0:
         try:
             msg = await ws.receive(timeout=remaining)
@@ -127,9 +166,14 @@ async def _handshake(
             break
         if msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED, WSMsgType.ERROR):
             return None
+        verdict = _rate(conn, limits)
+        if verdict is Verdict.CLOSE:
+            return None
+        if verdict is Verdict.DROP:
+            continue
         hello: m.Hello | None = None
         try:
-            hello = _parse_hello(msg, max_bytes)
+            hello = _parse_hello(msg, limits.max_bytes)
             return await signaling.hello(conn, hello)
         except TeleconsultError as error:
             conn.send(error_frame(error, hello.id if hello else _ref_after_failure(msg, error)))
@@ -158,14 +202,41 @@ def _text_of(msg: WSMessage) -> str:
     return data
 
 
+class Verdict(enum.Enum):
+    APPLY = "apply"
+    DROP = "drop"
+    CLOSE = "close"
+
+
+def _rate(conn: WsConnection, limits: Limits) -> Verdict:
+    """Spend a token. Over the limit the frame is dropped with a warning (at most one a second); a client that
+    keeps sending into an empty bucket for ``sustained_s`` is closed with 4429."""
+    if limits.bucket.take():
+        return Verdict.APPLY
+    if limits.bucket.dry_for() > limits.sustained_s:
+        conn.send(error_frame(TeleconsultError(ErrorCode.RATE_LIMITED, "Too many frames; closing."), None))
+        conn.close_soon(CLOSE_RATE_LIMITED, "rate limited")
+        return Verdict.CLOSE
+    now = time.monotonic()
+    if now - limits.last_warning >= 1.0:
+        limits.last_warning = now
+        conn.send(error_frame(TeleconsultError(ErrorCode.RATE_LIMITED, "Too many frames; some were dropped."), None))
+    return Verdict.DROP
+
+
 async def _serve(
-    ws: web.WebSocketResponse, conn: WsConnection, signaling: SignalingService, session: Session, max_bytes: int
+    ws: web.WebSocketResponse, conn: WsConnection, signaling: SignalingService, session: Session, limits: Limits
 ) -> None:
     async for msg in ws:
         if session.closed:
             break
+        verdict = _rate(conn, limits)
+        if verdict is Verdict.CLOSE:
+            break
+        if verdict is Verdict.DROP:
+            continue
         try:
-            message = _decode(msg, max_bytes)
+            message = _decode(msg, limits.max_bytes)
         except TeleconsultError as error:
             conn.send(error_frame(error, _ref_after_failure(msg, error)))
             if error.code is ErrorCode.TOO_LARGE:

@@ -44,6 +44,20 @@ class Remove(_Client, tag="remove"):
     peer_id: PeerRef
 
 
+class ReturnToLobby(_Client, tag="return-to-lobby"):
+    peer_id: PeerRef
+
+
+CheckValue = str | bool | int | float
+Checks = Annotated[dict[Annotated[str, Meta(max_length=32)], CheckValue], Meta(max_length=16)]
+
+
+class Ready(_Client, tag="ready"):
+    """A waiting participant's device checks (cameras found, permission, network test), shown to the doctor."""
+
+    checks: Checks
+
+
 class IceCandidate(msgspec.Struct, kw_only=True, omit_defaults=True):
     candidate: Annotated[str, Meta(max_length=2_000)]
     sdpMid: Annotated[str, Meta(max_length=64)] | None = None
@@ -82,12 +96,14 @@ class Ping(_Client, tag="ping"):
     pass
 
 
-ClientMessage = Hello | Admit | Deny | Remove | Offer | Answer | Candidate | Chat | Leave | End | Ping
+ClientMessage = (
+    Hello | Admit | Deny | Remove | ReturnToLobby | Ready | Offer | Answer | Candidate | Chat | Leave | End | Ping
+)
 
 #: Every client message type, by its wire tag.
 CLIENT_TYPES: dict[str, type[msgspec.Struct]] = {
     cls.__struct_config__.tag: cls  # type: ignore[misc]
-    for cls in (Hello, Admit, Deny, Remove, Offer, Answer, Candidate, Chat, Leave, End, Ping)
+    for cls in (Hello, Admit, Deny, Remove, ReturnToLobby, Ready, Offer, Answer, Candidate, Chat, Leave, End, Ping)
 }
 
 
@@ -98,6 +114,10 @@ class PeerInfo(msgspec.Struct, kw_only=True, omit_defaults=True):
     peer_id: str
     role: Role
     name: str
+    #: In peer lists sent to one client: whether that client is the polite side toward this peer.
+    polite: bool | None = None
+    #: In the doctor's lobby: the waiting participant's device checks, once reported.
+    ready: dict[str, CheckValue] | None = None
 
 
 class IceServerInfo(msgspec.Struct, kw_only=True, omit_defaults=True):
@@ -193,6 +213,12 @@ class Pong(_Server, tag="pong"):
     pass
 
 
+class Reconnect(_Server, tag="reconnect"):
+    """The server is going away: reconnect after ``after_ms`` and resume with the resume token."""
+
+    after_ms: int
+
+
 class Error(_Server, tag="error"):
     code: str
     message: str
@@ -214,5 +240,6 @@ ServerMessage = (
     | DocumentOut
     | Ended
     | Pong
+    | Reconnect
     | Error
 )

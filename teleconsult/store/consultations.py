@@ -6,6 +6,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 
 from sqlalchemy import select, tuple_, update
+from sqlalchemy.orm import selectinload
 
 from teleconsult.store.database import Tx
 from teleconsult.store.models import Consultation, Participant
@@ -67,3 +68,39 @@ async def update_participant(tx: Tx, participant_id: str, **values: object) -> N
         .values(**values)
         .execution_options(synchronize_session=False)
     )
+
+
+async def participant_by_resume_hash(tx: Tx, resume_hash: str) -> Participant | None:
+    query = select(Participant).where(Participant.resume_hash == resume_hash)
+    return (await tx.execute(query)).scalar_one_or_none()
+
+
+async def seats_held(tx: Tx, consultation_id: str) -> Sequence[Participant]:
+    """Participants with a live or resumable connection (a peer id) in this consultation."""
+    query = (
+        select(Participant)
+        .where(Participant.consultation_id == consultation_id, Participant.peer_id.is_not(None))
+        .options(selectinload(Participant.consultation))
+    )
+    return (await tx.execute(query)).scalars().all()
+
+
+async def release_seats(tx: Tx, consultation_id: str) -> None:
+    """Nobody can resume into a closed consultation."""
+    await tx.execute(
+        update(Participant)
+        .where(Participant.consultation_id == consultation_id, Participant.peer_id.is_not(None))
+        .values(peer_id=None, resume_hash=None, away_since=None)
+        .execution_options(synchronize_session=False)
+    )
+
+
+async def mark_away(tx: Tx, participant_ids: Iterable[str], now: datetime) -> None:
+    ids = list(participant_ids)
+    if ids:
+        await tx.execute(
+            update(Participant)
+            .where(Participant.id.in_(ids), Participant.peer_id.is_not(None))
+            .values(away_since=now)
+            .execution_options(synchronize_session=False)
+        )

@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
-from sqlalchemy import DateTime, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import Boolean, DateTime, ForeignKey, Index, Integer, String, Text, UniqueConstraint, false
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
@@ -101,6 +101,13 @@ class Participant(Base):
     admitted_at: Mapped[datetime | None]
     left_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    #: The doctor let this seat in beforehand (a nurse who skips the waiting room).
+    pre_admitted: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # The live connection of this seat, kept so a client can resume after a drop or a server restart.
+    peer_id: Mapped[str | None] = mapped_column(String(32))
+    resume_hash: Mapped[str | None] = mapped_column(String(64), unique=True)
+    #: When the connection dropped without a goodbye; the seat is held for the grace period from then.
+    away_since: Mapped[datetime | None]
 
     consultation: Mapped[Consultation] = relationship(back_populates="participants")
 
