@@ -70,7 +70,7 @@ class Settings:
     away_buffer_frames: int = 512
     rate_per_s: float = 50.0
     rate_burst: int = 200
-    #: How long a client may keep sending into an empty bucket before it is closed (4429).
+    #: The window over which a client sending at least twice its rate is closed (4429).
     rate_sustained_s: float = 2.0
     #: Sockets one address may hold open before saying hello.
     max_pending_per_ip: int = 20

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -61,9 +62,23 @@ class NewConsultation:
             raise TeleconsultError(ErrorCode.BAD_REQUEST, "scheduled_at needs a time zone offset.")
         if self.language not in ("fr", "en"):
             raise TeleconsultError(ErrorCode.BAD_REQUEST, "language is fr or en.")
-        return NewConsultation(
-            patient_name, patient_email, self.scheduled_at, self.reason, nurse_name, nurse_email, self.language
+        if self.nurse_pre_admitted and nurse_name is None:
+            raise TeleconsultError(ErrorCode.BAD_REQUEST, "nurse_pre_admitted needs a nurse.")
+        return dataclasses.replace(
+            self,
+            patient_name=patient_name,
+            patient_email=patient_email,
+            nurse_name=nurse_name,
+            nurse_email=nurse_email,
+            guests=tuple(_invitee(g) for g in self.guests),
         )
+
+
+def _invitee(guest: Invitee) -> Invitee:
+    name, email = guest.name.strip(), normalise_email(guest.email)
+    if not name or len(name) > NAME_MAX or not EMAIL.match(email):
+        raise TeleconsultError(ErrorCode.BAD_REQUEST, "Each guest needs a name and a valid email address.")
+    return Invitee(name, email)
 
 
 @dataclass(frozen=True, slots=True)

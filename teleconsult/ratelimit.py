@@ -9,19 +9,24 @@ from dataclasses import dataclass, field
 
 @dataclass(slots=True)
 class TokenBucket:
-    """``rate`` tokens a second up to ``burst``; ``take`` spends one if there is one."""
+    """``rate`` tokens a second up to ``burst``; ``take`` spends one if there is one.
+
+    A sender is *flooding* when, within a window of ``window_s``, more of its frames were refused than the rate
+    allows in that window (it sent at least twice what it may, for that long).
+    """
 
     rate: float
     burst: float
+    window_s: float = 2.0
     clock: Callable[[], float] = time.monotonic
     _tokens: float = field(init=False)
     _stamp: float = field(init=False)
-    #: When the bucket first ran dry in the current streak of refusals (None while frames are allowed).
-    _dry_since: float | None = field(init=False, default=None)
+    _window_start: float = field(init=False)
+    _refused: int = field(init=False, default=0)
 
     def __post_init__(self) -> None:
         self._tokens = self.burst
-        self._stamp = self.clock()
+        self._stamp = self._window_start = self.clock()
 
     def take(self) -> bool:
         now = self.clock()
@@ -29,15 +34,15 @@ class TokenBucket:
         self._stamp = now
         if self._tokens >= 1:
             self._tokens -= 1
-            self._dry_since = None
             return True
-        if self._dry_since is None:
-            self._dry_since = now
+        if now - self._window_start > self.window_s:
+            self._window_start, self._refused = now, 0
+        self._refused += 1
         return False
 
-    def dry_for(self) -> float:
-        """How long the sender has kept sending into an empty bucket (0 if it has not)."""
-        return 0.0 if self._dry_since is None else self.clock() - self._dry_since
+    @property
+    def flooding(self) -> bool:
+        return self._refused > self.rate * self.window_s
 
 
 class PendingPerKey:

@@ -286,6 +286,13 @@ class SignalingService:
     async def _admit(self, session: Session, target_id: str) -> None:
         room = session.room
         target = room.admit(session.peer, target_id)
+        try:  # durable first: nobody is told of an admission the database does not hold
+            await self._consultations.participant_admitted(
+                target.seat, room.consultation_id, in_progress=room.is_in_progress()
+            )
+        except TeleconsultError:
+            target.state = PeerState.WAITING
+            raise
         peers = [peer_info(p, target) for p in room.admitted(exclude=target.peer_id)]
         await self._send(target, m.Admitted(peers=peers))
         for other in room.admitted(exclude=target.peer_id):
@@ -298,10 +305,14 @@ class SignalingService:
     async def _return_to_lobby(self, session: Session, target_id: str) -> None:
         room = session.room
         target = room.return_to_lobby(session.peer, target_id)
+        try:
+            await self._consultations.participant_returned(target.seat)
+        except TeleconsultError:
+            target.state = PeerState.ADMITTED
+            raise
         await self._send(target, m.Waiting())
         await self._broadcast(room.admitted(), m.PeerLeft(peer_id=target.peer_id))
         await self._send_lobby(room)
-        await self._consultations.participant_returned(target.seat)
 
     # --- leaving -----------------------------------------------------------------------------------------------
 

@@ -184,3 +184,28 @@ def chromium_path() -> str:
     if not os.path.exists(path):
         unavailable("Debian's chromium is not installed at /usr/bin/chromium")
     return path
+
+
+@pytest.fixture
+async def server_with(tmp_path: Path) -> AsyncIterator[Any]:
+    """A factory: a server with the given settings, and a client factory for it. Everything is closed after."""
+    servers: list[Running] = []
+    made: list[TestClient[Any, Any]] = []
+
+    async def start(**values: Any) -> tuple[Running, Any]:
+        live = await start_server(make_settings(tmp_path / f"s{len(servers)}", **values))
+        servers.append(live)
+
+        async def client() -> TestClient[Any, Any]:
+            made_client: TestClient[Any, Any] = TestClient(live.server)
+            await made_client.start_server()
+            made.append(made_client)
+            return made_client
+
+        return live, client
+
+    yield start
+    for client in made:
+        await client.close()
+    for live in servers:
+        await live.server.close()

@@ -85,9 +85,11 @@ class Peer:
                 return self.ws.close_code
 
 
-async def connect(client: Client, ticket: str) -> Peer:
+async def connect(client: Client, ticket: str | None = None, *, resume: str | None = None) -> Peer:
+    """Open a socket and say hello with a ticket, or resume with a resume token."""
     ws = await client.ws_connect("/ws")
-    await ws.send_str(json.dumps({"type": "hello", "v": 1, "ticket": ticket}))
+    hello = {"type": "hello", "v": 1} | ({"resume": resume} if resume else {"ticket": ticket})
+    await ws.send_str(json.dumps(hello))
     msg = await ws.receive(timeout=5)
     assert msg.type == WSMsgType.TEXT, msg
     welcome = json.loads(msg.data)

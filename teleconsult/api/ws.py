@@ -100,7 +100,6 @@ class Limits:
     max_bytes: int
     hello_timeout: float
     bucket: TokenBucket
-    sustained_s: float
     last_warning: float = field(default=-1.0)
 
 
@@ -128,8 +127,7 @@ async def websocket(request: web.Request) -> web.StreamResponse:
     limits = Limits(
         settings.max_frame_bytes,
         settings.hello_timeout_s,
-        TokenBucket(settings.rate_per_s, settings.rate_burst),
-        settings.rate_sustained_s,
+        TokenBucket(settings.rate_per_s, settings.rate_burst, settings.rate_sustained_s),
     )
     session: Session | None = None
     try:
@@ -210,10 +208,10 @@ class Verdict(enum.Enum):
 
 def _rate(conn: WsConnection, limits: Limits) -> Verdict:
     """Spend a token. Over the limit the frame is dropped with a warning (at most one a second); a client that
-    keeps sending into an empty bucket for ``sustained_s`` is closed with 4429."""
+    floods (see ``TokenBucket.flooding``) is closed with 4429."""
     if limits.bucket.take():
         return Verdict.APPLY
-    if limits.bucket.dry_for() > limits.sustained_s:
+    if limits.bucket.flooding:
         conn.send(error_frame(TeleconsultError(ErrorCode.RATE_LIMITED, "Too many frames; closing."), None))
         conn.close_soon(CLOSE_RATE_LIMITED, "rate limited")
         return Verdict.CLOSE
