@@ -117,13 +117,13 @@ async def test_a_waiting_patient_cannot_signal(clients: Any) -> None:
         assert (await patient.expect("error"))["code"] == "forbidden"
 
 
-async def test_too_large_closes_with_4413(clients: Any) -> None:
+async def test_too_large_closes_with_4413_and_the_client_may_resume(clients: Any) -> None:
     call = await admitted_call(clients)
     await call.patient.send(type="chat", text="x" * (70 * 1024))
     assert (await call.patient.expect("error"))["code"] == "too_large"
     assert await call.patient.closed() == 4413
-    left = await call.doctor.expect("peer-left")
-    assert left["peer_id"] == call.patient.peer_id
+    back = await connect(call.patient_http, resume=call.patient.welcome["resume"])
+    assert back.peer_id == call.patient.peer_id and back.welcome["state"] == "admitted"
 
 
 async def test_hello_after_the_end_says_ended(clients: Any) -> None:
