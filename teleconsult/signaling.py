@@ -114,6 +114,9 @@ class SignalingService:
     def session(self, peer_id: str) -> Session | None:
         return self._sessions.get(PeerId(peer_id))
 
+    def peer_ids(self) -> set[str]:
+        return set(self._sessions)
+
     # --- joining and resuming ----------------------------------------------------------------------------------
 
     async def hello(self, conn: Connection, hello: m.Hello) -> Session:

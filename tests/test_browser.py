@@ -14,6 +14,8 @@ from typing import Any
 import pytest
 from playwright.async_api import Browser, BrowserContext, ConsoleMessage, Page, async_playwright, expect
 
+from teleconsult.api.keys import SIGNALING, SOCKETS
+
 pytestmark = pytest.mark.browser
 
 WAIT_MS = 15_000
@@ -142,6 +144,8 @@ async def test_doctor_and_patient_hold_a_consultation(browser: Browser, live_ser
         await doctor.wait_for_url("**/c/*", timeout=WAIT_MS)
         admit = doctor.get_by_test_id("admit")
         await expect(admit).to_be_visible(timeout=WAIT_MS)
+        # The patient's device reported what it can do; the doctor sees it before admitting.
+        await expect(doctor.get_by_test_id("lobby-ready")).to_contain_text("Caméra ✓", timeout=WAIT_MS)
         await admit.click()
 
         # Both see and hear each other.
@@ -157,6 +161,23 @@ async def test_doctor_and_patient_hold_a_consultation(browser: Browser, live_ser
         await expect(doctor.get_by_test_id("chat-log")).to_contain_text("Jeanne Dupont")
         await shot(doctor, "call-desktop")
         await shot(patient, "call-phone")
+
+        # The network drops every socket: both pages resume their seats, and the call goes on.
+        signaling = live_server.app[SIGNALING]
+        seated = signaling.peer_ids()
+        assert len(seated) == 2
+        for ws in list(live_server.app[SOCKETS]):
+            await ws.close(code=4000, message=b"network drop")
+        for page in (doctor, patient):
+            await expect(page.get_by_test_id("call-status")).to_have_attribute(
+                "data-state", "connected", timeout=WAIT_MS
+            )
+            await page.wait_for_function(REMOTE_VIDEO_PLAYING, timeout=WAIT_MS)
+        assert signaling.peer_ids() == seated  # the same peers: resumed, not rejoined
+        await expect(doctor.get_by_test_id("remote-video")).to_have_count(1)
+        await patient.get_by_test_id("chat-input").fill("Je suis revenue")
+        await patient.get_by_test_id("chat-send").click()
+        await expect(doctor.get_by_test_id("chat-log")).to_contain_text("Je suis revenue", timeout=WAIT_MS)
 
         # Mute and camera are toggles.
         mute = doctor.get_by_test_id("mute")

@@ -245,9 +245,11 @@ function linkTo(peerId) {
   let link = call.links.get(peerId);
   if (link) return link;
   tileFor(peerId);
+  const known = call.peers.get(peerId);
   link = new PeerLink({
     peerId,
-    polite: call.polite,
+    // The server says, per peer, which side of perfect negotiation we are; the welcome flag is the fallback.
+    polite: known && typeof known.polite === "boolean" ? known.polite : call.polite,
     iceServers: call.iceServers,
     localStream: call.localStream,
     send: (message) => call.signaling && call.signaling.send(message),
@@ -283,6 +285,22 @@ function enterRoom(peers) {
   }
 }
 
+/** Tell the doctor what this device can do, so they see who is ready before admitting. */
+function reportReady() {
+  const stream = call.localStream;
+  const checks = {
+    camera: Boolean(stream && stream.getVideoTracks().length),
+    microphone: Boolean(stream && stream.getAudioTracks().length),
+  };
+  if (call.signaling) call.signaling.send({ type: "ready", checks });
+}
+
+function readyText(ready) {
+  if (!ready) return "";
+  const mark = (ok) => (ok ? "✓" : "✗");
+  return `${t("lobby.camera")} ${mark(ready.camera)} · ${t("lobby.microphone")} ${mark(ready.microphone)}`;
+}
+
 function showWaiting() {
   ui.waiting.hidden = false;
   setState("waiting");
@@ -315,7 +333,13 @@ function renderLobby(waiting) {
       return el(
         "li",
         { className: "lobby__item", "data-testid": "lobby-entry", "data-peer-id": peer.peer_id },
-        el("span", { className: "lobby__who" }, el("strong", { text: name }), el("span", { className: "lobby__role", text: t(`role.${peer.role}`) })),
+        el(
+          "span",
+          { className: "lobby__who" },
+          el("strong", { text: name }),
+          el("span", { className: "lobby__role", text: t(`role.${peer.role}`) }),
+          el("span", { className: "lobby__ready", "data-testid": "lobby-ready", text: readyText(peer.ready) }),
+        ),
         el("span", { className: "lobby__actions" }, admit, deny),
       );
     }),
@@ -389,9 +413,13 @@ async function onMessage(message) {
       call.consultationId = message.consultation_id || call.consultationId;
       for (const peer of message.peers || []) remember(peer);
       if (message.state === "admitted") enterRoom(message.peers);
-      else showWaiting();
+      else {
+        showWaiting();
+        reportReady();
+      }
       break;
     case "waiting":
+      dropAllPeers(); // sent back to the waiting room: media stops until the doctor admits again
       showWaiting();
       break;
     case "admitted":

@@ -12,8 +12,9 @@ export function socketUrl() {
 
 /**
  * Usage: `new Signaling({ credentials, onMessage, onStatus }).connect(ticket)`.
- * - `credentials()` resolves with a fresh ticket for a new hello after a dropped connection; it is the only
- *   place that knows how to come back (a later "resume" flow replaces it).
+ * - After a dropped connection the client resumes with the resume token of its last welcome (same peer id,
+ *   its peers see nothing). If that is refused (the grace period is over), `credentials()` resolves with a
+ *   fresh ticket for a new hello.
  * - `onMessage(msg)` may be async: the next message waits for it (addIceCandidate never overtakes
  *   setRemoteDescription).
  * - `onStatus(status, error)`: "open" (welcome received), "reconnecting", "failed" (gave up, or the
@@ -31,15 +32,18 @@ export class Signaling {
     this.attempts = 0;
     this.pingTimer = null;
     this.retryTimer = null;
+    this.resumeToken = null;
+    this.reconnectAfterMs = null;
   }
 
-  /** Open a socket and say hello with this ticket. */
-  connect(ticket) {
+  /** Open a socket and say hello with this ticket, or resume with a resume token. */
+  connect(ticket, { resume = null } = {}) {
     if (this.stopped) return;
     const ws = new WebSocket(socketUrl());
     this.ws = ws;
     this.expectClose = false;
-    ws.addEventListener("open", () => this.rawSend(ws, { type: "hello", v: 1, ticket }));
+    const hello = resume ? { type: "hello", v: 1, resume } : { type: "hello", v: 1, ticket };
+    ws.addEventListener("open", () => this.rawSend(ws, hello));
     ws.addEventListener("message", (event) => this.receive(ws, event));
     ws.addEventListener("close", (event) => this.closed(ws, event));
   }
@@ -84,7 +88,10 @@ export class Signaling {
     }
     if (!message || typeof message.type !== "string") return;
     if (TERMINAL.has(message.type)) this.expectClose = true;
+    if (message.type === "reconnect") this.reconnectAfterMs = Number(message.after_ms) || 1000;
+    if (message.type === "error" && message.code === "unauthorized") this.resumeToken = null; // start afresh
     if (message.type === "welcome") {
+      this.resumeToken = message.resume || null;
       this.attempts = 0;
       this.startPing();
       this.onStatus("open");
@@ -116,12 +123,18 @@ export class Signaling {
       return;
     }
     this.onStatus("reconnecting");
-    const delay = Math.min(500 * 2 ** (this.attempts - 1), 8000) * (0.8 + Math.random() * 0.4);
+    const base = this.reconnectAfterMs ?? Math.min(500 * 2 ** (this.attempts - 1), 8000);
+    this.reconnectAfterMs = null;
+    const delay = base * (0.8 + Math.random() * 0.4);
     this.retryTimer = setTimeout(() => this.reconnect(), delay);
   }
 
   async reconnect() {
     if (this.stopped) return;
+    if (this.resumeToken) {
+      this.connect(null, { resume: this.resumeToken });
+      return;
+    }
     let ticket;
     try {
       ticket = await this.credentials();
