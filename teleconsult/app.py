@@ -23,6 +23,7 @@ from teleconsult.api.keys import (
     DATABASE,
     DOCTORS,
     INVITATIONS,
+    OUTBOX,
     PENDING_HELLOS,
     SECRET,
     SETTINGS,
@@ -33,9 +34,13 @@ from teleconsult.api.middlewares import csrf, errors, security_headers
 from teleconsult.bus import LocalBus
 from teleconsult.config import Settings
 from teleconsult.consultations import ConsultationService
+from teleconsult.crypto.sealing import Sealer
 from teleconsult.doctors import DoctorService
 from teleconsult.i18n import Catalogs
 from teleconsult.invitations import InvitationService
+from teleconsult.mail import transport_for
+from teleconsult.notifications import Notifier, mail_templates
+from teleconsult.outbox import Outbox
 from teleconsult.ratelimit import PendingPerKey
 from teleconsult.signaling import SignalingService
 from teleconsult.store import Database
@@ -69,18 +74,25 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     if database.is_sqlite:
         await database.upgrade()
     bus = LocalBus()
-    consultations = ConsultationService(database, settings)
+    notifier = Notifier(mail_templates(str(WEB_DIR / "templates")), settings)
+    outbox = Outbox(database, settings, notifier, transport_for(settings), Sealer(app[SECRET], "outbox"))
+    consultations = ConsultationService(database, settings, outbox)
     app[DATABASE] = database
     app[BUS] = bus
     app[DOCTORS] = DoctorService(database, settings)
     app[CONSULTATIONS] = consultations
     app[INVITATIONS] = InvitationService(database, settings)
     app[SIGNALING] = SignalingService(consultations, bus, settings)
-    chores = asyncio.create_task(housekeeping.run_forever(database, HOUSEKEEPING_EVERY_S))
+    app[OUTBOX] = outbox
+    chores = [
+        asyncio.create_task(housekeeping.run_forever(database, HOUSEKEEPING_EVERY_S)),
+        asyncio.create_task(outbox.run_forever()),
+    ]
     yield
-    chores.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await chores
+    for chore in chores:
+        chore.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await chore
     await bus.close()
     await database.close()
 

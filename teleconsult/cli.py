@@ -15,11 +15,11 @@ from aiohttp import web
 
 from teleconsult.app import create_app
 from teleconsult.config import ConfigError, Settings, load_settings
+from teleconsult.crypto.tls import server_ssl_context
 from teleconsult.doctors import DoctorService
 from teleconsult.errors import TeleconsultError
 from teleconsult.logging import setup_logging
 from teleconsult.store import Database
-from teleconsult.tls import server_ssl_context
 
 log = logging.getLogger("teleconsult")
 

@@ -38,7 +38,13 @@ class Settings:
     #: SQLAlchemy async URL; defaults to a SQLite file under data_dir.
     database_url: str = ""
     redis_url: str = ""
+    #: smtp://user:pass@host:587 (STARTTLS when offered), smtps://host:465, or empty for files in data_dir/outbox.
     smtp_url: str = ""
+    mail_from: str = "Teleconsult <no-reply@teleconsult.localhost>"
+    #: Retries back off from this delay, doubling, up to an hour; after mail_give_up_s a mail is marked failed.
+    mail_retry_base_s: float = 30.0
+    mail_give_up_s: int = 24 * 3600
+    mail_timeout_s: float = 20.0
     #: The address patients reach (used in emailed links); defaults to the served address.
     public_url: str = ""
     turn_secret: str = ""

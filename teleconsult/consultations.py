@@ -13,11 +13,15 @@ from teleconsult.errors import ErrorCode, TeleconsultError
 from teleconsult.ids import hash_token, looks_like_token, new_id
 from teleconsult.invitations import issue_invitation, join_link
 from teleconsult.lifecycle import CLOSED, Status, closing_status, sources
+from teleconsult.notifications import Letter
+from teleconsult.outbox import Outbox
 from teleconsult.rooms import Role
 from teleconsult.store import Database, Tx, audit
 from teleconsult.store import billing as billing_store
 from teleconsult.store import consultations as store
 from teleconsult.store import doctors as doctor_store
+from teleconsult.store import invitations as invitation_store
+from teleconsult.store import outbox as outbox_store
 from teleconsult.store.models import BillingRecord, Consultation, Doctor, Participant, utcnow
 from teleconsult.tickets import consume_ticket, issue_ticket
 
@@ -99,9 +103,10 @@ class Seat:
 
 
 class ConsultationService:
-    def __init__(self, db: Database, settings: Settings):
+    def __init__(self, db: Database, settings: Settings, outbox: Outbox):
         self._db = db
         self._settings = settings
+        self._outbox = outbox
 
     async def create(self, doctor: Doctor, new: NewConsultation) -> Created:
         new = new.validated()
@@ -136,14 +141,20 @@ class ConsultationService:
         invited = [patient, *([nurse] if nurse else []), *guests]
         async with self._db.transaction() as tx:
             await store.add_consultation(tx, consultation, [doctor_seat, *invited])
-            links = {
-                p.id: join_link(self._settings, await issue_invitation(tx, self._settings, consultation, p, now))
-                for p in invited
-            }
+            await tx.flush()
+            await tx.refresh(consultation, ["participants"])
+            links = {}
+            for participant in invited:
+                invitation, token = await issue_invitation(tx, self._settings, consultation, participant, now)
+                links[participant.id] = join_link(self._settings, token)
+                letter = Letter("invitation", consultation, doctor, participant, links[participant.id])
+                await self._outbox.enqueue(tx, letter, invitation_id=invitation.id)
             await audit.add_event(
                 tx, action="consultation.created", actor=f"doctor:{doctor.id}", consultation_id=consultation.id
             )
-            await tx.refresh(consultation, ["participants", "billing"])
+            await tx.flush()
+            await tx.refresh(consultation, ["participants", "billing", "invitations", "mails"])
+        self._outbox.wake()
         return Created(
             consultation, links[patient.id], links[nurse.id] if nurse else None, tuple(links[g.id] for g in guests)
         )
@@ -306,6 +317,58 @@ class ConsultationService:
                 tx, action=f"consultation.{target.value}", actor=f"doctor:{doctor_id}", consultation_id=consultation_id
             )
             return record
+
+    async def cancel(self, doctor: Doctor, consultation_id: str) -> Consultation:
+        """Cancel before it took place: every link is revoked and the invited are told by mail."""
+        now = utcnow()
+        async with self._db.transaction() as tx:
+            consultation = await self._owned(tx, doctor, consultation_id)
+            if not await store.set_status(
+                tx, consultation_id, Status.CANCELLED, allowed_from=sources(Status.CANCELLED), ended_at=now
+            ):
+                raise TeleconsultError(ErrorCode.CONFLICT, "Only a consultation that has not started can be cancelled.")
+            await invitation_store.revoke(tx, consultation_id, now)
+            await store.release_seats(tx, consultation_id)
+            await outbox_store.cancel_queued(tx, consultation_id, None, now)
+            await tx.refresh(consultation)
+            for participant in consultation.participants:
+                if participant.role != Role.DOCTOR.value and participant.email:
+                    await self._outbox.enqueue(
+                        tx, Letter("cancellation", consultation, doctor, participant, None, sequence=1)
+                    )
+            await audit.add_event(
+                tx, action="consultation.cancelled", actor=f"doctor:{doctor.id}", consultation_id=consultation_id
+            )
+            await tx.flush()
+            await tx.refresh(consultation, ["participants", "billing", "invitations", "mails"])
+        self._outbox.wake()
+        return consultation
+
+    async def resend(self, doctor: Doctor, consultation_id: str, participant_id: str) -> str:
+        """A new link for one invited participant, mailed again; the old link stops working."""
+        now = utcnow()
+        async with self._db.transaction() as tx:
+            consultation = await self._owned(tx, doctor, consultation_id)
+            _require_open(consultation)
+            participant = next((p for p in consultation.participants if p.id == participant_id), None)
+            if participant is None or participant.role == Role.DOCTOR.value:
+                raise TeleconsultError(ErrorCode.NOT_FOUND, "No such invited participant.")
+            await invitation_store.revoke(tx, consultation_id, now, participant.id)
+            await outbox_store.cancel_queued(tx, consultation_id, participant.id, now)
+            invitation, token = await issue_invitation(tx, self._settings, consultation, participant, now)
+            link = join_link(self._settings, token)
+            await self._outbox.enqueue(
+                tx, Letter("invitation", consultation, doctor, participant, link), invitation_id=invitation.id
+            )
+            await audit.add_event(
+                tx,
+                action="invitation.resent",
+                actor=f"doctor:{doctor.id}",
+                consultation_id=consultation_id,
+                detail={"participant": participant.id},
+            )
+        self._outbox.wake()
+        return link
 
     async def _existing_record(self, tx: Tx, consultation_id: str) -> BillingRecord | None:
         consultation = await store.consultation_by_id(tx, consultation_id)

@@ -30,21 +30,20 @@ def invitation_expiry(settings: Settings, consultation: Consultation, now: datet
 
 async def issue_invitation(
     tx: Tx, settings: Settings, consultation: Consultation, participant: Participant, now: datetime
-) -> str:
-    """Store a new invitation for ``participant``; returns the raw token (never stored)."""
+) -> tuple[Invitation, str]:
+    """Store a new invitation for ``participant``; returns it with the raw link token (never stored)."""
     token = new_token()
-    await store.add_invitation(
-        tx,
-        Invitation(
-            id=new_id("i"),
-            consultation_id=consultation.id,
-            participant_id=participant.id,
-            role=participant.role,
-            token_hash=hash_token(token),
-            expires_at=invitation_expiry(settings, consultation, now),
-        ),
+    invitation = Invitation(
+        id=new_id("i"),
+        consultation_id=consultation.id,
+        participant_id=participant.id,
+        role=participant.role,
+        token_hash=hash_token(token),
+        expires_at=invitation_expiry(settings, consultation, now),
+        created_at=now,
     )
-    return token
+    await store.add_invitation(tx, invitation)
+    return invitation, token
 
 
 def join_link(settings: Settings, token: str) -> str:

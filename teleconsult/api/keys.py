@@ -12,6 +12,7 @@ from teleconsult.consultations import ConsultationService
 from teleconsult.doctors import DoctorService
 from teleconsult.i18n import Catalogs
 from teleconsult.invitations import InvitationService
+from teleconsult.outbox import Outbox
 from teleconsult.ratelimit import PendingPerKey
 from teleconsult.signaling import SignalingService
 from teleconsult.store import Database
@@ -27,3 +28,4 @@ CATALOGS = web.AppKey("catalogs", Catalogs)
 SECRET = web.AppKey("secret", bytes)
 SOCKETS: web.AppKey[weakref.WeakSet[web.WebSocketResponse[bool]]] = web.AppKey("sockets")
 PENDING_HELLOS = web.AppKey("pending_hellos", PendingPerKey)
+OUTBOX = web.AppKey("outbox", Outbox)

@@ -51,3 +51,11 @@ async def consume_ticket(tx: Tx, token_hash: str, now: datetime) -> str | None:
 
 async def delete_stale_tickets(tx: Tx, before: datetime) -> None:
     await tx.execute(delete(Ticket).where(Ticket.expires_at < before))
+
+
+async def revoke(tx: Tx, consultation_id: str, now: datetime, participant_id: str | None = None) -> None:
+    """Revoke the live invitations of a consultation (or of one participant)."""
+    query = update(Invitation).where(Invitation.consultation_id == consultation_id, Invitation.revoked_at.is_(None))
+    if participant_id is not None:
+        query = query.where(Invitation.participant_id == participant_id)
+    await tx.execute(query.values(revoked_at=now).execution_options(synchronize_session=False))

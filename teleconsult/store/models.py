@@ -8,7 +8,18 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
-from sqlalchemy import Boolean, DateTime, ForeignKey, Index, Integer, String, Text, UniqueConstraint, false
+from sqlalchemy import (
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+    false,
+)
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
@@ -81,6 +92,8 @@ class Consultation(Base):
         back_populates="consultation", order_by="Participant.created_at", lazy="selectin"
     )
     billing: Mapped[BillingRecord | None] = relationship(lazy="selectin", uselist=False)
+    invitations: Mapped[list[Invitation]] = relationship(lazy="selectin", order_by="Invitation.created_at")
+    mails: Mapped[list[OutgoingMail]] = relationship(lazy="selectin", order_by="OutgoingMail.created_at")
 
 
 class Participant(Base):
@@ -124,6 +137,34 @@ class Invitation(Base):
     expires_at: Mapped[datetime]
     revoked_at: Mapped[datetime | None]
     redeemed_at: Mapped[datetime | None]
+
+
+class OutgoingMail(Base):
+    """A mail waiting to be delivered, delivered, or given up on. Written in the transaction that causes it.
+
+    The message itself is sealed (it carries an invitation link) and wiped once delivered.
+    """
+
+    __tablename__ = "outgoing_mails"
+    __table_args__ = (Index("ix_outgoing_mails_due", "status", "next_attempt_at"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    consultation_id: Mapped[str] = mapped_column(ForeignKey("consultations.id", ondelete="CASCADE"), index=True)
+    participant_id: Mapped[str | None] = mapped_column(ForeignKey("participants.id", ondelete="CASCADE"))
+    invitation_id: Mapped[str | None] = mapped_column(ForeignKey("invitations.id", ondelete="SET NULL"))
+    kind: Mapped[str] = mapped_column(String(16))
+    recipient_role: Mapped[str] = mapped_column(String(16))
+    #: queued | sent | failed
+    status: Mapped[str] = mapped_column(String(8), default="queued")
+    sealed_message: Mapped[bytes | None] = mapped_column(LargeBinary, deferred=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow)
+    #: A sender working on the mail holds it until then (several nodes never send it twice).
+    locked_until: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    sent_at: Mapped[datetime | None]
+    failed_at: Mapped[datetime | None]
+    last_error: Mapped[str | None] = mapped_column(String(500))
 
 
 class Ticket(Base):

@@ -1,0 +1,1 @@
+"""The home of ``cryptography``: TLS certificates, sealed blobs, and (later) document encryption and signatures."""

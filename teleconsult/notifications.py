@@ -1,0 +1,107 @@
+"""The mails patients, nurses and guests receive: composed from Jinja2 templates, French first.
+
+A mail says only what the recipient needs: who invites them, when (Paris time), the link, how to prepare, how to
+reach the practice. Never the reason for the visit or anything medical.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from email.message import EmailMessage
+from email.utils import format_datetime, formataddr, make_msgid
+from typing import Any
+from urllib.parse import urlsplit
+
+import jinja2
+
+from teleconsult.calendar import Appointment, ics
+from teleconsult.config import Settings
+from teleconsult.i18n import DEFAULT_LANGUAGE, LANGUAGES, format_paris
+from teleconsult.store.models import Consultation, Doctor, Participant, utcnow
+
+
+@dataclass(frozen=True, slots=True)
+class Letter:
+    """What a template needs to know."""
+
+    kind: str  # invitation | cancellation
+    consultation: Consultation
+    doctor: Doctor
+    participant: Participant
+    link: str | None
+    sequence: int = 0
+
+
+class Notifier:
+    def __init__(self, templates: jinja2.Environment, settings: Settings):
+        self._templates = templates
+        self._settings = settings
+        self._domain = urlsplit(settings.base_url).hostname or "teleconsult.localhost"
+
+    def compose(self, letter: Letter) -> EmailMessage:
+        lang = letter.consultation.language if letter.consultation.language in LANGUAGES else DEFAULT_LANGUAGE
+        context = self._context(letter, lang)
+        message = EmailMessage()
+        message["Subject"] = self._render(f"mail/{letter.kind}.subject.{lang}.txt", context).strip()
+        message["From"] = self._settings.mail_from
+        message["To"] = formataddr((letter.participant.name, letter.participant.email or ""))
+        message["Reply-To"] = formataddr((letter.doctor.name, letter.doctor.email))
+        message["Date"] = format_datetime(utcnow())
+        message["Message-ID"] = make_msgid(domain=self._domain)
+        message["Content-Language"] = lang
+        message["Auto-Submitted"] = "auto-generated"
+        message.set_content(self._render(f"mail/{letter.kind}.{lang}.txt", context))
+        message.add_alternative(self._render(f"mail/{letter.kind}.{lang}.html", context), subtype="html")
+        if letter.consultation.scheduled_at is not None:
+            message.add_attachment(
+                self._calendar(letter, context),
+                maintype="text",
+                subtype="calendar",
+                filename="teleconsultation.ics",
+                params={"method": "CANCEL" if letter.kind == "cancellation" else "REQUEST"},
+            )
+        return message
+
+    def _context(self, letter: Letter, lang: str) -> dict[str, Any]:
+        patient = next((p for p in letter.consultation.participants if p.role == "patient"), None)
+        return {
+            "lang": lang,
+            "role": letter.participant.role,
+            "name": letter.participant.name,
+            "patient_name": patient.name if patient else "",
+            "doctor_name": letter.doctor.name,
+            "doctor_email": letter.doctor.email,
+            "doctor_phone": letter.doctor.phone,
+            "when": format_paris(letter.consultation.scheduled_at, lang),
+            "link": letter.link,
+        }
+
+    def _calendar(self, letter: Letter, context: dict[str, Any]) -> bytes:
+        start = letter.consultation.scheduled_at
+        assert start is not None
+        return ics(
+            Appointment(
+                uid=f"{letter.consultation.id}.{letter.participant.id}@{self._domain}",
+                start=start,
+                summary=self._render(f"mail/calendar.summary.{context['lang']}.txt", context).strip(),
+                description=letter.link or "",
+                url=letter.link or self._settings.base_url,
+                organizer_name=letter.doctor.name,
+                organizer_email=letter.doctor.email,
+                attendee_email=letter.participant.email or "",
+                sequence=letter.sequence,
+                cancelled=letter.kind == "cancellation",
+            )
+        )
+
+    def _render(self, name: str, context: dict[str, Any]) -> str:
+        return self._templates.get_template(name).render(context)
+
+
+def mail_templates(directory: str) -> jinja2.Environment:
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(directory),
+        autoescape=jinja2.select_autoescape(["html"]),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+    )

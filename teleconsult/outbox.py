@@ -1,0 +1,129 @@
+"""The outbox: mails are written in the transaction that causes them and delivered by a background sender.
+
+Creating a consultation never waits on SMTP. The sender retries with exponential back-off while the server is
+down or answers 4xx, gives up after ``mail_give_up_s`` (or at once on a 5xx) with the reason, and never sends a
+mail twice while it holds it; several nodes may run senders side by side.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import email
+import email.policy
+import logging
+from datetime import timedelta
+from email.message import EmailMessage
+
+from teleconsult.config import Settings
+from teleconsult.crypto.sealing import Sealer, SealError
+from teleconsult.errors import TeleconsultError
+from teleconsult.ids import new_id
+from teleconsult.mail import MailTransport, PermanentFailure, TemporaryFailure
+from teleconsult.notifications import Letter, Notifier
+from teleconsult.store import Database, Tx
+from teleconsult.store import outbox as store
+from teleconsult.store.models import OutgoingMail, utcnow
+
+log = logging.getLogger(__name__)
+
+BATCH = 20
+HOLD = timedelta(minutes=2)
+MAX_DELAY_S = 3600.0
+IDLE_POLL_S = 15.0
+
+
+class Outbox:
+    def __init__(self, db: Database, settings: Settings, notifier: Notifier, transport: MailTransport, sealer: Sealer):
+        self._db = db
+        self._settings = settings
+        self._notifier = notifier
+        self.transport = transport
+        self._sealer = sealer
+        self._wake = asyncio.Event()
+
+    # --- queueing (inside the caller's transaction) ----------------------------------------------------------
+
+    async def enqueue(self, tx: Tx, letter: Letter, *, invitation_id: str | None = None) -> OutgoingMail:
+        message = self._notifier.compose(letter)
+        mail = OutgoingMail(
+            id=new_id("ml"),
+            consultation_id=letter.consultation.id,
+            participant_id=letter.participant.id,
+            invitation_id=invitation_id,
+            kind=letter.kind,
+            recipient_role=letter.participant.role,
+            status="queued",
+            attempts=0,
+            next_attempt_at=utcnow(),
+            created_at=utcnow(),
+        )
+        mail.sealed_message = self._sealer.seal(bytes(message), mail.id)
+        await store.add_mail(tx, mail)
+        return mail
+
+    def wake(self) -> None:
+        """Deliver now rather than at the next poll (called once the queueing transaction has committed)."""
+        self._wake.set()
+
+    # --- delivering ------------------------------------------------------------------------------------------
+
+    async def run_forever(self) -> None:
+        while True:
+            try:
+                delivered = await self.deliver_due()
+            except TeleconsultError:
+                log.warning("outbox: database unavailable; will retry")
+                delivered = 0
+            if delivered:
+                continue
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=min(IDLE_POLL_S, self._settings.mail_retry_base_s))
+
+    async def deliver_due(self) -> int:
+        """Deliver (or reschedule) every due mail this sender can claim; returns how many it handled."""
+        now = utcnow()
+        async with self._db.transaction() as tx:
+            claimed = await store.claim_due(tx, now, now + HOLD, BATCH)
+        for mail_id in claimed:
+            await self._deliver(mail_id)
+        return len(claimed)
+
+    async def _deliver(self, mail_id: str) -> None:
+        async with self._db.transaction() as tx:
+            mail, sealed = await store.load(tx, mail_id)
+        try:
+            message = self._open(mail, sealed)
+            await self.transport.send(message)
+        except TemporaryFailure as failure:
+            await self._retry_or_give_up(mail, str(failure))
+        except (PermanentFailure, SealError) as failure:
+            await self._fail(mail, str(failure))
+        else:
+            async with self._db.transaction() as tx:
+                await store.mark_sent(tx, mail.id, utcnow())
+            log.info("mail %s delivered (%s to the %s)", mail.id, mail.kind, mail.recipient_role)
+
+    def _open(self, mail: OutgoingMail, sealed: bytes | None) -> EmailMessage:
+        if sealed is None:
+            raise SealError("the message is gone")
+        data = self._sealer.open(sealed, mail.id)
+        message = email.message_from_bytes(data, policy=email.policy.default)
+        assert isinstance(message, EmailMessage)
+        return message
+
+    async def _retry_or_give_up(self, mail: OutgoingMail, reason: str) -> None:
+        now = utcnow()
+        if now - mail.created_at >= timedelta(seconds=self._settings.mail_give_up_s):
+            await self._fail(mail, f"gave up after {mail.attempts + 1} attempts: {reason}")
+            return
+        delay = min(self._settings.mail_retry_base_s * 2**mail.attempts, MAX_DELAY_S)
+        async with self._db.transaction() as tx:
+            await store.mark_retry(tx, mail.id, now + timedelta(seconds=delay), reason)
+        log.warning("mail %s not delivered yet (attempt %d): %s", mail.id, mail.attempts + 1, reason)
+
+    async def _fail(self, mail: OutgoingMail, reason: str) -> None:
+        async with self._db.transaction() as tx:
+            await store.mark_failed(tx, mail.id, utcnow(), reason)
+        log.error("mail %s failed: %s", mail.id, reason)

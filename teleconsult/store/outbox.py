@@ -1,0 +1,121 @@
+"""Outgoing mails: queued in the transaction that causes them, claimed by one sender at a time."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from sqlalchemy import ColumnElement, or_, select, update
+
+from teleconsult.store.database import Tx
+from teleconsult.store.models import OutgoingMail
+
+
+async def add_mail(tx: Tx, mail: OutgoingMail) -> None:
+    tx.add(mail)
+
+
+def _free(now: datetime) -> ColumnElement[bool]:
+    return or_(OutgoingMail.locked_until.is_(None), OutgoingMail.locked_until < now)
+
+
+async def claim_due(tx: Tx, now: datetime, hold_until: datetime, limit: int) -> list[str]:
+    """Ids of due mails this caller now holds until ``hold_until``; a mail another sender holds is skipped."""
+    candidates = (
+        (
+            await tx.execute(
+                select(OutgoingMail.id)
+                .where(OutgoingMail.status == "queued", OutgoingMail.next_attempt_at <= now, _free(now))
+                .order_by(OutgoingMail.next_attempt_at)
+                .limit(limit)
+            )
+        )
+        .scalars()
+        .all()
+    )
+    claimed = []
+    for mail_id in candidates:
+        result = await tx.execute(
+            update(OutgoingMail)
+            .where(OutgoingMail.id == mail_id, OutgoingMail.status == "queued", _free(now))
+            .values(locked_until=hold_until)
+            .execution_options(synchronize_session=False)
+        )
+        if result.rowcount:  # type: ignore[attr-defined]
+            claimed.append(mail_id)
+    return claimed
+
+
+async def load(tx: Tx, mail_id: str) -> tuple[OutgoingMail, bytes | None]:
+    mail = await tx.get_one(OutgoingMail, mail_id)
+    sealed = (await tx.execute(select(OutgoingMail.sealed_message).where(OutgoingMail.id == mail_id))).scalar_one()
+    return mail, sealed
+
+
+async def mark_sent(tx: Tx, mail_id: str, now: datetime) -> None:
+    await _set(
+        tx,
+        mail_id,
+        status="sent",
+        sent_at=now,
+        sealed_message=None,
+        locked_until=None,
+        attempts=OutgoingMail.attempts + 1,
+        last_error=None,
+    )
+
+
+async def mark_retry(tx: Tx, mail_id: str, next_attempt_at: datetime, error: str) -> None:
+    await _set(
+        tx,
+        mail_id,
+        next_attempt_at=next_attempt_at,
+        locked_until=None,
+        attempts=OutgoingMail.attempts + 1,
+        last_error=error[:500],
+    )
+
+
+async def mark_failed(tx: Tx, mail_id: str, now: datetime, error: str) -> None:
+    await _set(
+        tx,
+        mail_id,
+        status="failed",
+        failed_at=now,
+        sealed_message=None,
+        locked_until=None,
+        attempts=OutgoingMail.attempts + 1,
+        last_error=error[:500],
+    )
+
+
+async def cancel_queued(tx: Tx, consultation_id: str, participant_id: str | None, now: datetime) -> None:
+    """Queued invitations that would now carry a dead link are not sent."""
+    query = update(OutgoingMail).where(
+        OutgoingMail.consultation_id == consultation_id,
+        OutgoingMail.status == "queued",
+        OutgoingMail.kind == "invitation",
+    )
+    if participant_id is not None:
+        query = query.where(OutgoingMail.participant_id == participant_id)
+    await tx.execute(
+        query.values(status="failed", failed_at=now, sealed_message=None, last_error="superseded").execution_options(
+            synchronize_session=False
+        )
+    )
+
+
+async def mails_for_consultation(tx: Tx, consultation_id: str) -> Sequence[OutgoingMail]:
+    query = (
+        select(OutgoingMail).where(OutgoingMail.consultation_id == consultation_id).order_by(OutgoingMail.created_at)
+    )
+    return (await tx.execute(query)).scalars().all()
+
+
+async def _set(tx: Tx, mail_id: str, **values: object) -> None:
+    await tx.execute(
+        update(OutgoingMail)
+        .where(OutgoingMail.id == mail_id)
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    )
