@@ -25,7 +25,7 @@ class Appointment:
     cancelled: bool = False
 
 
-def ics(appointment: Appointment) -> bytes:
+def ics(appointment: Appointment) -> str:
     """A REQUEST (or, once cancelled, a CANCEL) that calendar apps add, update or remove by its UID."""
     calendar = Calendar()
     calendar.add("prodid", PRODUCT)
@@ -34,8 +34,9 @@ def ics(appointment: Appointment) -> bytes:
     event = Event()
     event.add("uid", appointment.uid)
     event.add("dtstamp", datetime.now(UTC))
-    event.add("dtstart", appointment.start)
-    event.add("dtend", appointment.start + DEFAULT_LENGTH)
+    start = appointment.start.astimezone(UTC)  # never a floating or offset-only time: calendars need UTC or a TZID
+    event.add("dtstart", start)
+    event.add("dtend", start + DEFAULT_LENGTH)
     event.add("summary", appointment.summary)
     event.add("description", appointment.description)
     event.add("url", appointment.url)
@@ -46,4 +47,4 @@ def ics(appointment: Appointment) -> bytes:
     event["organizer"] = organizer
     event.add("attendee", vCalAddress(f"mailto:{appointment.attendee_email}"))
     calendar.add_component(event)
-    return bytes(calendar.to_ical())
+    return bytes(calendar.to_ical()).decode("utf-8")

@@ -26,6 +26,7 @@ log = logging.getLogger("teleconsult")
 DEMO_EMAIL = "demo@teleconsult.localhost"
 DEMO_NAME = "Dr Camille Martin"
 DEMO_RPPS = "10001234567"
+DEMO_PHONE = "05 61 00 00 00"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -68,6 +69,7 @@ def _parser() -> argparse.ArgumentParser:
     doctor.add_argument("--name", required=True)
     doctor.add_argument("--rpps", required=True)
     doctor.add_argument("--password", help="prompted for when absent")
+    doctor.add_argument("--phone", help="the practice's phone number, given to patients in mails and pages")
     doctor.set_defaults(func=_create_doctor)
 
     db = sub.add_parser("db", help="database maintenance")
@@ -131,7 +133,9 @@ async def ensure_demo_doctor(settings: Settings) -> tuple[str, str]:
             return DEMO_EMAIL, secret_file.read_text().strip()
         password = secrets.token_urlsafe(12)
         if await service.doctor_by_email(DEMO_EMAIL) is None:
-            await service.create_doctor(email=DEMO_EMAIL, name=DEMO_NAME, rpps=DEMO_RPPS, password=password)
+            await service.create_doctor(
+                email=DEMO_EMAIL, name=DEMO_NAME, rpps=DEMO_RPPS, password=password, phone=DEMO_PHONE
+            )
             secret_file.touch(mode=0o600)
             secret_file.write_text(password)
             return DEMO_EMAIL, password
@@ -148,7 +152,7 @@ def _create_doctor(settings: Settings, args: argparse.Namespace) -> int:
         try:
             await _prepare(database, settings)
             doctor = await DoctorService(database, settings).create_doctor(
-                email=args.email, name=args.name, rpps=args.rpps, password=password
+                email=args.email, name=args.name, rpps=args.rpps, password=password, phone=args.phone
             )
             print(f"created doctor {doctor.id}")
         finally:

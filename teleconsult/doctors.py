@@ -61,7 +61,9 @@ class DoctorService:
         self._session_ttl = timedelta(seconds=settings.session_ttl_s)
         self.throttle = LoginThrottle(settings.login_max_failures, settings.login_window_s)
 
-    async def create_doctor(self, *, email: str, name: str, rpps: str, password: str) -> Doctor:
+    async def create_doctor(
+        self, *, email: str, name: str, rpps: str, password: str, phone: str | None = None
+    ) -> Doctor:
         email = normalise_email(email)
         if not EMAIL.match(email):
             raise TeleconsultError(ErrorCode.BAD_REQUEST, "Invalid email address.")
@@ -77,7 +79,14 @@ class DoctorService:
         async with self._db.transaction() as tx:
             if await store.doctor_by_email(tx, email) is not None:
                 raise TeleconsultError(ErrorCode.CONFLICT, "A doctor with this email already exists.")
-            doctor = Doctor(id=new_id("d"), email=email, name=name.strip(), rpps=rpps, password_hash=password_hash)
+            doctor = Doctor(
+                id=new_id("d"),
+                email=email,
+                name=name.strip(),
+                rpps=rpps,
+                password_hash=password_hash,
+                phone=(phone or "").strip()[:40] or None,
+            )
             return await store.add_doctor(tx, doctor)
 
     async def login(self, email: str, password: str, *, client: str) -> tuple[str, Doctor]:

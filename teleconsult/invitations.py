@@ -51,6 +51,23 @@ def join_link(settings: Settings, token: str) -> str:
 
 
 @dataclass(frozen=True, slots=True)
+class Practice:
+    """How to reach the doctor, shown to someone whose link no longer works."""
+
+    name: str
+    phone: str | None
+    email: str
+
+
+class LinkUnusable(TeleconsultError):
+    """``link_invalid`` or ``ended``, with the practice's contact details when the link was a real one."""
+
+    def __init__(self, code: ErrorCode, practice: Practice | None = None):
+        super().__init__(code)
+        self.practice = practice
+
+
+@dataclass(frozen=True, slots=True)
 class LinkInfo:
     """What the join page may show before anything is consumed."""
 
@@ -128,12 +145,16 @@ class InvitationService:
 
     async def _valid(self, tx: Tx, token: str, now: datetime) -> tuple[Invitation, Consultation, Participant]:
         invitation = await store.invitation_by_token_hash(tx, hash_token(token)) if looks_like_token(token) else None
-        if invitation is None or invitation.revoked_at is not None or invitation.expires_at <= now:
-            raise TeleconsultError(ErrorCode.LINK_INVALID)
+        if invitation is None:
+            raise LinkUnusable(ErrorCode.LINK_INVALID)
         consultation = await consultation_store.consultation_by_id(tx, invitation.consultation_id)
         participant = await consultation_store.participant_by_id(tx, invitation.participant_id)
         if consultation is None or participant is None:
-            raise TeleconsultError(ErrorCode.LINK_INVALID)
+            raise LinkUnusable(ErrorCode.LINK_INVALID)
+        doctor = await doctor_store.doctor_by_id(tx, consultation.doctor_id)
+        practice = Practice(doctor.name, doctor.phone, doctor.email) if doctor else None
         if Status(consultation.status) not in OPEN:
-            raise TeleconsultError(ErrorCode.ENDED)
+            raise LinkUnusable(ErrorCode.ENDED, practice)
+        if invitation.revoked_at is not None or invitation.expires_at <= now:
+            raise LinkUnusable(ErrorCode.LINK_INVALID, practice)
         return invitation, consultation, participant

@@ -48,18 +48,17 @@ class Notifier:
         message["Reply-To"] = formataddr((letter.doctor.name, letter.doctor.email))
         message["Date"] = format_datetime(utcnow())
         message["Message-ID"] = make_msgid(domain=self._domain)
-        message["Content-Language"] = lang
         message["Auto-Submitted"] = "auto-generated"
         message.set_content(self._render(f"mail/{letter.kind}.{lang}.txt", context))
         message.add_alternative(self._render(f"mail/{letter.kind}.{lang}.html", context), subtype="html")
         if letter.consultation.scheduled_at is not None:
             message.add_attachment(
-                self._calendar(letter, context),
-                maintype="text",
+                self._calendar(letter, context),  # text: sent with charset=utf-8
                 subtype="calendar",
                 filename="teleconsultation.ics",
                 params={"method": "CANCEL" if letter.kind == "cancellation" else "REQUEST"},
             )
+        message["Content-Language"] = lang  # last: set_content() drops earlier Content-* headers
         return message
 
     def _context(self, letter: Letter, lang: str) -> dict[str, Any]:
@@ -76,7 +75,7 @@ class Notifier:
             "link": letter.link,
         }
 
-    def _calendar(self, letter: Letter, context: dict[str, Any]) -> bytes:
+    def _calendar(self, letter: Letter, context: dict[str, Any]) -> str:
         start = letter.consultation.scheduled_at
         assert start is not None
         return ics(

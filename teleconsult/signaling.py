@@ -392,19 +392,24 @@ class SignalingService:
     async def end_consultation(self, consultation_id: str, doctor_id: str) -> BillingRecord | None:
         """End for everyone (from the doctor's ``end`` frame or the HTTP API): bill, tell the room, close."""
         record = await self._consultations.end(consultation_id, doctor_id)
-        room = self._rooms.pop(consultation_id, None)
-        if room is not None:
-            room.ended = True
-            everyone = list(room)
-            await self._broadcast(everyone, m.Ended(consultation_id=consultation_id))
-            for peer in everyone:
-                session = self._sessions.get(peer.peer_id)
-                if session is not None:
-                    await self._forget(session)
-                    if session.conn is not None:
-                        session.conn.close_soon(CLOSE_NORMAL, "ended")
-                room.leave(peer.peer_id)
+        await self.close_room(consultation_id)
         return record
+
+    async def close_room(self, consultation_id: str) -> None:
+        """The consultation is over (ended or cancelled): tell whoever is connected, close, forget the room."""
+        room = self._rooms.pop(consultation_id, None)
+        if room is None:
+            return
+        room.ended = True
+        everyone = list(room)
+        await self._broadcast(everyone, m.Ended(consultation_id=consultation_id))
+        for peer in everyone:
+            session = self._sessions.get(peer.peer_id)
+            if session is not None:
+                await self._forget(session)
+                if session.conn is not None:
+                    session.conn.close_soon(CLOSE_NORMAL, "ended")
+            room.leave(peer.peer_id)
 
     async def shutdown(self) -> None:
         """Graceful stop: tell every client to reconnect, close, and keep every seat resumable from now."""

@@ -209,3 +209,14 @@ async def server_with(tmp_path: Path) -> AsyncIterator[Any]:
         await client.close()
     for live in servers:
         await live.server.close()
+
+
+@pytest.fixture
+def smtp() -> Iterator[Any]:
+    """A real SMTP server on loopback, started; tests may stop and restart it."""
+    from tests.smtp import SmtpServer
+
+    server = SmtpServer(free_port())
+    server.start()
+    yield server
+    server.stop()

@@ -56,3 +56,10 @@ async def read_body(request: web.Request, kind: type[T]) -> T:
         raise TeleconsultError(ErrorCode.BAD_REQUEST, str(exc)) from None
     except (msgspec.DecodeError, RecursionError):
         raise TeleconsultError(ErrorCode.BAD_REQUEST, "The body must be a JSON object.") from None
+
+
+class ResendBody(msgspec.Struct):
+    """Whom to invite again: a participant id, or the role of the patient or the nurse."""
+
+    participant_id: Annotated[str, Meta(max_length=32)] | None = None
+    role: Annotated[str, Meta(max_length=16)] | None = None

@@ -7,7 +7,7 @@ from datetime import datetime
 from aiohttp import web
 
 from teleconsult.api.auth import current_doctor, require_doctor
-from teleconsult.api.bodies import NewConsultationBody, read_body
+from teleconsult.api.bodies import NewConsultationBody, ResendBody, read_body
 from teleconsult.api.keys import CONSULTATIONS, SIGNALING
 from teleconsult.api.security import participant_cookie
 from teleconsult.api.serialize import billing_json, consultation_json
@@ -103,3 +103,33 @@ def _cursor(raw: str | None) -> tuple[datetime, str] | None:
         return datetime.fromisoformat(created), ident
     except ValueError:
         raise TeleconsultError(ErrorCode.BAD_REQUEST, "Invalid cursor.") from None
+
+
+@routes.post("/api/consultations/{id}/invitations")
+async def resend(request: web.Request) -> web.Response:
+    """Invite a participant again: a new link is mailed, the previous one stops working."""
+    doctor = await require_doctor(request)
+    body = await read_body(request, ResendBody)
+    service = request.app[CONSULTATIONS]
+    consultation = await service.get_for_doctor(doctor, request.match_info["id"])
+    participant = next(
+        (
+            p
+            for p in consultation.participants
+            if p.role != "doctor"
+            and (p.id == body.participant_id or (body.participant_id is None and p.role == body.role))
+        ),
+        None,
+    )
+    if participant is None:
+        raise TeleconsultError(ErrorCode.NOT_FOUND, "No such invited participant.")
+    link = await service.resend(doctor, consultation.id, participant.id)
+    return web.json_response({"participant_id": participant.id, "role": participant.role, "link": link}, status=201)
+
+
+@routes.post("/api/consultations/{id}/cancel")
+async def cancel(request: web.Request) -> web.Response:
+    doctor = await require_doctor(request)
+    consultation = await request.app[CONSULTATIONS].cancel(doctor, request.match_info["id"])
+    await request.app[SIGNALING].close_room(consultation.id)
+    return web.json_response(consultation_json(consultation, detail=True))

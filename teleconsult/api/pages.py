@@ -15,6 +15,7 @@ from teleconsult.api.keys import CATALOGS, CONSULTATIONS, INVITATIONS
 from teleconsult.api.security import SESSION_COOKIE, csrf_token
 from teleconsult.errors import TeleconsultError
 from teleconsult.i18n import LANGUAGES, format_paris, negotiate, other
+from teleconsult.invitations import LinkUnusable
 
 routes = web.RouteTableDef()
 
@@ -92,7 +93,7 @@ async def join_page(request: web.Request) -> web.Response:
     token = request.match_info["token"]
     try:
         info = await request.app[INVITATIONS].describe(token)
-    except TeleconsultError as error:
+    except LinkUnusable as error:
         return render(
             request,
             "call.html",
@@ -102,6 +103,7 @@ async def join_page(request: web.Request) -> web.Response:
             token=None,
             link_valid=False,
             link_error=error.code.value,
+            practice=error.practice,
             doctor_name=None,
             patient_name=None,
             scheduled_at=None,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from teleconsult.store.models import BillingRecord, Consultation, Doctor, Participant
+from teleconsult.store.models import BillingRecord, Consultation, Doctor, Invitation, Participant
 
 
 def iso(value: datetime | None) -> str | None:
@@ -48,6 +48,49 @@ def billing_json(record: BillingRecord | None) -> dict[str, Any] | None:
     }
 
 
+def invitations_json(consultation: Consultation, now: datetime | None = None) -> list[dict[str, Any]]:
+    """Per invited participant: the state of their newest link and of the mail that carried it."""
+    now = now or datetime.now(UTC)
+    views = []
+    for participant in consultation.participants:
+        if participant.role == "doctor":
+            continue
+        invitation = next((i for i in reversed(consultation.invitations) if i.participant_id == participant.id), None)
+        mail = next(
+            (m for m in reversed(consultation.mails) if m.participant_id == participant.id and m.kind == "invitation"),
+            None,
+        )
+        views.append(
+            {
+                "participant_id": participant.id,
+                "role": participant.role,
+                "name": participant.name,
+                "link": _link_state(invitation, now),
+                "mail": None
+                if mail is None
+                else {
+                    "status": mail.status,
+                    "attempts": mail.attempts,
+                    "created_at": iso(mail.created_at),
+                    "sent_at": iso(mail.sent_at),
+                    "failed_at": iso(mail.failed_at),
+                    "error": mail.last_error if mail.status != "sent" else None,
+                },
+            }
+        )
+    return views
+
+
+def _link_state(invitation: Invitation | None, now: datetime) -> str:
+    if invitation is None:
+        return "none"
+    if invitation.revoked_at is not None:
+        return "revoked"
+    if invitation.expires_at <= now:
+        return "expired"
+    return "used" if invitation.redeemed_at is not None else "active"
+
+
 def consultation_json(consultation: Consultation, *, detail: bool = False) -> dict[str, Any]:
     patient = next((p for p in consultation.participants if p.role == "patient"), None)
     nurse = next((p for p in consultation.participants if p.role == "nurse"), None)
@@ -62,6 +105,7 @@ def consultation_json(consultation: Consultation, *, detail: bool = False) -> di
         "ended_at": iso(consultation.ended_at),
         "language": consultation.language,
         "billing": billing_json(consultation.billing),
+        "invitations": invitations_json(consultation),
     }
     if detail:
         body["reason"] = consultation.reason
