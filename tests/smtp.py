@@ -21,7 +21,7 @@ class Inbox:
     refuse: bool = False
     attempts: int = 0
 
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802 - aiosmtpd's name
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         self.attempts += 1
         if self.refuse:
             return "550 5.1.1 No such mailbox"

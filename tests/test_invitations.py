@@ -16,7 +16,7 @@ from sqlalchemy import select, text
 
 from teleconsult.api.keys import DATABASE
 from teleconsult.store.models import AuditEvent
-from tests.helpers import connect, create_consultation, doctor_ticket, join, login, token_of
+from tests.helpers import connect, create_consultation, join, login, token_of
 
 LINK = re.compile(r"https?://\S+/j/[A-Za-z0-9_-]{43}")
 
