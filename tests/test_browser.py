@@ -239,3 +239,104 @@ async def test_bad_link_and_wrong_password(browser: Browser, live_server: Any) -
         assert [e for e in watcher.errors if "401" not in e] == []
     finally:
         await context.close()
+
+
+async def test_dashboard_shows_mail_status_resend_and_cancel(browser: Browser, live_server: Any) -> None:
+    watcher = PageErrors()
+    doctor_context = await new_context(browser, live_server.url, DESKTOP)
+    patient_context = await new_context(browser, live_server.url, PHONE, is_mobile=True, has_touch=True)
+    try:
+        doctor = watcher.watch(await doctor_context.new_page(), "doctor")
+        patient = watcher.watch(await patient_context.new_page(), "patient")
+
+        # The doctor creates a consultation with a nurse; the page says the invitations are being emailed.
+        await log_in(doctor, live_server.doctor_email, live_server.doctor_password)
+        await doctor.get_by_test_id("new-patient-name").fill("Jeanne Dupont")
+        await doctor.get_by_test_id("new-patient-email").fill("jeanne.dupont@example.org")
+        await doctor.get_by_test_id("new-nurse-name").fill("Inès Robert")
+        await doctor.get_by_test_id("new-nurse-email").fill("ines.robert@example.org")
+        await doctor.get_by_test_id("new-submit").click()
+        link_box = doctor.get_by_test_id("patient-link")
+        await expect(link_box).to_have_value(re.compile(r"^https?://.+/j/.+"), timeout=WAIT_MS)
+        first_link = await link_box.input_value()
+        await expect(doctor.get_by_test_id("created-sending")).to_contain_text("jeanne.dupont@example.org")
+        await expect(doctor.get_by_test_id("created-sending")).to_contain_text("en cours d'envoi")
+
+        # The row follows each invitation mail until it is sent (the test server writes .eml files).
+        row = doctor.get_by_test_id("consultation-row").first
+        patient_line = row.locator('[data-testid="invitation"][data-role="patient"]')
+        nurse_line = row.locator('[data-testid="invitation"][data-role="nurse"]')
+        await expect(patient_line).to_contain_text("Jeanne Dupont")
+        await expect(nurse_line).to_contain_text("Inès Robert")
+        patient_mail = patient_line.get_by_test_id("invitation-status")
+        await expect(patient_mail).to_have_attribute("data-status", "sent", timeout=WAIT_MS)
+        await expect(patient_mail).to_have_text("Invitation envoyée")
+        await expect(nurse_line.get_by_test_id("invitation-status")).to_have_attribute(
+            "data-status", "sent", timeout=WAIT_MS
+        )
+        assert list((live_server.settings.data_dir / "outbox").glob("*.eml"))
+
+        # Resend to the patient: a new link, shown to copy, mailed again.
+        resend = patient_line.get_by_test_id("resend")
+        await expect(resend).to_have_attribute("aria-label", "Renvoyer l'invitation à Jeanne Dupont")
+        await resend.click()
+        resent_link = row.get_by_test_id("resent-link")
+        await expect(resent_link).to_be_visible(timeout=WAIT_MS)
+        await expect(resent_link).to_have_value(re.compile(r"^https?://[^/]+/j/[A-Za-z0-9_-]{43}$"))
+        new_link = await resent_link.input_value()
+        assert new_link != first_link
+        await expect(row.get_by_test_id("resent-notice")).to_have_text(
+            "Nouveau lien envoyé à Jeanne Dupont ; l'ancien lien ne fonctionne plus."
+        )
+        await expect(link_box).to_have_value(new_link)  # the creation box no longer shows the dead link
+        await expect(patient_mail).to_have_attribute("data-status", "sent", timeout=WAIT_MS)
+        await expect(resent_link).to_have_value(new_link)  # still there after the list refreshed
+        await expect(resent_link).to_be_focused()  # and still focused, ready to copy
+        await shot(doctor, "dashboard-resent-desktop")
+        await doctor.set_viewport_size(PHONE)
+        await shot(doctor, "dashboard-resent-phone")
+        await doctor.set_viewport_size(DESKTOP)
+
+        # The old link no longer opens the consultation; the new one does.
+        await patient.goto(first_link)
+        await expect(patient.get_by_test_id("join-error")).to_be_visible()
+        await expect(patient.get_by_test_id("consent")).to_have_count(0)
+        await patient.goto(new_link)
+        await expect(patient.get_by_test_id("consent")).to_be_visible()
+
+        # Cancelling asks first, in the page, and says the invited will be told by email.
+        await row.get_by_test_id("cancel").click()
+        panel = row.get_by_test_id("cancel-panel")
+        await expect(panel).to_be_visible()
+        await expect(panel).to_contain_text("Jeanne Dupont et Inès Robert seront prévenus par e-mail")
+        await expect(panel).to_be_focused()
+        await doctor.keyboard.press("Escape")  # closes it, as a dialog would
+        await expect(panel).to_have_count(0)
+        await expect(row.get_by_test_id("cancel")).to_be_focused()
+        await row.get_by_test_id("cancel").click()
+        await row.get_by_test_id("cancel-dismiss").click()
+        await expect(panel).to_have_count(0)
+        await expect(row).to_have_attribute("data-status", "scheduled")
+        await row.get_by_test_id("cancel").click()
+        await shot(doctor, "dashboard-cancel-desktop")
+        await doctor.set_viewport_size(PHONE)
+        await shot(doctor, "dashboard-cancel-phone")
+        await doctor.set_viewport_size(DESKTOP)
+        await row.get_by_test_id("cancel-confirm").click()
+        await expect(row).to_have_attribute("data-status", "cancelled", timeout=WAIT_MS)
+        await expect(row.get_by_test_id("consultation-status")).to_have_text("Annulée")
+        await expect(row.get_by_test_id("row-notice")).to_contain_text("prévenues par e-mail")
+        for gone in ("resend", "cancel", "consultation-open", "resent-link"):
+            await expect(row.get_by_test_id(gone)).to_have_count(0)
+        await shot(doctor, "dashboard-cancelled-desktop")
+        await doctor.set_viewport_size(PHONE)
+        await shot(doctor, "dashboard-cancelled-phone")
+
+        # Every link is revoked.
+        await patient.goto(new_link)
+        await expect(patient.get_by_test_id("join-error")).to_be_visible()
+        await expect(patient.get_by_test_id("consent")).to_have_count(0)
+        assert watcher.errors == []
+    finally:
+        await doctor_context.close()
+        await patient_context.close()

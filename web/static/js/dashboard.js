@@ -1,6 +1,7 @@
-// The doctor's dashboard: create a consultation, copy the links, list the consultations.
+// The doctor's dashboard: create a consultation, copy the links, follow the invitation mails, resend an
+// invitation, cancel a consultation, list the consultations.
 import { api, ApiError, errorText } from "./api.js";
-import { formatAmount, formatDateTime, formatDuration, parisLocalToIso, t } from "./i18n.js";
+import { formatAmount, formatDateTime, formatDuration, locale, parisLocalToIso, t } from "./i18n.js";
 
 const $ = (id) => document.getElementById(id);
 
@@ -13,10 +14,15 @@ const list = $("consultations");
 const listError = $("list-error");
 const listEmpty = $("list-empty");
 const listLoading = $("list-loading");
+const listStatus = $("list-status");
 const moreButton = $("list-more");
 
 const OPEN_STATUSES = new Set(["scheduled", "waiting", "in_progress"]);
+const CANCELLABLE = new Set(["scheduled", "waiting"]);
+const MAIL_STATUSES = new Set(["queued", "sent", "failed"]);
 const REFRESH_MS = 20000;
+const MAIL_POLL_MS = 5000;
+const REASON_MAX = 160;
 
 function el(tag, attrs = {}, ...children) {
   const node = document.createElement(tag);
@@ -35,6 +41,8 @@ function goToLogin() {
 }
 
 // --- creating a consultation -------------------------------------------------------------------------------
+
+let createdId = null;
 
 function showFormError(text) {
   formError.textContent = text;
@@ -64,7 +72,7 @@ form.addEventListener("submit", async (event) => {
   submit.textContent = submit.dataset.busyLabel || submitLabel;
   try {
     const consultation = await api("/api/consultations", { method: "POST", body });
-    showCreated(consultation);
+    showCreated(consultation, body);
     form.reset();
     refresh();
   } catch (err) {
@@ -76,11 +84,16 @@ form.addEventListener("submit", async (event) => {
   }
 });
 
-function showCreated(consultation) {
+function showCreated(consultation, body) {
+  createdId = consultation.id;
   $("patient-link").value = consultation.patient_link || "";
   const nurseField = $("nurse-link-field");
   nurseField.hidden = !consultation.nurse_link;
   $("nurse-link").value = consultation.nurse_link || "";
+  $("created-sending").textContent =
+    consultation.nurse_link && body.nurse_email
+      ? t("dashboard.created.sending_nurse", { email: body.patient_email, nurse_email: body.nurse_email })
+      : t("dashboard.created.sending", { email: body.patient_email });
   $("start-call").href = `/c/${encodeURIComponent(consultation.id)}`;
   $("copy-status").textContent = "";
   created.hidden = false;
@@ -114,16 +127,197 @@ for (const id of ["patient-link", "nurse-link"]) $(id).addEventListener("focus",
 
 // --- the list ----------------------------------------------------------------------------------------------
 
+let items = [];
 let nextCursor = null;
-let loadedCount = 0;
+
+// What the page shows beside the server's data; kept across refreshes, which rebuild the rows that changed.
+const ui = {
+  confirming: new Set(), // consultation ids whose cancel confirmation is open
+  busy: new Set(), // "<id>|cancel" or "<id>|resend|<participant id>" while the request runs
+  resent: new Map(), // id -> {participantId, name, link, copied}
+  errors: new Map(), // id -> text
+  notices: new Map(), // id -> text
+};
+const rendered = new Map(); // id -> {key, node}
+let pendingFocus = null; // {id, key}: where focus goes after the next render
+
+function uiState(id) {
+  return JSON.stringify([
+    ui.confirming.has(id),
+    [...ui.busy].filter((key) => key.startsWith(`${id}|`)),
+    ui.resent.get(id) || null,
+    ui.errors.get(id) || null,
+    ui.notices.get(id) || null,
+  ]);
+}
+
+function announce(text) {
+  listStatus.textContent = text;
+}
+
+function shorten(text) {
+  return text.length > REASON_MAX ? `${text.slice(0, REASON_MAX - 1)}…` : text;
+}
+
+function mailBadge(mail) {
+  const superseded = mail.status === "failed" && mail.error === "superseded";
+  let title = null;
+  if (mail.status === "sent" && mail.sent_at) {
+    title = t("dashboard.invite.mail.sent_at", { when: formatDateTime(mail.sent_at) });
+  } else if (mail.status === "queued") {
+    title = mail.error
+      ? t("dashboard.invite.mail.retrying", { error: mail.error })
+      : t("dashboard.invite.mail.queued_since", { when: formatDateTime(mail.created_at) });
+  } else if (mail.status === "failed" && !superseded && mail.error) {
+    title = mail.error;
+  }
+  return el("span", {
+    className: `mail mail--${superseded ? "superseded" : mail.status}`,
+    "data-testid": "invitation-status",
+    "data-status": mail.status,
+    title,
+    text: t(superseded ? "dashboard.invite.mail.superseded" : `dashboard.invite.mail.${mail.status}`),
+  });
+}
+
+function invitationLine(c, inv, open) {
+  const role = t(`role.${inv.role}`);
+  const name = inv.name || role;
+  const line = el("li", { className: "invite", "data-testid": "invitation", "data-role": inv.role });
+  const who = el("span", { className: "invite__who" }, el("span", { className: "invite__role", text: role }));
+  if (inv.name) who.append(` ${inv.name}`);
+  line.append(who);
+
+  const mail = inv.mail && MAIL_STATUSES.has(inv.mail.status) ? inv.mail : null;
+  if (mail) line.append(mailBadge(mail));
+  if (open && ["used", "revoked", "expired"].includes(inv.link)) {
+    line.append(el("span", { className: `invite__link invite__link--${inv.link}`, "data-testid": "invitation-link", "data-link": inv.link, text: t(`dashboard.invite.link.${inv.link}`) }));
+  }
+  // A scheduled consultation's links expire a day after its time; a new one would be born expired.
+  const canResend = open && !(inv.link === "expired" && c.scheduled_at);
+  if (canResend) {
+    const busy = ui.busy.has(`${c.id}|resend|${inv.participant_id}`);
+    line.append(el("button", {
+      type: "button",
+      className: "btn btn--secondary btn--compact invite__resend",
+      "data-testid": "resend",
+      "data-action": "resend",
+      "data-participant": inv.participant_id,
+      "data-name": name,
+      "data-focus-key": `resend:${inv.participant_id}`,
+      "aria-label": t("dashboard.invite.resend_label", { name }),
+      "aria-busy": busy ? "true" : null,
+      disabled: busy,
+      text: t(busy ? "dashboard.invite.resending" : "dashboard.invite.resend"),
+    }));
+  }
+  if (mail && mail.status === "failed" && mail.error && mail.error !== "superseded") {
+    line.append(el("p", { className: "invite__reason", "data-testid": "invitation-reason", title: mail.error, text: t("dashboard.invite.reason", { error: shorten(mail.error) }) }));
+    if (canResend) line.append(el("p", { className: "invite__hint", text: t("dashboard.invite.failed_hint") }));
+  } else if (mail && mail.status === "queued" && mail.error && open) {
+    line.append(el("p", { className: "invite__hint", text: t("dashboard.invite.mail.retrying", { error: shorten(mail.error) }) }));
+  }
+  return line;
+}
+
+function cancelPanel(c, name, invitations) {
+  const busy = ui.busy.has(`${c.id}|cancel`);
+  const names = invitations.map((i) => i.name).filter(Boolean);
+  const listed = names.length ? new Intl.ListFormat(locale, { style: "long", type: "conjunction" }).format(names) : name;
+  const text = t(names.length > 1 ? "dashboard.cancel.text_many" : "dashboard.cancel.text_one", { names: listed });
+  const titleId = `${c.id}-cancel-title`;
+  const textId = `${c.id}-cancel-text`;
+  return el("div", {
+    className: "consultation__panel confirm",
+    id: `${c.id}-cancel`,
+    role: "group",
+    tabindex: "-1",
+    "aria-labelledby": titleId,
+    "aria-describedby": textId,
+    "data-testid": "cancel-panel",
+    "data-focus-key": "cancel-panel",
+  },
+  el("p", { className: "confirm__title", id: titleId, text: t("dashboard.cancel.title", { name }) }),
+  el("p", { id: textId, text: `${text} ${t("dashboard.cancel.final")}` }),
+  el("div", { className: "confirm__actions" },
+    el("button", {
+      type: "button",
+      className: "btn btn--danger",
+      "data-action": "cancel-confirm",
+      "data-testid": "cancel-confirm",
+      "data-focus-key": "cancel-confirm",
+      "aria-busy": busy ? "true" : null,
+      disabled: busy,
+      text: t(busy ? "dashboard.cancel.cancelling" : "dashboard.cancel.confirm"),
+    }),
+    el("button", {
+      type: "button",
+      className: "btn btn--secondary",
+      "data-action": "cancel-dismiss",
+      "data-testid": "cancel-dismiss",
+      "data-focus-key": "cancel-dismiss",
+      disabled: busy,
+      text: t("dashboard.cancel.dismiss"),
+    })));
+}
+
+function resentPanel(c, resent) {
+  const inputId = `${c.id}-resent-link`;
+  const input = el("input", {
+    id: inputId,
+    type: "text",
+    readonly: true,
+    "data-testid": "resent-link",
+    "data-focus-key": "resent-link",
+  });
+  input.value = resent.link;
+  return el("div", { className: "consultation__panel resent", "data-testid": "resent" },
+    el("p", { className: "resent__notice", "data-testid": "resent-notice", text: t("dashboard.invite.resent", { name: resent.name }) }),
+    el("div", { className: "field" },
+      el("label", { for: inputId, text: t("dashboard.invite.resent_link", { name: resent.name }) }),
+      el("div", { className: "copy-row" },
+        input,
+        el("button", {
+          type: "button",
+          className: "btn btn--secondary",
+          "data-action": "resent-copy",
+          "data-testid": "resent-copy",
+          "data-focus-key": "resent-copy",
+          "aria-label": t("dashboard.invite.copy_label", { name: resent.name }),
+          text: t("dashboard.copy"),
+        }))),
+    el("div", { className: "resent__foot" },
+      el("p", { className: "hint", text: resent.copied || "" }),
+      el("button", {
+        type: "button",
+        className: "btn btn--ghost btn--compact",
+        "data-action": "resent-close",
+        "data-focus-key": "resent-close",
+        "aria-label": t("dashboard.invite.close_label", { name: resent.name }),
+        text: t("dashboard.invite.close"),
+      })));
+}
 
 function row(c) {
   const name = c.patient_name || "—";
-  const item = el("li", { className: "consultation", "data-testid": "consultation-row", "data-id": c.id, "data-status": c.status });
+  const open = OPEN_STATUSES.has(c.status);
+  const invitations = Array.isArray(c.invitations) ? c.invitations : [];
+  const item = el("li", {
+    className: "consultation",
+    "data-testid": "consultation-row",
+    "data-id": c.id,
+    "data-status": c.status,
+    "data-focus-key": "row",
+    tabindex: "-1",
+  });
 
   const main = el("div", { className: "consultation__main" });
-  main.append(el("p", { className: "consultation__name", text: name }));
-  if (c.nurse_name) main.append(el("p", { className: "consultation__meta", text: t("dashboard.list.nurse", { name: c.nurse_name }) }));
+  main.append(el("div", { className: "consultation__title" },
+    el("p", { className: "consultation__name", text: name }),
+    el("span", { className: `status status--${c.status}`, "data-testid": "consultation-status", text: t(`status.${c.status}`) })));
+  if (c.nurse_name && !invitations.some((i) => i.role === "nurse")) {
+    main.append(el("p", { className: "consultation__meta", text: t("dashboard.list.nurse", { name: c.nurse_name }) }));
+  }
   let when;
   if (c.status === "ended" && c.ended_at) when = t("dashboard.list.ended_on", { when: formatDateTime(c.ended_at) });
   else if (c.scheduled_at) when = t("dashboard.list.scheduled_for", { when: formatDateTime(c.scheduled_at) });
@@ -143,33 +337,123 @@ function row(c) {
   }
 
   const side = el("div", { className: "consultation__side" });
-  side.append(el("span", { className: `status status--${c.status}`, "data-testid": "consultation-status", text: t(`status.${c.status}`) }));
-  if (OPEN_STATUSES.has(c.status)) {
+  if (open) {
     side.append(el("a", {
       className: "btn btn--primary btn--small",
       href: `/c/${encodeURIComponent(c.id)}`,
       "aria-label": t("dashboard.list.open_label", { name }),
       "data-testid": "consultation-open",
+      "data-focus-key": "open",
       text: t("dashboard.list.open"),
     }));
   }
-  item.append(main, side);
+  const confirming = CANCELLABLE.has(c.status) && ui.confirming.has(c.id);
+  if (CANCELLABLE.has(c.status)) {
+    side.append(el("button", {
+      type: "button",
+      className: "btn btn--quiet-danger btn--small",
+      "data-action": "cancel",
+      "data-testid": "cancel",
+      "data-focus-key": "cancel",
+      "aria-label": t("dashboard.cancel.action_label", { name }),
+      "aria-expanded": confirming ? "true" : "false",
+      "aria-controls": confirming ? `${c.id}-cancel` : null,
+      text: t("dashboard.cancel.action"),
+    }));
+  }
+  item.append(main);
+  if (side.children.length) item.append(side);
+
+  if (invitations.length) {
+    const lines = el("ul", { className: "invites", "aria-label": t("dashboard.list.invitations", { name }) });
+    for (const inv of invitations) lines.append(invitationLine(c, inv, open));
+    item.append(lines);
+  }
+
+  const error = ui.errors.get(c.id);
+  if (error) item.append(el("p", { className: "consultation__panel alert alert--error", role: "alert", "data-testid": "row-error", text: error }));
+  if (confirming) item.append(cancelPanel(c, name, invitations));
+  const resent = ui.resent.get(c.id);
+  if (resent && open) item.append(resentPanel(c, resent));
+  const notice = ui.notices.get(c.id);
+  if (notice) item.append(el("p", { className: "consultation__panel alert alert--info", "data-testid": "row-notice", text: notice }));
   return item;
 }
 
+/** Bring the list in line with `items`, rebuilding only the rows whose data or page state changed. */
+function render() {
+  const active = document.activeElement;
+  let kept = null;
+  if (active && list.contains(active) && active.dataset.focusKey) {
+    kept = { id: active.closest("[data-id]").dataset.id, key: active.dataset.focusKey };
+  }
+  const wanted = pendingFocus;
+  pendingFocus = null;
+
+  const seen = new Set();
+  let index = 0;
+  for (const c of items) {
+    if (seen.has(c.id)) continue;
+    seen.add(c.id);
+    const key = JSON.stringify(c) + uiState(c.id);
+    let entry = rendered.get(c.id);
+    if (!entry || entry.key !== key) {
+      const node = row(c);
+      if (entry && entry.node.parentNode === list) list.replaceChild(node, entry.node);
+      entry = { key, node };
+      rendered.set(c.id, entry);
+    }
+    const current = list.children[index];
+    if (current !== entry.node) list.insertBefore(entry.node, current || null);
+    index += 1;
+  }
+  while (list.children.length > index) list.lastElementChild.remove();
+  for (const id of [...rendered.keys()]) if (!seen.has(id)) rendered.delete(id);
+
+  // Focus: where an action asked for it, or back where it was when a refresh rebuilt that row.
+  const target = wanted || kept;
+  if (!target) return;
+  const focusLost = !document.activeElement || document.activeElement === document.body;
+  if (!wanted && !focusLost) return;
+  const rowNode = [...list.children].find((node) => node.dataset.id === target.id);
+  if (!rowNode) return;
+  let node = target.key === "row" ? rowNode : rowNode.querySelector(`[data-focus-key="${CSS.escape(target.key)}"]`);
+  if (!node || node.disabled) node = rowNode;
+  if (document.activeElement !== node) node.focus({ preventScroll: !wanted });
+}
+
+function hasQueuedMail() {
+  return items.some((c) => (c.invitations || []).some((i) => i.mail && i.mail.status === "queued"));
+}
+
+let pollTimer = null;
+function schedulePoll() {
+  clearTimeout(pollTimer);
+  pollTimer = null;
+  if (!hasQueuedMail()) return;
+  pollTimer = setTimeout(() => {
+    pollTimer = null;
+    if (document.visibilityState === "visible") refresh();
+  }, MAIL_POLL_MS);
+}
+
 async function load({ append = false } = {}) {
-  const limit = append ? 20 : Math.max(20, loadedCount);
+  const limit = append ? 20 : Math.max(20, items.length);
   const query = new URLSearchParams({ limit: String(limit) });
   if (append && nextCursor) query.set("before", nextCursor);
   try {
     const page = await api(`/api/consultations?${query}`);
-    const items = (page && page.items) || [];
-    if (!append) list.replaceChildren();
-    for (const c of items) list.append(row(c));
-    loadedCount = list.children.length;
+    const got = (page && page.items) || [];
+    if (append) {
+      const known = new Set(items.map((c) => c.id));
+      items = items.concat(got.filter((c) => !known.has(c.id)));
+    } else {
+      items = got;
+    }
     nextCursor = page ? page.next : null;
+    render();
     moreButton.hidden = !nextCursor;
-    listEmpty.hidden = loadedCount > 0;
+    listEmpty.hidden = items.length > 0;
     listError.hidden = true;
   } catch (err) {
     if (err instanceof ApiError && err.status === 401) return goToLogin();
@@ -177,14 +461,147 @@ async function load({ append = false } = {}) {
     listError.hidden = false;
   } finally {
     listLoading.hidden = true;
+    schedulePoll();
   }
 }
 
+// One load at a time; a refresh asked for during a load runs once more after it, so it sees what just changed.
 let refreshing = null;
+let refreshAgain = false;
 function refresh() {
-  if (!refreshing) refreshing = load().finally(() => (refreshing = null));
+  if (refreshing) {
+    refreshAgain = true;
+    return refreshing;
+  }
+  refreshing = (async () => {
+    do {
+      refreshAgain = false;
+      await load();
+    } while (refreshAgain);
+  })().finally(() => (refreshing = null));
   return refreshing;
 }
+
+// --- actions in a row --------------------------------------------------------------------------------------
+
+async function resend(c, participantId, name) {
+  const busyKey = `${c.id}|resend|${participantId}`;
+  ui.busy.add(busyKey);
+  ui.errors.delete(c.id);
+  ui.notices.delete(c.id);
+  render();
+  try {
+    const result = await api(`/api/consultations/${encodeURIComponent(c.id)}/invitations`, {
+      method: "POST",
+      body: { participant_id: participantId },
+    });
+    ui.resent.set(c.id, { participantId, name, link: result.link, copied: "" });
+    if (c.id === createdId && result.role === "patient") $("patient-link").value = result.link;
+    if (c.id === createdId && result.role === "nurse") $("nurse-link").value = result.link;
+    announce(t("dashboard.invite.resent", { name }));
+    pendingFocus = { id: c.id, key: "resent-link" };
+  } catch (err) {
+    if (err instanceof ApiError && err.status === 401) return goToLogin();
+    ui.errors.set(c.id, errorText(err));
+    pendingFocus = { id: c.id, key: `resend:${participantId}` };
+  } finally {
+    ui.busy.delete(busyKey);
+  }
+  render();
+  await refresh();
+}
+
+async function cancel(c) {
+  const busyKey = `${c.id}|cancel`;
+  ui.busy.add(busyKey);
+  ui.errors.delete(c.id);
+  render();
+  try {
+    const updated = await api(`/api/consultations/${encodeURIComponent(c.id)}/cancel`, { method: "POST" });
+    if (updated && updated.id === c.id) items = items.map((x) => (x.id === c.id ? { ...x, ...updated } : x));
+    ui.resent.delete(c.id);
+    ui.notices.set(c.id, t("dashboard.cancel.done"));
+    announce(t("dashboard.cancel.done"));
+    if (c.id === createdId) created.hidden = true;
+  } catch (err) {
+    if (err instanceof ApiError && err.status === 401) return goToLogin();
+    ui.errors.set(c.id, errorText(err, "dashboard.cancel.error"));
+  } finally {
+    ui.busy.delete(busyKey);
+    ui.confirming.delete(c.id);
+  }
+  pendingFocus = { id: c.id, key: "row" };
+  render();
+  await refresh();
+}
+
+list.addEventListener("click", async (event) => {
+  const button = event.target.closest("[data-action]");
+  if (!button || button.disabled) return;
+  const rowNode = button.closest("[data-id]");
+  const id = rowNode.dataset.id;
+  const c = items.find((x) => x.id === id);
+  if (!c) return;
+  switch (button.dataset.action) {
+    case "resend":
+      await resend(c, button.dataset.participant, button.dataset.name);
+      break;
+    case "cancel":
+      if (ui.confirming.has(id)) {
+        ui.confirming.delete(id);
+        pendingFocus = { id, key: "cancel" };
+      } else {
+        ui.confirming.add(id);
+        ui.errors.delete(id);
+        pendingFocus = { id, key: "cancel-panel" };
+      }
+      render();
+      break;
+    case "cancel-dismiss":
+      ui.confirming.delete(id);
+      pendingFocus = { id, key: "cancel" };
+      render();
+      break;
+    case "cancel-confirm":
+      await cancel(c);
+      break;
+    case "resent-copy": {
+      const entry = ui.resent.get(id);
+      const ok = await copyFrom(rowNode.querySelector('[data-testid="resent-link"]'));
+      const text = ok ? t("dashboard.copied") : t("dashboard.copy_failed");
+      if (entry) entry.copied = text;
+      announce(text);
+      pendingFocus = { id, key: ok ? "resent-copy" : "resent-link" };
+      render();
+      break;
+    }
+    case "resent-close": {
+      const entry = ui.resent.get(id);
+      ui.resent.delete(id);
+      pendingFocus = { id, key: entry ? `resend:${entry.participantId}` : "row" };
+      render();
+      break;
+    }
+    default:
+      break;
+  }
+});
+
+// Escape closes an open cancel confirmation, as it would a dialog.
+list.addEventListener("keydown", (event) => {
+  if (event.key !== "Escape") return;
+  const panel = event.target.closest(".confirm");
+  if (!panel) return;
+  const id = panel.closest("[data-id]").dataset.id;
+  if (ui.busy.has(`${id}|cancel`)) return;
+  ui.confirming.delete(id);
+  pendingFocus = { id, key: "cancel" };
+  render();
+});
+
+list.addEventListener("focusin", (event) => {
+  if (event.target.matches('[data-testid="resent-link"]')) event.target.select();
+});
 
 $("list-refresh").addEventListener("click", () => refresh());
 moreButton.addEventListener("click", () => load({ append: true }));
