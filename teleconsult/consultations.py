@@ -11,7 +11,7 @@ from teleconsult.config import Settings
 from teleconsult.doctors import EMAIL, normalise_email
 from teleconsult.errors import ErrorCode, TeleconsultError
 from teleconsult.ids import hash_token, looks_like_token, new_id
-from teleconsult.invitations import issue_invitation, join_link
+from teleconsult.invitations import invitation_expiry, issue_invitation, join_link
 from teleconsult.lifecycle import CLOSED, Status, closing_status, sources
 from teleconsult.notifications import Letter
 from teleconsult.outbox import Outbox
@@ -76,6 +76,13 @@ class NewConsultation:
             nurse_email=nurse_email,
             guests=tuple(_invitee(g) for g in self.guests),
         )
+
+
+def _checked_email(email: str) -> str:
+    email = normalise_email(email)
+    if not EMAIL.match(email):
+        raise TeleconsultError(ErrorCode.BAD_REQUEST, "The email address is invalid.")
+    return email
 
 
 def _invitee(guest: Invitee) -> Invitee:
@@ -344,7 +351,9 @@ class ConsultationService:
         self._outbox.wake()
         return consultation
 
-    async def resend(self, doctor: Doctor, consultation_id: str, participant_id: str) -> str:
+    async def resend(
+        self, doctor: Doctor, consultation_id: str, participant_id: str, *, email: str | None = None
+    ) -> str:
         """A new link for one invited participant, mailed again; the old link stops working."""
         now = utcnow()
         async with self._db.transaction() as tx:
@@ -353,6 +362,12 @@ class ConsultationService:
             participant = next((p for p in consultation.participants if p.id == participant_id), None)
             if participant is None or participant.role == Role.DOCTOR.value:
                 raise TeleconsultError(ErrorCode.NOT_FOUND, "No such invited participant.")
+            if invitation_expiry(self._settings, consultation, now) <= now:
+                raise TeleconsultError(
+                    ErrorCode.CONFLICT, "The appointment is more than a day past: create a new consultation."
+                )
+            if email is not None:
+                participant.email = _checked_email(email)  # the doctor corrects a mistyped address
             await invitation_store.revoke(tx, consultation_id, now, participant.id)
             await outbox_store.cancel_queued(tx, consultation_id, participant.id, now)
             invitation, token = await issue_invitation(tx, self._settings, consultation, participant, now)
@@ -365,7 +380,7 @@ class ConsultationService:
                 action="invitation.resent",
                 actor=f"doctor:{doctor.id}",
                 consultation_id=consultation_id,
-                detail={"participant": participant.id},
+                detail={"participant": participant.id, "address_changed": email is not None},
             )
         self._outbox.wake()
         return link

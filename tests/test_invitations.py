@@ -136,13 +136,44 @@ async def test_a_4xx_answer_is_retried(server_with: Any, smtp: Any) -> None:
     assert view["mail"]["attempts"] == 3 and smtp.inbox.attempts == 3 and len(smtp.inbox.messages) == 1
 
 
-async def test_a_refused_mail_fails_at_once_with_the_reason(server_with: Any, smtp: Any) -> None:
+async def test_a_refused_mail_fails_at_once_and_the_doctor_corrects_the_address(server_with: Any, smtp: Any) -> None:
     smtp.inbox.refuse = True
     _, clients = await server_with(smtp_url=smtp.url)
     doctor_http = await clients()
-    created = await create_consultation(doctor_http, await login(doctor_http))
+    csrf = await login(doctor_http)
+    created = await create_consultation(doctor_http, csrf, patient_email="jeane@exmaple.org")
     view = await wait_mail_status(doctor_http, created["id"], "patient", "failed")
-    assert "550" in view["mail"]["error"] and view["mail"]["attempts"] == 1
+    assert "550" in view["mail"]["error"] and view["mail"]["attempts"] == 1 and view["mail"]["reason"] == "rejected"
+    smtp.inbox.refuse = False
+    bad = await doctor_http.post(
+        f"/api/consultations/{created['id']}/invitations",
+        headers={"X-CSRF-Token": csrf},
+        json={"participant_id": view["participant_id"], "email": "not an address"},
+    )
+    assert bad.status == 400
+    fixed = await doctor_http.post(
+        f"/api/consultations/{created['id']}/invitations",
+        headers={"X-CSRF-Token": csrf},
+        json={"participant_id": view["participant_id"], "email": "jeanne@example.org"},
+    )
+    assert fixed.status == 201
+    (mail,) = await smtp.inbox.wait_for(1)
+    assert "jeanne@example.org" in mail["To"]
+    view = await wait_mail_status(doctor_http, created["id"], "patient", "sent")
+    assert view["email"] == "jeanne@example.org" and view["mail"]["reason"] is None
+
+
+async def test_no_resend_long_after_the_appointment(server_with: Any) -> None:
+    _, clients = await server_with()
+    doctor_http = await clients()
+    csrf = await login(doctor_http)
+    past = await create_consultation(
+        doctor_http, csrf, scheduled_at=(datetime.now(UTC) - timedelta(days=2)).isoformat()
+    )
+    response = await doctor_http.post(
+        f"/api/consultations/{past['id']}/invitations", json={"role": "patient"}, headers={"X-CSRF-Token": csrf}
+    )
+    assert response.status == 409 and "new consultation" in (await response.json())["message"]
 
 
 async def test_an_unreachable_server_is_given_up_after_the_configured_time(server_with: Any, smtp: Any) -> None:
@@ -196,6 +227,12 @@ async def test_cancel_revokes_every_link_tells_the_patient_and_empties_the_waiti
     content = parts(cancellation)
     assert "ne fonctionne plus" in content["text/plain"]
     assert str(Calendar.from_ical(content["text/calendar"])["method"]) == "CANCEL"
+    for _ in range(100):  # the dashboard can tell the cancellation notice went out
+        (view,) = (await detail(doctor_http, created["id"]))["invitations"]
+        if view["cancellation"] and view["cancellation"]["status"] == "sent":
+            break
+        await asyncio.sleep(0.05)
+    assert view["cancellation"]["status"] == "sent" and view["link"] == "revoked"
     again = await patient_http.post("/api/join", json={"token": token_of(created["patient_link"]), "consent": True})
     assert again.status == 409 and (await again.json())["error"] == "ended"
     twice = await doctor_http.post(f"/api/consultations/{created['id']}/cancel", headers={"X-CSRF-Token": csrf})

@@ -63,3 +63,5 @@ class ResendBody(msgspec.Struct):
 
     participant_id: Annotated[str, Meta(max_length=32)] | None = None
     role: Annotated[str, Meta(max_length=16)] | None = None
+    #: A corrected address (after a mistyped one was refused).
+    email: Short | None = None

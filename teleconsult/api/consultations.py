@@ -123,7 +123,7 @@ async def resend(request: web.Request) -> web.Response:
     )
     if participant is None:
         raise TeleconsultError(ErrorCode.NOT_FOUND, "No such invited participant.")
-    link = await service.resend(doctor, consultation.id, participant.id)
+    link = await service.resend(doctor, consultation.id, participant.id, email=body.email)
     return web.json_response({"participant_id": participant.id, "role": participant.role, "link": link}, status=201)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from teleconsult.store.models import BillingRecord, Consultation, Doctor, Invitation, Participant
+from teleconsult.store.models import BillingRecord, Consultation, Doctor, Invitation, OutgoingMail, Participant
 
 
 def iso(value: datetime | None) -> str | None:
@@ -49,36 +49,56 @@ def billing_json(record: BillingRecord | None) -> dict[str, Any] | None:
 
 
 def invitations_json(consultation: Consultation, now: datetime | None = None) -> list[dict[str, Any]]:
-    """Per invited participant: the state of their newest link and of the mail that carried it."""
+    """Per invited participant: the state of their newest link, of the mail that carried it, and of the
+    cancellation notice if the consultation was cancelled."""
     now = now or datetime.now(UTC)
     views = []
     for participant in consultation.participants:
         if participant.role == "doctor":
             continue
         invitation = next((i for i in reversed(consultation.invitations) if i.participant_id == participant.id), None)
-        mail = next(
-            (m for m in reversed(consultation.mails) if m.participant_id == participant.id and m.kind == "invitation"),
-            None,
-        )
         views.append(
             {
                 "participant_id": participant.id,
                 "role": participant.role,
                 "name": participant.name,
+                "email": participant.email,
                 "link": _link_state(invitation, now),
-                "mail": None
-                if mail is None
-                else {
-                    "status": mail.status,
-                    "attempts": mail.attempts,
-                    "created_at": iso(mail.created_at),
-                    "sent_at": iso(mail.sent_at),
-                    "failed_at": iso(mail.failed_at),
-                    "error": mail.last_error if mail.status != "sent" else None,
-                },
+                "mail": _mail_json(_latest(consultation.mails, participant.id, "invitation")),
+                "cancellation": _mail_json(_latest(consultation.mails, participant.id, "cancellation")),
             }
         )
     return views
+
+
+def _latest(mails: list[OutgoingMail], participant_id: str, kind: str) -> OutgoingMail | None:
+    return next((m for m in reversed(mails) if m.participant_id == participant_id and m.kind == kind), None)
+
+
+def _mail_json(mail: OutgoingMail | None) -> dict[str, Any] | None:
+    if mail is None:
+        return None
+    return {
+        "status": mail.status,
+        "attempts": mail.attempts,
+        "created_at": iso(mail.created_at),
+        "sent_at": iso(mail.sent_at),
+        "failed_at": iso(mail.failed_at),
+        "error": mail.last_error if mail.status != "sent" else None,
+        "reason": _reason(mail),
+    }
+
+
+def _reason(mail: OutgoingMail) -> str | None:
+    """A stable code pages can translate: rejected (a 5xx), gave_up, superseded, or retrying (still queued)."""
+    if mail.status == "sent" or not mail.last_error:
+        return None
+    if mail.status == "queued":
+        return "retrying"
+    for prefix, code in (("superseded", "superseded"), ("gave up", "gave_up"), ("SMTP 5", "rejected")):
+        if mail.last_error.startswith(prefix):
+            return code
+    return "failed"
 
 
 def _link_state(invitation: Invitation | None, now: datetime) -> str:
