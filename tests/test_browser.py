@@ -5,9 +5,15 @@ Set ``TELECONSULT_SHOTS=/some/dir`` to also save a screenshot of each page on th
 
 from __future__ import annotations
 
+import asyncio
+import json
 import os
 import re
+import time
 from collections.abc import AsyncIterator
+from email import policy
+from email.message import EmailMessage
+from email.parser import BytesParser
 from pathlib import Path
 from typing import Any
 
@@ -109,6 +115,31 @@ async def log_in(page: Page, email: str, password: str) -> None:
     await page.get_by_test_id("login-password").fill(password)
     await page.get_by_test_id("login-submit").click()
     await page.wait_for_url("**/doctor", timeout=WAIT_MS)
+
+
+def mails_to(outbox: Path, address: str) -> list[EmailMessage]:
+    """The mails the test server wrote as .eml files, addressed to `address`."""
+    found = []
+    for path in sorted(outbox.glob("*.eml")):
+        message = BytesParser(policy=policy.default).parsebytes(path.read_bytes())
+        to = message["To"]
+        if to is not None and any(a.addr_spec == address for a in to.addresses):
+            found.append(message)
+    return found
+
+
+async def wait_for_mails_to(outbox: Path, address: str, count: int = 1) -> list[EmailMessage]:
+    deadline = time.monotonic() + WAIT_MS / 1000
+    while True:
+        found = mails_to(outbox, address)
+        if len(found) >= count or time.monotonic() > deadline:
+            return found
+        await asyncio.sleep(0.1)
+
+
+def unexpected(errors: list[str], *statuses: int) -> list[str]:
+    """Console errors, less the failed loads of the error answers a test provokes on purpose."""
+    return [e for e in errors if not any(f"status of {status}" in e for status in statuses)]
 
 
 async def test_doctor_and_patient_hold_a_consultation(browser: Browser, live_server: Any) -> None:
@@ -268,6 +299,8 @@ async def test_dashboard_shows_mail_status_resend_and_cancel(browser: Browser, l
         nurse_line = row.locator('[data-testid="invitation"][data-role="nurse"]')
         await expect(patient_line).to_contain_text("Jeanne Dupont")
         await expect(nurse_line).to_contain_text("Inès Robert")
+        await expect(patient_line.get_by_test_id("invitation-email")).to_have_text("jeanne.dupont@example.org")
+        await expect(nurse_line.get_by_test_id("invitation-email")).to_have_text("ines.robert@example.org")
         patient_mail = patient_line.get_by_test_id("invitation-status")
         await expect(patient_mail).to_have_attribute("data-status", "sent", timeout=WAIT_MS)
         await expect(patient_mail).to_have_text("Invitation envoyée")
@@ -286,7 +319,7 @@ async def test_dashboard_shows_mail_status_resend_and_cancel(browser: Browser, l
         new_link = await resent_link.input_value()
         assert new_link != first_link
         await expect(row.get_by_test_id("resent-notice")).to_have_text(
-            "Nouveau lien envoyé à Jeanne Dupont ; l'ancien lien ne fonctionne plus."
+            "Nouveau lien envoyé à jeanne.dupont@example.org ; l'ancien lien ne fonctionne plus."
         )
         await expect(link_box).to_have_value(new_link)  # the creation box no longer shows the dead link
         await expect(patient_mail).to_have_attribute("data-status", "sent", timeout=WAIT_MS)
@@ -326,8 +359,14 @@ async def test_dashboard_shows_mail_status_resend_and_cancel(browser: Browser, l
         await expect(row).to_have_attribute("data-status", "cancelled", timeout=WAIT_MS)
         await expect(row.get_by_test_id("consultation-status")).to_have_text("Annulée")
         await expect(row.get_by_test_id("row-notice")).to_contain_text("prévenues par e-mail")
-        for gone in ("resend", "cancel", "consultation-open", "resent-link"):
+        for gone in ("resend", "fix-email", "cancel", "consultation-open", "resent-link"):
             await expect(row.get_by_test_id(gone)).to_have_count(0)
+        # Each line says whether the cancellation notice went out (the test server writes it at once).
+        for line in (patient_line, nurse_line):
+            notice = line.get_by_test_id("cancellation-status")
+            await expect(notice).to_have_attribute("data-status", "sent", timeout=WAIT_MS)
+            await expect(notice).to_have_text("Prévenu(e) par e-mail")
+            await expect(line.get_by_test_id("invitation-status")).to_have_count(0)
         await shot(doctor, "dashboard-cancelled-desktop")
         await doctor.set_viewport_size(PHONE)
         await shot(doctor, "dashboard-cancelled-phone")
@@ -337,6 +376,105 @@ async def test_dashboard_shows_mail_status_resend_and_cancel(browser: Browser, l
         await expect(patient.get_by_test_id("join-error")).to_be_visible()
         await expect(patient.get_by_test_id("consent")).to_have_count(0)
         assert watcher.errors == []
+    finally:
+        await doctor_context.close()
+        await patient_context.close()
+
+
+async def test_doctor_corrects_a_refused_address(browser: Browser, live_server: Any) -> None:
+    """The test server never refuses a mail, so the address form is reached from « Modifier l'adresse », which
+    every line of an open consultation offers (a refused mail offers it as « Corriger l'adresse »)."""
+    watcher = PageErrors()
+    doctor_context = await new_context(browser, live_server.url, DESKTOP)
+    patient_context = await new_context(browser, live_server.url, PHONE, is_mobile=True, has_touch=True)
+    outbox = live_server.settings.data_dir / "outbox"
+    mistyped, corrected = "jeanne.dupont@exemple.org", "jeanne.dupont@example.org"
+    try:
+        doctor = watcher.watch(await doctor_context.new_page(), "doctor")
+        patient = watcher.watch(await patient_context.new_page(), "patient")
+
+        await log_in(doctor, live_server.doctor_email, live_server.doctor_password)
+        await doctor.get_by_test_id("new-patient-name").fill("Jeanne Dupont")
+        await doctor.get_by_test_id("new-patient-email").fill(mistyped)
+        await doctor.get_by_test_id("new-submit").click()
+        row = doctor.get_by_test_id("consultation-row").first
+        line = row.locator('[data-testid="invitation"][data-role="patient"]')
+        await expect(line.get_by_test_id("invitation-email")).to_have_text(mistyped, timeout=WAIT_MS)
+        await expect(line.get_by_test_id("invitation-status")).to_have_attribute("data-status", "sent", timeout=WAIT_MS)
+        assert len(await wait_for_mails_to(outbox, mistyped)) == 1
+
+        # The form opens in the line, labelled, with the current address to correct.
+        fix = line.get_by_test_id("fix-email")
+        await expect(fix).to_have_text("Modifier l'adresse")
+        await expect(fix).to_have_attribute("aria-expanded", "false")
+        await fix.click()
+        await expect(fix).to_have_attribute("aria-expanded", "true")
+        field = line.get_by_test_id("fix-email-input")
+        await expect(field).to_be_focused()
+        await expect(field).to_have_value(mistyped)
+        await expect(field).to_have_attribute("type", "email")
+        labelled = line.get_by_label("Adresse e-mail de Jeanne Dupont", exact=True)
+        await expect(labelled).to_have_attribute("data-testid", "fix-email-input")
+        submit = line.get_by_test_id("fix-email-submit")
+        await expect(submit).to_have_text("Renvoyer à cette adresse")
+        error = line.get_by_test_id("fix-email-error")
+
+        # An address the server refuses (the browser would take it), then an appointment too far past (faked:
+        # the test cannot move time); both in French, the form kept open.
+        await field.fill("jeanne@localhost")
+        await submit.click()
+        await expect(error).to_have_text("Adresse e-mail invalide.", timeout=WAIT_MS)
+        await expect(field).to_have_attribute("aria-invalid", "true")
+        await expect(field).to_be_focused()
+        conflict = {
+            "error": "conflict",
+            "message": "The appointment is more than a day past: create a new consultation.",
+        }
+
+        async def refuse(route: Any) -> None:
+            await route.fulfill(status=409, content_type="application/json", body=json.dumps(conflict))
+
+        await doctor.route("**/api/consultations/*/invitations", refuse)
+        await field.fill(corrected)
+        await field.press("Enter")
+        await expect(error).to_have_text(
+            "Le rendez-vous est passé depuis plus d'un jour : créez une nouvelle consultation.", timeout=WAIT_MS
+        )
+        await doctor.unroute("**/api/consultations/*/invitations", refuse)
+        await expect(field).to_have_value(corrected)
+        await shot(doctor, "dashboard-fix-error-desktop")
+
+        # The corrected address: a new link, shown as after a resend; the line shows the new address.
+        await submit.click()
+        resent_link = row.get_by_test_id("resent-link")
+        await expect(resent_link).to_have_value(re.compile(r"^https?://[^/]+/j/[A-Za-z0-9_-]{43}$"), timeout=WAIT_MS)
+        await expect(resent_link).to_be_focused()
+        await expect(row.get_by_test_id("resent-notice")).to_have_text(
+            f"Adresse corrigée : nouveau lien envoyé à {corrected} ; l'ancien lien ne fonctionne plus."
+        )
+        await expect(line.get_by_test_id("fix-email-form")).to_have_count(0)
+        await expect(doctor.get_by_test_id("created-sending")).to_contain_text(corrected)
+        await expect(doctor.get_by_test_id("patient-link")).to_have_value(await resent_link.input_value())
+        await expect(fix).to_have_attribute("aria-expanded", "false")
+        await expect(line.get_by_test_id("invitation-email")).to_have_text(corrected, timeout=WAIT_MS)
+        await expect(line.get_by_test_id("invitation-status")).to_have_attribute("data-status", "sent", timeout=WAIT_MS)
+        new_link = await resent_link.input_value()
+        await shot(doctor, "dashboard-fixed-desktop")
+
+        # The new invitation went to the corrected address, and only there.
+        sent = await wait_for_mails_to(outbox, corrected)
+        assert len(sent) == 1
+        assert len(mails_to(outbox, mistyped)) == 1
+        assert new_link in sent[0].get_body(preferencelist=("plain",)).get_content()
+
+        # The patient's page says, before consenting, that exchanged documents are encrypted.
+        await patient.goto(new_link)
+        privacy = patient.get_by_test_id("privacy")
+        await expect(privacy).to_contain_text("chiffrés")
+        await expect(privacy).to_contain_text("ne sont accessibles qu'aux participants")
+        await expect(patient.get_by_test_id("consent")).to_be_visible()
+        await shot(patient, "prejoin-phone")
+        assert unexpected(watcher.errors, 400, 409) == []
     finally:
         await doctor_context.close()
         await patient_context.close()

@@ -1,5 +1,5 @@
 // The doctor's dashboard: create a consultation, copy the links, follow the invitation mails, resend an
-// invitation, cancel a consultation, list the consultations.
+// invitation (to a corrected address if need be), cancel a consultation and follow its notices, list them.
 import { api, ApiError, errorText } from "./api.js";
 import { formatAmount, formatDateTime, formatDuration, locale, parisLocalToIso, t } from "./i18n.js";
 
@@ -20,6 +20,7 @@ const moreButton = $("list-more");
 const OPEN_STATUSES = new Set(["scheduled", "waiting", "in_progress"]);
 const CANCELLABLE = new Set(["scheduled", "waiting"]);
 const MAIL_STATUSES = new Set(["queued", "sent", "failed"]);
+const MAIL_REASONS = new Set(["retrying", "rejected", "gave_up", "superseded", "failed"]);
 const REFRESH_MS = 20000;
 const MAIL_POLL_MS = 5000;
 const REASON_MAX = 160;
@@ -43,6 +44,7 @@ function goToLogin() {
 // --- creating a consultation -------------------------------------------------------------------------------
 
 let createdId = null;
+let createdEmails = { patient: "", nurse: "" }; // the addresses the creation box says it mails to
 
 function showFormError(text) {
   formError.textContent = text;
@@ -90,14 +92,19 @@ function showCreated(consultation, body) {
   const nurseField = $("nurse-link-field");
   nurseField.hidden = !consultation.nurse_link;
   $("nurse-link").value = consultation.nurse_link || "";
-  $("created-sending").textContent =
-    consultation.nurse_link && body.nurse_email
-      ? t("dashboard.created.sending_nurse", { email: body.patient_email, nurse_email: body.nurse_email })
-      : t("dashboard.created.sending", { email: body.patient_email });
+  createdEmails = { patient: body.patient_email, nurse: consultation.nurse_link ? body.nurse_email || "" : "" };
+  showCreatedSending();
   $("start-call").href = `/c/${encodeURIComponent(consultation.id)}`;
   $("copy-status").textContent = "";
   created.hidden = false;
   created.focus();
+}
+
+function showCreatedSending() {
+  const { patient, nurse } = createdEmails;
+  $("created-sending").textContent = nurse
+    ? t("dashboard.created.sending_nurse", { email: patient, nurse_email: nurse })
+    : t("dashboard.created.sending", { email: patient });
 }
 
 async function copyFrom(input) {
@@ -133,12 +140,16 @@ let nextCursor = null;
 // What the page shows beside the server's data; kept across refreshes, which rebuild the rows that changed.
 const ui = {
   confirming: new Set(), // consultation ids whose cancel confirmation is open
-  busy: new Set(), // "<id>|cancel" or "<id>|resend|<participant id>" while the request runs
-  resent: new Map(), // id -> {participantId, name, link, copied}
+  busy: new Set(), // "<id>|cancel", "<id>|resend|<participant id>" or "<id>|fix|<participant id>" while it runs
+  resent: new Map(), // id -> {participantId, name, email, fixed, link, copied}
+  fixing: new Map(), // id -> {participantId, error}: the open address form of that row (one at a time)
   errors: new Map(), // id -> text
   notices: new Map(), // id -> text
 };
 const rendered = new Map(); // id -> {key, node}
+// The open address forms, kept as nodes: a row rebuilt by a refresh takes the same form back, so what the
+// doctor is typing (and where the caret is) survives.
+const fixForms = new Map(); // id -> {participantId, form}
 let pendingFocus = null; // {id, key}: where focus goes after the next render
 
 function uiState(id) {
@@ -146,6 +157,7 @@ function uiState(id) {
     ui.confirming.has(id),
     [...ui.busy].filter((key) => key.startsWith(`${id}|`)),
     ui.resent.get(id) || null,
+    ui.fixing.get(id) || null,
     ui.errors.get(id) || null,
     ui.notices.get(id) || null,
   ]);
@@ -159,8 +171,17 @@ function shorten(text) {
   return text.length > REASON_MAX ? `${text.slice(0, REASON_MAX - 1)}…` : text;
 }
 
+/** The server's reason code for a mail that is not (yet) delivered; derived from older answers without one. */
+function mailReason(mail) {
+  if (!mail || mail.status === "sent") return null;
+  if (mail.reason && MAIL_REASONS.has(mail.reason)) return mail.reason;
+  if (mail.status === "queued") return mail.error ? "retrying" : null;
+  if (mail.status === "failed") return mail.error === "superseded" ? "superseded" : "failed";
+  return null;
+}
+
 function mailBadge(mail) {
-  const superseded = mail.status === "failed" && mail.error === "superseded";
+  const superseded = mailReason(mail) === "superseded";
   let title = null;
   if (mail.status === "sent" && mail.sent_at) {
     title = t("dashboard.invite.mail.sent_at", { when: formatDateTime(mail.sent_at) });
@@ -180,44 +201,181 @@ function mailBadge(mail) {
   });
 }
 
+/** Whether the cancellation notice went out: on the lines of a cancelled consultation. */
+function cancellationBadge(notice) {
+  let title = null;
+  if (notice.status === "sent" && notice.sent_at) title = t("dashboard.cancel.mail.sent_at", { when: formatDateTime(notice.sent_at) });
+  else if (notice.status === "queued" && notice.error) title = t("dashboard.invite.last_error", { error: notice.error });
+  else if (notice.status === "failed" && notice.error) title = notice.error;
+  return el("span", {
+    className: `mail mail--${notice.status}`,
+    "data-testid": "cancellation-status",
+    "data-status": notice.status,
+    title,
+    text: t(`dashboard.cancel.mail.${notice.status}`),
+  });
+}
+
+/**
+ * A short sentence for why a mail is not delivered, the technical error kept in the tooltip. `urgent` says
+ * whether it needs the doctor (shown in red), else it is a quiet hint.
+ */
+function reasonLine(mail, reason) {
+  const error = mail.error || "";
+  const texts = {
+    retrying: [t("dashboard.invite.reason.retrying"), error ? t("dashboard.invite.last_error", { error }) : null, false],
+    superseded: [t("dashboard.invite.reason.superseded"), null, false],
+    rejected: [t("dashboard.invite.reason.rejected"), error || null, true],
+    gave_up: [t("dashboard.invite.reason.gave_up"), error || null, true],
+    failed: [t("dashboard.invite.reason.failed", { error: shorten(error || "—") }), error || null, true],
+  };
+  const [text, title, urgent] = texts[reason];
+  return el("p", {
+    className: urgent ? "invite__reason" : "invite__hint",
+    "data-testid": "invitation-reason",
+    "data-reason": reason,
+    title,
+    text,
+  });
+}
+
 function invitationLine(c, inv, open) {
   const role = t(`role.${inv.role}`);
   const name = inv.name || role;
-  const line = el("li", { className: "invite", "data-testid": "invitation", "data-role": inv.role });
+  const line = el("li", { className: "invite", "data-testid": "invitation", "data-role": inv.role, "data-participant": inv.participant_id });
   const who = el("span", { className: "invite__who" }, el("span", { className: "invite__role", text: role }));
   if (inv.name) who.append(` ${inv.name}`);
+  if (inv.email) who.append(" ", el("span", { className: "invite__email", "data-testid": "invitation-email", text: inv.email }));
   line.append(who);
 
   const mail = inv.mail && MAIL_STATUSES.has(inv.mail.status) ? inv.mail : null;
-  if (mail) line.append(mailBadge(mail));
+  const reason = mailReason(mail);
+  const notice = c.status === "cancelled" && inv.cancellation && MAIL_STATUSES.has(inv.cancellation.status) ? inv.cancellation : null;
+  // Once cancelled, what matters is whether the person was told; before, whether the invitation went out.
+  if (notice) line.append(cancellationBadge(notice));
+  else if (mail) line.append(mailBadge(mail));
   if (open && ["used", "revoked", "expired"].includes(inv.link)) {
     line.append(el("span", { className: `invite__link invite__link--${inv.link}`, "data-testid": "invitation-link", "data-link": inv.link, text: t(`dashboard.invite.link.${inv.link}`) }));
   }
+
   // A scheduled consultation's links expire a day after its time; a new one would be born expired.
   const canResend = open && !(inv.link === "expired" && c.scheduled_at);
+  const failed = mail && mail.status === "failed" && reason !== "superseded";
+  const fixing = canResend && (ui.fixing.get(c.id) || {}).participantId === inv.participant_id;
   if (canResend) {
+    const actions = el("span", { className: "invite__actions" });
+    const fixBusy = ui.busy.has(`${c.id}|fix|${inv.participant_id}`);
+    actions.append(el("button", {
+      type: "button",
+      className: `btn ${failed ? "btn--secondary" : "btn--ghost"} btn--compact`,
+      "data-testid": "fix-email",
+      "data-action": "fix-email",
+      "data-participant": inv.participant_id,
+      "data-focus-key": `fix:${inv.participant_id}`,
+      "aria-label": t(failed ? "dashboard.invite.fix_label" : "dashboard.invite.edit_label", { name }),
+      "aria-expanded": fixing ? "true" : "false",
+      "aria-controls": fixing ? fixFormId(c.id) : null,
+      disabled: fixBusy,
+      text: t(failed ? "dashboard.invite.fix" : "dashboard.invite.edit"),
+    }));
     const busy = ui.busy.has(`${c.id}|resend|${inv.participant_id}`);
-    line.append(el("button", {
+    actions.append(el("button", {
       type: "button",
       className: "btn btn--secondary btn--compact invite__resend",
       "data-testid": "resend",
       "data-action": "resend",
       "data-participant": inv.participant_id,
-      "data-name": name,
       "data-focus-key": `resend:${inv.participant_id}`,
       "aria-label": t("dashboard.invite.resend_label", { name }),
       "aria-busy": busy ? "true" : null,
-      disabled: busy,
+      disabled: busy || fixBusy,
       text: t(busy ? "dashboard.invite.resending" : "dashboard.invite.resend"),
     }));
+    line.append(actions);
   }
-  if (mail && mail.status === "failed" && mail.error && mail.error !== "superseded") {
-    line.append(el("p", { className: "invite__reason", "data-testid": "invitation-reason", title: mail.error, text: t("dashboard.invite.reason", { error: shorten(mail.error) }) }));
-    if (canResend) line.append(el("p", { className: "invite__hint", text: t("dashboard.invite.failed_hint") }));
-  } else if (mail && mail.status === "queued" && mail.error && open) {
-    line.append(el("p", { className: "invite__hint", text: t("dashboard.invite.mail.retrying", { error: shorten(mail.error) }) }));
+
+  if (notice) {
+    if (notice.status === "failed") {
+      const noticeReason = mailReason(notice);
+      if (noticeReason && noticeReason !== "superseded") line.append(reasonLine(notice, noticeReason));
+      line.append(el("p", { className: "invite__hint", text: t("dashboard.cancel.failed_hint") }));
+    }
+  } else if (failed) {
+    line.append(reasonLine(mail, reason));
+    if (canResend && reason !== "rejected") line.append(el("p", { className: "invite__hint", text: t("dashboard.invite.failed_hint") }));
+  } else if (reason && open) {
+    line.append(reasonLine(mail, reason));
   }
+  if (fixing) line.append(fixForm(c, inv, name));
   return line;
+}
+
+function fixFormId(id) {
+  return `${id}-fix`;
+}
+
+/** The inline form to send the invitation again, to a corrected address. Built once per opening, then updated. */
+function fixForm(c, inv, name) {
+  const state = ui.fixing.get(c.id);
+  const busy = ui.busy.has(`${c.id}|fix|${inv.participant_id}`);
+  let entry = fixForms.get(c.id);
+  if (!entry || entry.participantId !== inv.participant_id) {
+    const formId = fixFormId(c.id);
+    const input = el("input", {
+      id: `${formId}-email`,
+      name: "email",
+      type: "email",
+      required: true,
+      autocomplete: "off",
+      inputmode: "email",
+      autocapitalize: "none",
+      spellcheck: "false",
+      maxlength: "320",
+      "aria-describedby": `${formId}-hint`,
+      "data-testid": "fix-email-input",
+      "data-focus-key": "fix-email-input",
+    });
+    input.value = inv.email || "";
+    const form = el("form", {
+      id: formId,
+      className: "fix",
+      novalidate: true,
+      "data-testid": "fix-email-form",
+      "data-participant": inv.participant_id,
+    },
+    el("label", { for: input.id, className: "fix__label", text: t("dashboard.invite.fix_email", { name }) }),
+    input,
+    el("p", { id: `${formId}-error`, className: "fix__error", role: "alert", "data-testid": "fix-email-error", hidden: true }),
+    el("div", { className: "fix__actions" },
+      el("button", { type: "submit", className: "btn btn--primary btn--compact", "data-testid": "fix-email-submit", "data-focus-key": "fix-email-submit" }),
+      el("button", {
+        type: "button",
+        className: "btn btn--ghost btn--compact",
+        "data-action": "fix-email-close",
+        "data-focus-key": "fix-email-close",
+        "aria-label": t("dashboard.invite.fix_close_label", { name }),
+        text: t("dashboard.invite.fix_close"),
+      })),
+    el("p", { id: `${formId}-hint`, className: "hint", text: t("dashboard.invite.fix_hint") }));
+    entry = { participantId: inv.participant_id, form };
+    fixForms.set(c.id, entry);
+  }
+  const { form } = entry;
+  const input = form.elements.email;
+  const submitButton = form.querySelector('[type="submit"]');
+  const errorNode = form.querySelector(".fix__error");
+  const error = state && state.error;
+  if (errorNode.textContent !== (error || "")) errorNode.textContent = error || "";
+  errorNode.hidden = !error;
+  input.readOnly = busy;
+  input.setAttribute("aria-invalid", error ? "true" : "false");
+  input.setAttribute("aria-describedby", error ? `${errorNode.id} ${form.id}-hint` : `${form.id}-hint`);
+  // A plain resend of the same person running meanwhile would race this one for the newest link.
+  submitButton.disabled = busy || ui.busy.has(`${c.id}|resend|${inv.participant_id}`);
+  if (busy) submitButton.setAttribute("aria-busy", "true");
+  else submitButton.removeAttribute("aria-busy");
+  submitButton.textContent = t(busy ? "dashboard.invite.resending" : "dashboard.invite.fix_submit");
+  return form;
 }
 
 function cancelPanel(c, name, invitations) {
@@ -261,6 +419,10 @@ function cancelPanel(c, name, invitations) {
     })));
 }
 
+function resentText(resent) {
+  return t(resent.fixed ? "dashboard.invite.resent_fixed" : "dashboard.invite.resent", { email: resent.email || resent.name });
+}
+
 function resentPanel(c, resent) {
   const inputId = `${c.id}-resent-link`;
   const input = el("input", {
@@ -272,7 +434,7 @@ function resentPanel(c, resent) {
   });
   input.value = resent.link;
   return el("div", { className: "consultation__panel resent", "data-testid": "resent" },
-    el("p", { className: "resent__notice", "data-testid": "resent-notice", text: t("dashboard.invite.resent", { name: resent.name }) }),
+    el("p", { className: "resent__notice", "data-testid": "resent-notice", text: resentText(resent) }),
     el("div", { className: "field" },
       el("label", { for: inputId, text: t("dashboard.invite.resent_link", { name: resent.name }) }),
       el("div", { className: "copy-row" },
@@ -409,6 +571,13 @@ function render() {
   }
   while (list.children.length > index) list.lastElementChild.remove();
   for (const id of [...rendered.keys()]) if (!seen.has(id)) rendered.delete(id);
+  // A form whose row no longer shows it (the consultation closed, the line went) is dropped with its state.
+  for (const [id, entry] of [...fixForms]) {
+    if (!entry.form.isConnected) {
+      fixForms.delete(id);
+      ui.fixing.delete(id);
+    }
+  }
 
   // Focus: where an action asked for it, or back where it was when a refresh rebuilt that row.
   const target = wanted || kept;
@@ -423,7 +592,8 @@ function render() {
 }
 
 function hasQueuedMail() {
-  return items.some((c) => (c.invitations || []).some((i) => i.mail && i.mail.status === "queued"));
+  const queued = (mail) => Boolean(mail && mail.status === "queued");
+  return items.some((c) => (c.invitations || []).some((i) => queued(i.mail) || queued(i.cancellation)));
 }
 
 let pollTimer = null;
@@ -484,7 +654,13 @@ function refresh() {
 
 // --- actions in a row --------------------------------------------------------------------------------------
 
-async function resend(c, participantId, name) {
+function invitationOf(c, participantId) {
+  return (c.invitations || []).find((i) => i.participant_id === participantId) || null;
+}
+
+async function resend(c, participantId) {
+  const inv = invitationOf(c, participantId);
+  const name = (inv && (inv.name || t(`role.${inv.role}`))) || "";
   const busyKey = `${c.id}|resend|${participantId}`;
   ui.busy.add(busyKey);
   ui.errors.delete(c.id);
@@ -495,17 +671,94 @@ async function resend(c, participantId, name) {
       method: "POST",
       body: { participant_id: participantId },
     });
-    ui.resent.set(c.id, { participantId, name, link: result.link, copied: "" });
-    if (c.id === createdId && result.role === "patient") $("patient-link").value = result.link;
-    if (c.id === createdId && result.role === "nurse") $("nurse-link").value = result.link;
-    announce(t("dashboard.invite.resent", { name }));
-    pendingFocus = { id: c.id, key: "resent-link" };
+    showResent(c, result, { participantId, name, email: inv && inv.email, fixed: false });
   } catch (err) {
     if (err instanceof ApiError && err.status === 401) return goToLogin();
-    ui.errors.set(c.id, errorText(err));
+    ui.errors.set(c.id, errorText(err, "dashboard.invite.error"));
     pendingFocus = { id: c.id, key: `resend:${participantId}` };
   } finally {
     ui.busy.delete(busyKey);
+  }
+  render();
+  await refresh();
+}
+
+function showResent(c, result, resent) {
+  ui.resent.set(c.id, { ...resent, link: result.link, copied: "" });
+  if (c.id === createdId && (result.role === "patient" || result.role === "nurse")) {
+    $(`${result.role}-link`).value = result.link;
+    // The creation box names the addresses it mailed: a corrected one replaces the mistyped one there too.
+    if (resent.fixed && resent.email) {
+      createdEmails = { ...createdEmails, [result.role]: resent.email };
+      showCreatedSending();
+    }
+  }
+  announce(resentText(resent));
+  pendingFocus = { id: c.id, key: "resent-link" };
+}
+
+function openFix(c, participantId) {
+  const open = ui.fixing.get(c.id);
+  if (open && open.participantId === participantId) return closeFix(c.id);
+  fixForms.delete(c.id);
+  ui.fixing.set(c.id, { participantId, error: null });
+  pendingFocus = { id: c.id, key: "fix-email-input" };
+  render();
+}
+
+function closeFix(id) {
+  const open = ui.fixing.get(id);
+  if (!open || ui.busy.has(`${id}|fix|${open.participantId}`)) return;
+  ui.fixing.delete(id);
+  fixForms.delete(id);
+  pendingFocus = { id, key: `fix:${open.participantId}` };
+  render();
+}
+
+function setFixError(id, text) {
+  const state = ui.fixing.get(id);
+  if (state) ui.fixing.set(id, { ...state, error: text });
+  pendingFocus = { id, key: "fix-email-input" };
+}
+
+/** Send the invitation again to the address typed in the row's form. */
+async function resendTo(c, form) {
+  const state = ui.fixing.get(c.id);
+  if (!state) return;
+  const { participantId } = state;
+  const input = form.elements.email;
+  const email = input.value.trim();
+  if (!email || !input.checkValidity()) {
+    setFixError(c.id, t("dashboard.invite.error.bad_request"));
+    render();
+    return;
+  }
+  const inv = invitationOf(c, participantId);
+  const name = (inv && (inv.name || t(`role.${inv.role}`))) || "";
+  const busyKey = `${c.id}|fix|${participantId}`;
+  ui.busy.add(busyKey);
+  ui.errors.delete(c.id);
+  ui.notices.delete(c.id);
+  ui.fixing.set(c.id, { participantId, error: null });
+  render();
+  let done = false;
+  try {
+    const result = await api(`/api/consultations/${encodeURIComponent(c.id)}/invitations`, {
+      method: "POST",
+      body: { participant_id: participantId, email },
+    });
+    const fixed = !inv || (inv.email || "").toLowerCase() !== email.toLowerCase();
+    showResent(c, result, { participantId, name, email, fixed });
+    done = true;
+  } catch (err) {
+    if (err instanceof ApiError && err.status === 401) return goToLogin();
+    setFixError(c.id, errorText(err, "dashboard.invite.error"));
+  } finally {
+    ui.busy.delete(busyKey);
+  }
+  if (done) {
+    ui.fixing.delete(c.id);
+    fixForms.delete(c.id);
   }
   render();
   await refresh();
@@ -544,7 +797,13 @@ list.addEventListener("click", async (event) => {
   if (!c) return;
   switch (button.dataset.action) {
     case "resend":
-      await resend(c, button.dataset.participant, button.dataset.name);
+      await resend(c, button.dataset.participant);
+      break;
+    case "fix-email":
+      openFix(c, button.dataset.participant);
+      break;
+    case "fix-email-close":
+      closeFix(id);
       break;
     case "cancel":
       if (ui.confirming.has(id)) {
@@ -587,9 +846,24 @@ list.addEventListener("click", async (event) => {
   }
 });
 
-// Escape closes an open cancel confirmation, as it would a dialog.
+list.addEventListener("submit", async (event) => {
+  const form = event.target.closest("form.fix");
+  if (!form) return;
+  event.preventDefault();
+  const id = form.closest("[data-id]").dataset.id;
+  const c = items.find((x) => x.id === id);
+  if (!c || ui.busy.has(`${id}|fix|${form.dataset.participant}`)) return;
+  await resendTo(c, form);
+});
+
+// Escape closes an open cancel confirmation, as it would a dialog, and an open address form.
 list.addEventListener("keydown", (event) => {
   if (event.key !== "Escape") return;
+  const fix = event.target.closest("form.fix");
+  if (fix) {
+    closeFix(fix.closest("[data-id]").dataset.id);
+    return;
+  }
   const panel = event.target.closest(".confirm");
   if (!panel) return;
   const id = panel.closest("[data-id]").dataset.id;
