@@ -102,11 +102,32 @@ class Created:
 
 @dataclass(frozen=True, slots=True)
 class Seat:
-    """Who a consumed ticket lets in."""
+    """Who a consumed ticket or resume token lets in: plain values, so that a live connection (thousands per node)
+    holds no ORM objects."""
 
-    participant: Participant
-    consultation: Consultation
-    doctor_name: str
+    participant_id: str
+    consultation_id: str
+    doctor_id: str
+    role: str
+    name: str
+    admitted_at: datetime | None
+    pre_admitted: bool
+    peer_id: str | None
+    away_since: datetime | None
+
+    @classmethod
+    def of(cls, participant: Participant, consultation: Consultation) -> Seat:
+        return cls(
+            participant_id=participant.id,
+            consultation_id=consultation.id,
+            doctor_id=consultation.doctor_id,
+            role=participant.role,
+            name=participant.name,
+            admitted_at=participant.admitted_at,
+            pre_admitted=participant.pre_admitted,
+            peer_id=participant.peer_id,
+            away_since=participant.away_since,
+        )
 
 
 class ConsultationService:
@@ -215,12 +236,11 @@ class ConsultationService:
         if consultation is None:
             raise TeleconsultError(ErrorCode.NOT_FOUND)
         _require_open(consultation)
-        doctor = await doctor_store.doctor_by_id(tx, consultation.doctor_id)
-        return Seat(participant, consultation, doctor.name if doctor else "")
+        return Seat.of(participant, consultation)
 
     # --- seats and the lifecycle, driven by the signaling service ----------------------------------------------
 
-    async def seat_taken(self, participant: Participant, peer_id: str, resume_token: str, *, admitted: bool) -> None:
+    async def seat_taken(self, seat: Seat, peer_id: str, resume_token: str, *, admitted: bool) -> None:
         """A connection now holds this seat; the resume token lets the same client come back after a drop."""
         now = utcnow()
         values: dict[str, object] = {
@@ -230,14 +250,12 @@ class ConsultationService:
             "resume_hash": hash_token(resume_token),
             "away_since": None,
         }
-        if admitted and participant.admitted_at is None:
+        if admitted and seat.admitted_at is None:
             values["admitted_at"] = now
         async with self._db.transaction() as tx:
-            await store.update_participant(tx, participant.id, **values)
-            if participant.role != Role.DOCTOR.value:
-                await store.set_status(
-                    tx, participant.consultation_id, Status.WAITING, allowed_from=sources(Status.WAITING)
-                )
+            await store.update_participant(tx, seat.participant_id, **values)
+            if seat.role != Role.DOCTOR.value:
+                await store.set_status(tx, seat.consultation_id, Status.WAITING, allowed_from=sources(Status.WAITING))
 
     async def resume_seat(self, resume_token: str) -> Seat:
         """The seat a resume token holds, if the consultation is open and the grace period has not run out."""
@@ -260,9 +278,9 @@ class ConsultationService:
         async with self._db.transaction() as tx:
             await store.update_participant(tx, participant_id, resume_hash=hash_token(resume_token), away_since=None)
 
-    async def seats_held(self, consultation_id: str) -> list[Participant]:
+    async def seats_held(self, consultation_id: str) -> list[Seat]:
         async with self._db.transaction() as tx:
-            return list(await store.seats_held(tx, consultation_id))
+            return [Seat.of(p, p.consultation) for p in await store.seats_held(tx, consultation_id)]
 
     async def participants_away(self, participant_ids: list[str]) -> None:
         async with self._db.transaction() as tx:

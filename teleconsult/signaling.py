@@ -28,7 +28,7 @@ from teleconsult.ids import PeerId, new_id, new_token
 from teleconsult.protocol import PROTOCOL_VERSION, ClientMessage, ServerMessage, encode
 from teleconsult.protocol import messages as m
 from teleconsult.rooms import Capacity, Peer, PeerState, Role, Room, polite
-from teleconsult.store.models import BillingRecord, Participant, utcnow
+from teleconsult.store.models import BillingRecord, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +63,7 @@ class Session:
 
     @property
     def participant_id(self) -> str:
-        return self.seat.participant.id
+        return self.seat.participant_id
 
     def deliver(self, frame: bytes) -> None:
         """The bus handler: to the socket, or kept in order while the client is away."""
@@ -132,28 +132,27 @@ class SignalingService:
 
     async def _take_seat(self, conn: Connection, ticket: str) -> Session:
         seat = await self._consultations.open_ticket(ticket)
-        participant = seat.participant
-        room = await self._room_for(seat.consultation.id)
+        room = await self._room_for(seat.consultation_id)
         joined = room.join(
             PeerId(new_id("p")),
-            Role(participant.role),
-            participant.name,
-            participant.id,
-            pre_admitted=participant.admitted_at is not None or participant.pre_admitted,
+            Role(seat.role),
+            seat.name,
+            seat.participant_id,
+            pre_admitted=seat.admitted_at is not None or seat.pre_admitted,
         )
         if joined.replaced is not None:
             await self._evict(joined.replaced, m.Removed(reason="replaced"), release_seat=False)
         session = await self._open_session(joined.peer, room, seat, conn)
         token = new_token()
-        await self._consultations.seat_taken(participant, session.peer.peer_id, token, admitted=session.peer.admitted)
+        await self._consultations.seat_taken(seat, session.peer.peer_id, token, admitted=session.peer.admitted)
         self._welcome(session, token)
         await self._announce_arrival(session)
         return session
 
     async def _resume(self, conn: Connection, token: str) -> Session:
         seat = await self._consultations.resume_seat(token)
-        await self._room_for(seat.consultation.id)
-        session = self._sessions.get(PeerId(seat.participant.peer_id or ""))
+        await self._room_for(seat.consultation_id)
+        session = self._sessions.get(PeerId(seat.peer_id or ""))
         if session is None or session.closed:
             raise TeleconsultError(ErrorCode.UNAUTHORIZED, "This connection can no longer be resumed.")
         if session.grace is not None:
@@ -185,20 +184,19 @@ class SignalingService:
             room = self._rooms.get(consultation_id)
             if room is None:
                 room = Room(consultation_id, self._capacity)
-                for participant in await self._consultations.seats_held(consultation_id):
-                    await self._restore(room, participant)
+                for held in await self._consultations.seats_held(consultation_id):
+                    await self._restore(room, held)
                 self._rooms[consultation_id] = room
         self._room_locks.pop(consultation_id, None)
         return room
 
-    async def _restore(self, room: Room, participant: Participant) -> None:
+    async def _restore(self, room: Room, seat: Seat) -> None:
         """A seat held before this node started: the peer is away until it resumes or its grace runs out."""
-        state = PeerState.ADMITTED if participant.admitted_at is not None else PeerState.WAITING
-        peer = Peer(PeerId(participant.peer_id or ""), Role(participant.role), participant.name, participant.id, state)
+        state = PeerState.ADMITTED if seat.admitted_at is not None else PeerState.WAITING
+        peer = Peer(PeerId(seat.peer_id or ""), Role(seat.role), seat.name, seat.participant_id, state)
         room.restore(peer)
-        seat = Seat(participant, participant.consultation, "")
         session = await self._open_session(peer, room, seat, None)
-        elapsed = (utcnow() - participant.away_since).total_seconds() if participant.away_since else 0.0
+        elapsed = (utcnow() - seat.away_since).total_seconds() if seat.away_since else 0.0
         self._start_grace(session, max(0.0, self._settings.resume_grace_s - elapsed))
 
     def _welcome(self, session: Session, resume_token: str) -> None:
@@ -278,7 +276,7 @@ class SignalingService:
                     session.conn.close_soon(CLOSE_NORMAL, "left")
             case m.End():
                 room.authorize(peer, "end")
-                await self.end_consultation(room.consultation_id, session.seat.consultation.doctor_id)
+                await self.end_consultation(room.consultation_id, session.seat.doctor_id)
             case m.Hello():
                 room.authorize(peer, "hello")
 
