@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import secrets
-import weakref
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -16,6 +13,7 @@ from aiohttp import WSCloseCode, web
 
 from teleconsult import housekeeping
 from teleconsult.api import setup_routes
+from teleconsult.api.connection import close_all, heartbeat
 from teleconsult.api.keys import (
     BUS,
     CATALOGS,
@@ -32,6 +30,7 @@ from teleconsult.api.keys import (
 )
 from teleconsult.api.middlewares import csrf, errors, security_headers
 from teleconsult.bus import LocalBus
+from teleconsult.chores import Chores
 from teleconsult.config import Settings
 from teleconsult.consultations import ConsultationService
 from teleconsult.crypto.sealing import Sealer
@@ -50,13 +49,17 @@ log = logging.getLogger(__name__)
 WEB_DIR = Path(__file__).resolve().parent.parent / "web"
 MAX_REQUEST_BYTES = 1024 * 1024
 HOUSEKEEPING_EVERY_S = 600.0
+#: How long shutdown waits for sockets to close after telling their clients to reconnect.
+SHUTDOWN_CLOSE_S = 2.0
+#: How long shutdown waits for a background step under way (a mail being sent, a purge) before cancelling it.
+CHORES_STOP_S = 3.0
 
 
 def create_app(settings: Settings) -> web.Application:
     app = web.Application(middlewares=[security_headers, errors, csrf], client_max_size=MAX_REQUEST_BYTES)
     app[SETTINGS] = settings
     app[CATALOGS] = Catalogs(WEB_DIR / "locales")
-    app[SOCKETS] = weakref.WeakSet()
+    app[SOCKETS] = set()
     app[PENDING_HELLOS] = PendingPerKey(settings.max_pending_per_ip)
     aiohttp_jinja2.setup(app, loader=jinja2.FileSystemLoader(WEB_DIR / "templates"), autoescape=True)
     app.router.add_static("/static", WEB_DIR / "static", append_version=False)
@@ -84,15 +87,13 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     app[INVITATIONS] = InvitationService(database, settings)
     app[SIGNALING] = SignalingService(consultations, bus, settings)
     app[OUTBOX] = outbox
-    chores = [
-        asyncio.create_task(housekeeping.run_forever(database, HOUSEKEEPING_EVERY_S)),
-        asyncio.create_task(outbox.run_forever()),
-    ]
+    sockets = app[SOCKETS]
+    chores = Chores()
+    chores.start(housekeeping.run(database, HOUSEKEEPING_EVERY_S, chores))
+    chores.start(outbox.run(chores))
+    chores.start(heartbeat(sockets, settings.heartbeat_s, chores))
     yield
-    for chore in chores:
-        chore.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await chore
+    await chores.stop(within_s=CHORES_STOP_S)
     await bus.close()
     await database.close()
 
@@ -100,10 +101,8 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
 async def _close_sockets(app: web.Application) -> None:
     """Graceful shutdown: clients are told to reconnect (and resume) before their sockets close."""
     await app[SIGNALING].shutdown()
-    await asyncio.sleep(0.05)  # let the writers flush the reconnect frames
     sockets = app[SOCKETS]
-    for ws in list(sockets):
-        await ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutdown")
+    await close_all(sockets, WSCloseCode.GOING_AWAY, "server shutdown", within_s=SHUTDOWN_CLOSE_S)
 
 
 def _secret_key(settings: Settings) -> bytes:

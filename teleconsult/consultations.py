@@ -206,17 +206,12 @@ class ConsultationService:
                 raise TeleconsultError(ErrorCode.NOT_FOUND)
             return await issue_ticket(tx, self._settings, seat.id, utcnow())
 
-    async def participant_for_credential(self, credential: str, consultation_id: str) -> Participant:
+    async def ticket_for_participant(self, credential: str, consultation_id: str) -> str:
         async with self._db.transaction() as tx:
             participant = await store.participant_by_credential(tx, hash_token(credential))
-        if participant is None or participant.consultation_id != consultation_id:
-            raise TeleconsultError(ErrorCode.UNAUTHORIZED)
-        return participant
-
-    async def ticket_for_participant(self, credential: str, consultation_id: str) -> str:
-        participant = await self.participant_for_credential(credential, consultation_id)
-        async with self._db.transaction() as tx:
-            consultation = await store.consultation_by_id(tx, consultation_id)
+            if participant is None or participant.consultation_id != consultation_id:
+                raise TeleconsultError(ErrorCode.UNAUTHORIZED)
+            consultation = await store.consultation_alone(tx, consultation_id)
             if consultation is None:
                 raise TeleconsultError(ErrorCode.NOT_FOUND)
             _require_open(consultation)
@@ -232,7 +227,7 @@ class ConsultationService:
             return await self._seat_of(tx, participant)
 
     async def _seat_of(self, tx: Tx, participant: Participant) -> Seat:
-        consultation = await store.consultation_by_id(tx, participant.consultation_id)
+        consultation = await store.consultation_alone(tx, participant.consultation_id)
         if consultation is None:
             raise TeleconsultError(ErrorCode.NOT_FOUND)
         _require_open(consultation)
@@ -257,26 +252,27 @@ class ConsultationService:
             if seat.role != Role.DOCTOR.value:
                 await store.set_status(tx, seat.consultation_id, Status.WAITING, allowed_from=sources(Status.WAITING))
 
-    async def resume_seat(self, resume_token: str) -> Seat:
-        """The seat a resume token holds, if the consultation is open and the grace period has not run out."""
+    async def resume_seat(self, resume_token: str, fresh_token: str) -> Seat:
+        """The seat a resume token holds, if the consultation is open and the grace period has not run out.
+
+        The token is spent in the same transaction (``fresh_token`` replaces it, with a conditional update), so two
+        sockets racing with one token cannot both resume.
+        """
         grace = timedelta(seconds=self._settings.resume_grace_s)
         async with self._db.transaction() as tx:
-            participant = (
-                await store.participant_by_resume_hash(tx, hash_token(resume_token))
-                if looks_like_token(resume_token)
-                else None
-            )
+            presented = hash_token(resume_token) if looks_like_token(resume_token) else None
+            participant = await store.participant_by_resume_hash(tx, presented) if presented else None
             if (
-                participant is None
+                presented is None
+                or participant is None
                 or participant.peer_id is None
                 or (participant.away_since is not None and participant.away_since + grace <= utcnow())
             ):
                 raise TeleconsultError(ErrorCode.UNAUTHORIZED, "Unknown or expired resume token.")
-            return await self._seat_of(tx, participant)
-
-    async def rotate_resume(self, participant_id: str, resume_token: str) -> None:
-        async with self._db.transaction() as tx:
-            await store.update_participant(tx, participant_id, resume_hash=hash_token(resume_token), away_since=None)
+            seat = await self._seat_of(tx, participant)
+            if not await store.replace_resume_hash(tx, participant.id, presented, hash_token(fresh_token)):
+                raise TeleconsultError(ErrorCode.UNAUTHORIZED, "This resume token was used already.")
+            return seat
 
     async def seats_held(self, consultation_id: str) -> list[Seat]:
         async with self._db.transaction() as tx:

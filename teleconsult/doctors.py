@@ -6,7 +6,7 @@ import re
 import time
 from collections import defaultdict, deque
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from teleconsult import passwords
 from teleconsult.config import Settings
@@ -120,7 +120,3 @@ class DoctorService:
     async def doctor_by_email(self, email: str) -> Doctor | None:
         async with self._db.transaction() as tx:
             return await store.doctor_by_email(tx, normalise_email(email))
-
-    async def purge_expired(self, now: datetime | None = None) -> None:
-        async with self._db.transaction() as tx:
-            await store.delete_expired_sessions(tx, now or utcnow())

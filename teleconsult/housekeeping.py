@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from datetime import timedelta
 
+from teleconsult.chores import Chores
 from teleconsult.errors import TeleconsultError
 from teleconsult.store import Database
 from teleconsult.store import doctors as doctor_store
@@ -25,10 +25,10 @@ async def purge(database: Database) -> None:
         await ticket_store.delete_stale_tickets(tx, now - TICKET_RETENTION)
 
 
-async def run_forever(database: Database, every_s: float) -> None:
-    while True:
+async def run(database: Database, every_s: float, chores: Chores) -> None:
+    while not chores.stopping.is_set():
         try:
             await purge(database)
         except TeleconsultError:
             log.warning("housekeeping skipped: database unavailable")
-        await asyncio.sleep(every_s)
+        await chores.rest(every_s)

@@ -147,7 +147,7 @@ class InvitationService:
         invitation = await store.invitation_by_token_hash(tx, hash_token(token)) if looks_like_token(token) else None
         if invitation is None:
             raise LinkUnusable(ErrorCode.LINK_INVALID)
-        consultation = await consultation_store.consultation_by_id(tx, invitation.consultation_id)
+        consultation = await consultation_store.consultation_alone(tx, invitation.consultation_id)
         participant = await consultation_store.participant_by_id(tx, invitation.participant_id)
         if consultation is None or participant is None:
             raise LinkUnusable(ErrorCode.LINK_INVALID)

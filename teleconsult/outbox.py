@@ -8,13 +8,13 @@ mail twice while it holds it; several nodes may run senders side by side.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import email
 import email.policy
 import logging
 from datetime import timedelta
 from email.message import EmailMessage
 
+from teleconsult.chores import Chores
 from teleconsult.config import Settings
 from teleconsult.crypto.sealing import Sealer, SealError
 from teleconsult.errors import TeleconsultError
@@ -68,8 +68,9 @@ class Outbox:
 
     # --- delivering ------------------------------------------------------------------------------------------
 
-    async def run_forever(self) -> None:
-        while True:
+    async def run(self, chores: Chores) -> None:
+        """Deliver due mails until the server stops (between two mails, never in the middle of one)."""
+        while not chores.stopping.is_set():
             try:
                 delivered = await self.deliver_due()
             except TeleconsultError:
@@ -78,8 +79,7 @@ class Outbox:
             if delivered:
                 continue
             self._wake.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=min(IDLE_POLL_S, self._settings.mail_retry_base_s))
+            await chores.rest(min(IDLE_POLL_S, self._settings.mail_retry_base_s), wake=self._wake)
 
     async def deliver_due(self) -> int:
         """Deliver (or reschedule) every due mail this sender can claim; returns how many it handled."""

@@ -16,11 +16,12 @@ import asyncio
 import logging
 from collections import deque
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
 
 from teleconsult.bus import Bus
+from teleconsult.chores import settle
 from teleconsult.config import Settings
 from teleconsult.consultations import ConsultationService, Seat
 from teleconsult.errors import ErrorCode, TeleconsultError
@@ -34,6 +35,8 @@ log = logging.getLogger(__name__)
 
 CLOSE_NORMAL = 1000
 CLOSE_RESTART = 1012
+#: How long shutdown waits for departures already being written (a grace period that ran out just before).
+DEPARTURES_SETTLE_S = 2.0
 
 
 class Connection(Protocol):
@@ -53,13 +56,14 @@ class Session:
     seat: Seat
     conn: Connection | None
     away_buffer: int
-    pending: deque[bytes] = field(default_factory=deque)
+    #: Frames addressed to the peer while it is away, oldest first (made when first needed).
+    pending: deque[bytes] | None = None
     grace: asyncio.TimerHandle | None = None
     closed: bool = False
 
     @property
     def channel(self) -> str:
-        return f"peer:{self.peer.peer_id}"
+        return channel_of(self.peer)
 
     @property
     def participant_id(self) -> str:
@@ -70,9 +74,19 @@ class Session:
         if self.conn is not None:
             self.conn.send(frame)
         elif not self.closed:
-            if len(self.pending) >= self.away_buffer:
-                self.pending.popleft()
+            if self.pending is None:
+                self.pending = deque(maxlen=self.away_buffer)  # the oldest frames go first when it is full
             self.pending.append(frame)
+
+    def take_pending(self) -> list[bytes]:
+        """What arrived while the peer was away, in order; the buffer is emptied."""
+        frames, self.pending = list(self.pending or ()), None
+        return frames
+
+
+def channel_of(peer: Peer) -> str:
+    """The bus channel a peer's frames go through, wherever its socket is."""
+    return f"peer:{peer.peer_id}"
 
 
 def peer_info(peer: Peer, viewer: Peer | None = None, *, with_ready: bool = False) -> m.PeerInfo:
@@ -150,7 +164,8 @@ class SignalingService:
         return session
 
     async def _resume(self, conn: Connection, token: str) -> Session:
-        seat = await self._consultations.resume_seat(token)
+        fresh = new_token()
+        seat = await self._consultations.resume_seat(token, fresh)
         await self._room_for(seat.consultation_id)
         session = self._sessions.get(PeerId(seat.peer_id or ""))
         if session is None or session.closed:
@@ -161,11 +176,9 @@ class SignalingService:
         if session.conn is not None and session.conn is not conn:
             session.conn.close_soon(CLOSE_NORMAL, "resumed on another connection")
         session.conn = conn
-        fresh = new_token()
-        await self._consultations.rotate_resume(session.participant_id, fresh)
         self._welcome(session, fresh)
-        while session.pending:
-            conn.send(session.pending.popleft())
+        for frame in session.take_pending():
+            conn.send(frame)
         return session
 
     async def _open_session(self, peer: Peer, room: Room, seat: Seat, conn: Connection | None) -> Session:
@@ -299,9 +312,6 @@ class SignalingService:
         for other in room.admitted(exclude=target.peer_id):
             await self._send(other, m.PeerJoined(peer=peer_info(target, other)))
         await self._send_lobby(room)
-        await self._consultations.participant_admitted(
-            target.seat, room.consultation_id, in_progress=room.is_in_progress()
-        )
 
     async def _return_to_lobby(self, session: Session, target_id: str) -> None:
         room = session.room
@@ -377,7 +387,7 @@ class SignalingService:
 
     async def _forget(self, session: Session) -> None:
         session.closed = True
-        session.pending.clear()
+        session.pending = None
         if session.grace is not None:
             session.grace.cancel()
             session.grace = None
@@ -412,11 +422,14 @@ class SignalingService:
     async def shutdown(self) -> None:
         """Graceful stop: tell every client to reconnect, close, and keep every seat resumable from now."""
         self._stopping = True
+        for session in self._sessions.values():
+            if session.grace is not None:
+                session.grace.cancel()
+        # Departures already under way are written, not cut short in the middle of their transaction.
+        await settle(list(self._chores), DEPARTURES_SETTLE_S)
         reconnect = encode(m.Reconnect(after_ms=self._settings.reconnect_after_ms))
         seats = []
         for session in list(self._sessions.values()):
-            if session.grace is not None:
-                session.grace.cancel()
             seats.append(session.participant_id)
             if session.conn is not None:
                 session.conn.send(reconnect)
@@ -426,18 +439,16 @@ class SignalingService:
             await self._consultations.participants_away(seats)
         except TeleconsultError:
             log.warning("could not mark seats away at shutdown (database unavailable)")
-        for task in list(self._chores):
-            task.cancel()
 
     # --- delivery ----------------------------------------------------------------------------------------------
 
     async def _send(self, peer: Peer, message: ServerMessage) -> None:
-        await self._bus.publish(f"peer:{peer.peer_id}", encode(message))
+        await self._bus.publish(channel_of(peer), encode(message))
 
     async def _broadcast(self, peers: Iterable[Peer], message: ServerMessage) -> None:
         frame = encode(message)
         for peer in peers:
-            await self._bus.publish(f"peer:{peer.peer_id}", frame)
+            await self._bus.publish(channel_of(peer), frame)
 
     def _lobby(self, room: Room) -> m.Lobby:
         return m.Lobby(waiting=[peer_info(p, with_ready=True) for p in room.waiting()])

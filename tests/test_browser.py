@@ -6,11 +6,11 @@ Set ``TELECONSULT_SHOTS=/some/dir`` to also save a screenshot of each page on th
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import re
 import time
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from email import policy
 from email.message import EmailMessage
 from email.parser import BytesParser
@@ -19,8 +19,10 @@ from typing import Any
 
 import pytest
 from playwright.async_api import Browser, BrowserContext, ConsoleMessage, Page, async_playwright, expect
+from sqlalchemy import select, update
 
-from teleconsult.api.keys import SIGNALING, SOCKETS
+from teleconsult.api.keys import DATABASE, SIGNALING, SOCKETS
+from teleconsult.store.models import Consultation, Participant
 
 pytestmark = pytest.mark.browser
 
@@ -197,8 +199,8 @@ async def test_doctor_and_patient_hold_a_consultation(browser: Browser, live_ser
         signaling = live_server.app[SIGNALING]
         seated = signaling.peer_ids()
         assert len(seated) == 2
-        for ws in list(live_server.app[SOCKETS]):
-            await ws.close(code=4000, message=b"network drop")
+        for conn in list(live_server.app[SOCKETS]):
+            conn.close_soon(4000, "network drop")
         for page in (doctor, patient):
             await expect(page.get_by_test_id("call-status")).to_have_attribute(
                 "data-state", "connected", timeout=WAIT_MS
@@ -419,28 +421,20 @@ async def test_doctor_corrects_a_refused_address(browser: Browser, live_server: 
         await expect(submit).to_have_text("Renvoyer à cette adresse")
         error = line.get_by_test_id("fix-email-error")
 
-        # An address the server refuses (the browser would take it), then an appointment too far past (faked:
-        # the test cannot move time); both in French, the form kept open.
+        # An address the server refuses (the browser would take it), then an appointment too far past (moved
+        # back two days in the database for the moment); both in French, the form kept open.
         await field.fill("jeanne@localhost")
         await submit.click()
         await expect(error).to_have_text("Adresse e-mail invalide.", timeout=WAIT_MS)
         await expect(field).to_have_attribute("aria-invalid", "true")
         await expect(field).to_be_focused()
-        conflict = {
-            "error": "conflict",
-            "message": "The appointment is more than a day past: create a new consultation.",
-        }
-
-        async def refuse(route: Any) -> None:
-            await route.fulfill(status=409, content_type="application/json", body=json.dumps(conflict))
-
-        await doctor.route("**/api/consultations/*/invitations", refuse)
+        await reschedule(live_server, mistyped, datetime.now(UTC) - timedelta(days=2))
         await field.fill(corrected)
         await field.press("Enter")
         await expect(error).to_have_text(
             "Le rendez-vous est passé depuis plus d'un jour : créez une nouvelle consultation.", timeout=WAIT_MS
         )
-        await doctor.unroute("**/api/consultations/*/invitations", refuse)
+        await reschedule(live_server, mistyped, None)
         await expect(field).to_have_value(corrected)
         await shot(doctor, "dashboard-fix-error-desktop")
 
@@ -478,3 +472,10 @@ async def test_doctor_corrects_a_refused_address(browser: Browser, live_server: 
     finally:
         await doctor_context.close()
         await patient_context.close()
+
+
+async def reschedule(live_server: Any, patient_email: str, when: datetime | None) -> None:
+    """Move the appointment of the consultation whose patient has this address (the test cannot move time)."""
+    invited = select(Participant.consultation_id).where(Participant.email == patient_email)
+    async with live_server.app[DATABASE].transaction() as tx:
+        await tx.execute(update(Consultation).where(Consultation.id.in_(invited)).values(scheduled_at=when))

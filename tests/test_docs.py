@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from teleconsult.api.ws import CLOSE_RATE_LIMITED, CLOSE_SLOW_READER, CLOSE_TOO_LARGE, CLOSE_UNAUTHORIZED
+from teleconsult.api.ws import CLOSE_RATE_LIMITED, CLOSE_TOO_LARGE, CLOSE_UNAUTHORIZED
 from teleconsult.errors import HTTP_STATUS, ErrorCode
 from teleconsult.protocol.messages import CLIENT_TYPES, ServerMessage
 
@@ -39,7 +39,7 @@ def test_every_protocol_error_code_is_documented(code: str) -> None:
     assert f"`{code}`" in PROTOCOL
 
 
-@pytest.mark.parametrize("close", [CLOSE_UNAUTHORIZED, CLOSE_TOO_LARGE, CLOSE_RATE_LIMITED, CLOSE_SLOW_READER])
+@pytest.mark.parametrize("close", [CLOSE_UNAUTHORIZED, CLOSE_TOO_LARGE, CLOSE_RATE_LIMITED])
 def test_close_codes_are_documented(close: int) -> None:
     assert f"| {close} |" in PROTOCOL
 

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 from typing import Any
 
 import pytest
 from aiohttp import WSMsgType, WSServerHandshakeError
 
+from teleconsult.api.keys import SIGNALING
+from teleconsult.api.ws import WsConnection
 from tests.helpers import Peer, admitted_call, connect, create_consultation, doctor_ticket, join, login
 
 
@@ -56,6 +59,18 @@ async def test_a_used_resume_token_is_refused(clients: Any) -> None:
     ws = await call.patient_http.ws_connect("/ws")
     await ws.send_str(json.dumps({"type": "hello", "v": 1, "resume": token}))
     assert json.loads((await ws.receive(timeout=5)).data)["code"] == "unauthorized"
+
+
+async def test_one_resume_token_raced_on_two_sockets_resumes_one(clients: Any) -> None:
+    call = await admitted_call(clients)
+    token = call.patient.welcome["resume"]
+    await drop(call.patient)
+    sockets = [await call.patient_http.ws_connect("/ws") for _ in range(2)]
+    hello = json.dumps({"type": "hello", "v": 1, "resume": token})
+    await asyncio.gather(*(ws.send_str(hello) for ws in sockets))
+    answers = [json.loads((await ws.receive(timeout=5)).data) for ws in sockets]
+    assert sorted(a["type"] for a in answers) == ["error", "welcome"]
+    assert next(a for a in answers if a["type"] == "error")["code"] == "unauthorized"
 
 
 async def test_after_the_grace_period_the_peer_has_left(server_with: Any) -> None:
@@ -256,6 +271,59 @@ async def test_a_dead_connection_is_noticed_by_heartbeat(server_with: Any) -> No
     # The client answers no ping: the server closes it, and after the grace period the room is told.
     left = await call.doctor.expect("peer-left", timeout=5)
     assert left["peer_id"] == silent_id
+
+
+async def test_quiet_clients_that_answer_pings_are_kept(server_with: Any) -> None:
+    live, clients = await server_with(heartbeat_s=0.2, resume_grace_s=0.2)
+    call = await admitted_call(clients)
+    # Both keep reading (an aiohttp client answers pings as it reads; a browser always does) and say nothing.
+    doctor_hears = asyncio.create_task(call.doctor.expect("chat", timeout=10))
+    patient_hears = asyncio.create_task(call.patient.expect("chat", timeout=10))
+    raw = await (await clients()).ws_connect("/ws", autoping=False)
+    ping = await raw.receive(timeout=1)
+    assert ping.type is WSMsgType.PING  # the server asks a quiet socket; this one never answers, and is cut
+    assert (await raw.receive(timeout=2)).type in (WSMsgType.CLOSE, WSMsgType.CLOSED, WSMsgType.ERROR)
+    await asyncio.sleep(1.5)  # fifteen ticks without a frame from the doctor or the patient
+    assert len(live.app[SIGNALING].peer_ids()) == 2  # neither was dropped
+    await call.patient.send(type="chat", text="still here")
+    assert (await doctor_hears)["text"] == (await patient_hears)["text"] == "still here"
+
+
+async def test_a_clients_ping_gets_a_pong(clients: Any) -> None:
+    client = await clients()
+    ws = await client.ws_connect("/ws", autoping=False)
+    await ws.ping(b"are you there")
+    pong = await ws.receive(timeout=5)
+    assert (pong.type, pong.data) == (WSMsgType.PONG, b"are you there")
+    await ws.send_str(json.dumps({"type": "hello", "v": 1, "ticket": "not-a-ticket"}))
+    error = json.loads((await ws.receive(timeout=5)).data)
+    assert error["code"] == "unauthorized"  # the ping did not stand in for the hello
+
+
+FRAMES = 150
+
+
+async def test_a_client_that_reads_late_gets_every_frame_in_order(server_with: Any) -> None:
+    live, clients = await server_with(send_queue_frames=FRAMES, rate_per_s=10_000, rate_burst=10_000)
+    call = await admitted_call(clients)
+    transport = call.patient.ws._response.connection.transport  # type: ignore[union-attr]
+    # A small receive buffer, so that what follows is more than the socket buffers hold: the server must queue.
+    transport.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 32 * 1024)
+    transport.pause_reading()
+    big = "x" * 59_000  # with its number, within the protocol's 60,000 characters of SDP
+    for n in range(FRAMES):  # 9 MB, twice what loopback buffers hold for a reader that reads nothing
+        await call.doctor.send(type="offer", to=call.patient.peer_id, sdp=f"{n:03d}{big}")
+    await call.doctor.send(type="ping", id="sync")
+    await call.doctor.expect("pong")  # every offer has been handled by the server
+    session = live.app[SIGNALING].session(call.patient.peer_id)
+    assert session is not None and isinstance(session.conn, WsConnection)
+    assert session.conn.queued > 0, "the socket buffers took everything: the back-pressure path was not exercised"
+    transport.resume_reading()
+    received = [int((await call.patient.expect("offer", timeout=10))["sdp"][:3]) for _ in range(FRAMES)]
+    assert received == list(range(FRAMES))
+    assert session.conn.queued == 0
+    await call.patient.send(type="chat", text="caught up")
+    assert (await call.doctor.expect("chat"))["text"] == "caught up"
 
 
 async def test_a_client_that_stops_reading_is_dropped_and_its_neighbours_stay_fast(server_with: Any) -> None:

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import weakref
-
 from aiohttp import web
 
+from teleconsult.api.connection import WsConnection
 from teleconsult.bus import Bus
 from teleconsult.config import Settings
 from teleconsult.consultations import ConsultationService
@@ -26,6 +25,8 @@ INVITATIONS = web.AppKey("invitations", InvitationService)
 SIGNALING = web.AppKey("signaling", SignalingService)
 CATALOGS = web.AppKey("catalogs", Catalogs)
 SECRET = web.AppKey("secret", bytes)
-SOCKETS: web.AppKey[weakref.WeakSet[web.WebSocketResponse[bool]]] = web.AppKey("sockets")
+#: Open WebSockets (each handler adds its own and discards it when it returns): the heartbeat's round, and closed
+#: at shutdown.
+SOCKETS: web.AppKey[set[WsConnection]] = web.AppKey("sockets")
 PENDING_HELLOS = web.AppKey("pending_hellos", PendingPerKey)
 OUTBOX = web.AppKey("outbox", Outbox)

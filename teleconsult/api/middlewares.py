@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import MutableMapping
+from collections.abc import Awaitable, MutableMapping
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
@@ -63,13 +63,15 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
 
 
 @web.middleware
-async def csrf(request: web.Request, handler: Handler) -> web.StreamResponse:
+def csrf(request: web.Request, handler: Handler) -> Awaitable[web.StreamResponse]:
+    """Checks, then hands the handler's awaitable on as it is: no coroutine frame of its own, which every open
+    WebSocket would otherwise keep for its whole life."""
     if request.method in UNSAFE:
         if not same_origin(request):
             raise TeleconsultError(ErrorCode.CSRF)
         if request.path not in CSRF_EXEMPT and has_credential_cookie(request) and not csrf_valid(request):
             raise TeleconsultError(ErrorCode.CSRF, "Missing or invalid CSRF token.")
-    return await handler(request)
+    return handler(request)
 
 
 @web.middleware

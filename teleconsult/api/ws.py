@@ -1,21 +1,19 @@
-"""``GET /ws``: the protocol v1 endpoint. One reader (this handler) and one writer task per socket.
-
-Every other part of the server talks to a socket through ``WsConnection.send``, which puts the frame on a bounded
-queue; a client that stops reading fills it and is dropped, so it can never slow its room or the server.
-"""
+"""``GET /ws``: the protocol v1 endpoint. This handler reads; ``WsConnection`` (``api/connection.py``) writes and
+keeps the heartbeat."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import logging
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Final
 
 from aiohttp import WSCloseCode, WSMessage, WSMsgType, web
 
+from teleconsult.api.connection import WsConnection
 from teleconsult.api.keys import PENDING_HELLOS, SETTINGS, SIGNALING, SOCKETS
 from teleconsult.api.security import same_origin
 from teleconsult.errors import ErrorCode, TeleconsultError
@@ -32,61 +30,10 @@ routes = web.RouteTableDef()
 CLOSE_UNAUTHORIZED: Final = 4401
 CLOSE_TOO_LARGE: Final = 4413
 CLOSE_RATE_LIMITED: Final = 4429
-CLOSE_SLOW_READER: Final = 4408
 #: aiohttp itself closes frames over this with 1009; frames between the protocol limit and this get 4413.
 TRANSPORT_MAX_MSG = 1024 * 1024
-
-
-class WsConnection:
-    """The write side of one socket: a bounded queue drained by one writer task.
-
-    A client that stops reading fills the queue; the connection is then cut at the transport (its writer may be
-    blocked on a full socket buffer, so a polite close frame could never be sent).
-    """
-
-    def __init__(self, ws: web.WebSocketResponse, max_frames: int, abort: Callable[[], None]):
-        self._ws = ws
-        self._abort = abort
-        self._queue: asyncio.Queue[bytes] = asyncio.Queue(max_frames)
-        self._close: tuple[int, str] | None = None
-        self._wake = asyncio.Event()
-
-    def send(self, frame: bytes) -> None:
-        if self._close is not None:
-            return
-        try:
-            self._queue.put_nowait(frame)
-        except asyncio.QueueFull:
-            self._close = (CLOSE_SLOW_READER, "not reading")
-            self._drain()
-            self._abort()
-        self._wake.set()
-
-    def close_soon(self, code: int, reason: str) -> None:
-        if self._close is None:
-            self._close = (code, reason)
-        self._wake.set()
-
-    def _drain(self) -> None:
-        while not self._queue.empty():
-            self._queue.get_nowait()
-
-    async def run(self) -> None:
-        """Write queued frames in order; close the socket once asked to and the queue is empty."""
-        ws = self._ws
-        try:
-            while True:
-                while not self._queue.empty():
-                    await ws.send_frame(self._queue.get_nowait(), WSMsgType.TEXT)
-                if self._close is not None:
-                    code, reason = self._close
-                    await ws.close(code=code, message=reason.encode())
-                    return
-                self._wake.clear()
-                if self._queue.empty() and self._close is None:
-                    await self._wake.wait()
-        except (ConnectionError, RuntimeError):
-            return  # the peer went away; the reader notices and cleans up
+#: What ends the reading: the client closed, or the transport went away.
+ENDINGS: Final = (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED, WSMsgType.ERROR)
 
 
 def error_frame(error: TeleconsultError, ref: str | None) -> bytes:
@@ -112,7 +59,9 @@ async def websocket(request: web.Request) -> web.StreamResponse:
     address = request.remote or "unknown"
     if not pending.acquire(address):
         raise TeleconsultError(ErrorCode.RATE_LIMITED, "Too many connections waiting to say hello.", retry_after=5)
-    ws = web.WebSocketResponse(heartbeat=settings.heartbeat_s, max_msg_size=TRANSPORT_MAX_MSG)
+    # No permessage-deflate: signaling frames are small, and a compressor and a decompressor would hold
+    # hundreds of KiB per socket. No per-socket heartbeat timer either: pings are ours (``connection.heartbeat``).
+    ws = web.WebSocketResponse(max_msg_size=TRANSPORT_MAX_MSG, compress=False, autoping=False)
     try:
         await ws.prepare(request)
     except BaseException:
@@ -120,9 +69,8 @@ async def websocket(request: web.Request) -> web.StreamResponse:
         raise
     transport = request.transport
     conn = WsConnection(ws, settings.send_queue_frames, transport.abort if transport else lambda: None)
-    writer = asyncio.create_task(conn.run())
     sockets = request.app[SOCKETS]
-    sockets.add(ws)
+    sockets.add(conn)
     signaling = request.app[SIGNALING]
     limits = Limits(
         settings.max_frame_bytes,
@@ -144,11 +92,10 @@ async def websocket(request: web.Request) -> web.StreamResponse:
             except TeleconsultError:
                 log.warning("could not record a dropped connection (database unavailable)")
         conn.close_soon(WSCloseCode.GOING_AWAY, "bye")
-        try:
-            await asyncio.wait_for(writer, timeout=5)
-        except TimeoutError:
-            writer.cancel()
-        sockets.discard(ws)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(5):
+                await conn.finished()
+        sockets.discard(conn)
     return ws
 
 
@@ -162,9 +109,7 @@ async def _handshake(
             msg = await ws.receive(timeout=remaining)
         except TimeoutError:
             break
-        if msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED, WSMsgType.ERROR):
-            return None
-        verdict = _rate(conn, limits)
+        verdict = _screen(msg, conn, limits)
         if verdict is Verdict.CLOSE:
             return None
         if verdict is Verdict.DROP:
@@ -206,6 +151,21 @@ class Verdict(enum.Enum):
     CLOSE = "close"
 
 
+def _screen(msg: WSMessage, conn: WsConnection, limits: Limits) -> Verdict:
+    """What every received frame goes through first: the end of the socket closes; anything else proves the client
+    is there; pongs stop here; the rest spends a token; pings are answered. APPLY means a data frame to decode."""
+    if msg.type in ENDINGS:  # ``async for`` ends on a close, but hands a transport error on
+        return Verdict.CLOSE
+    conn.heard = True
+    if msg.type is WSMsgType.PONG:
+        return Verdict.DROP
+    verdict = _rate(conn, limits)
+    if verdict is Verdict.APPLY and msg.type is WSMsgType.PING:
+        conn.pong(msg.data)
+        return Verdict.DROP
+    return verdict
+
+
 def _rate(conn: WsConnection, limits: Limits) -> Verdict:
     """Spend a token. Over the limit the frame is dropped with a warning (at most one a second); a client that
     floods (see ``TokenBucket.flooding``) is closed with 4429."""
@@ -225,10 +185,10 @@ def _rate(conn: WsConnection, limits: Limits) -> Verdict:
 async def _serve(
     ws: web.WebSocketResponse, conn: WsConnection, signaling: SignalingService, session: Session, limits: Limits
 ) -> None:
-    async for msg in ws:
+    async for msg in ws:  # ends on a close frame or a lost transport
         if session.closed:
             break
-        verdict = _rate(conn, limits)
+        verdict = _screen(msg, conn, limits)
         if verdict is Verdict.CLOSE:
             break
         if verdict is Verdict.DROP:

@@ -6,7 +6,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 
 from sqlalchemy import select, tuple_, update
-from sqlalchemy.orm import selectinload
+from sqlalchemy.orm import raiseload, selectinload
 
 from teleconsult.store.database import Tx
 from teleconsult.store.models import Consultation, Participant
@@ -20,6 +20,12 @@ async def add_consultation(tx: Tx, consultation: Consultation, participants: Ite
 
 async def consultation_by_id(tx: Tx, consultation_id: str) -> Consultation | None:
     return await tx.get(Consultation, consultation_id)
+
+
+async def consultation_alone(tx: Tx, consultation_id: str) -> Consultation | None:
+    """The consultation's own columns, none of its relationships: what a socket needs on the hot paths."""
+    query = select(Consultation).where(Consultation.id == consultation_id).options(raiseload("*"))
+    return (await tx.execute(query)).scalar_one_or_none()
 
 
 async def consultations_for_doctor(
@@ -75,12 +81,23 @@ async def participant_by_resume_hash(tx: Tx, resume_hash: str) -> Participant | 
     return (await tx.execute(query)).scalar_one_or_none()
 
 
+async def replace_resume_hash(tx: Tx, participant_id: str, presented: str, fresh: str) -> bool:
+    """Spend a resume token: only the holder of the current one may, once. The seat is no longer away."""
+    result = await tx.execute(
+        update(Participant)
+        .where(Participant.id == participant_id, Participant.resume_hash == presented)
+        .values(resume_hash=fresh, away_since=None)
+        .execution_options(synchronize_session=False)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
 async def seats_held(tx: Tx, consultation_id: str) -> Sequence[Participant]:
     """Participants with a live or resumable connection (a peer id) in this consultation."""
     query = (
         select(Participant)
         .where(Participant.consultation_id == consultation_id, Participant.peer_id.is_not(None))
-        .options(selectinload(Participant.consultation))
+        .options(selectinload(Participant.consultation).raiseload("*"))
     )
     return (await tx.execute(query)).scalars().all()
 

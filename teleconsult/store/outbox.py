@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from datetime import datetime
 
 from sqlalchemy import ColumnElement, or_, select, update
@@ -53,16 +52,7 @@ async def load(tx: Tx, mail_id: str) -> tuple[OutgoingMail, bytes | None]:
 
 
 async def mark_sent(tx: Tx, mail_id: str, now: datetime) -> None:
-    await _set(
-        tx,
-        mail_id,
-        status="sent",
-        sent_at=now,
-        sealed_message=None,
-        locked_until=None,
-        attempts=OutgoingMail.attempts + 1,
-        last_error=None,
-    )
+    await _close(tx, mail_id, status="sent", sent_at=now, last_error=None)
 
 
 async def mark_retry(tx: Tx, mail_id: str, next_attempt_at: datetime, error: str) -> None:
@@ -77,16 +67,12 @@ async def mark_retry(tx: Tx, mail_id: str, next_attempt_at: datetime, error: str
 
 
 async def mark_failed(tx: Tx, mail_id: str, now: datetime, error: str) -> None:
-    await _set(
-        tx,
-        mail_id,
-        status="failed",
-        failed_at=now,
-        sealed_message=None,
-        locked_until=None,
-        attempts=OutgoingMail.attempts + 1,
-        last_error=error[:500],
-    )
+    await _close(tx, mail_id, status="failed", failed_at=now, last_error=error[:500])
+
+
+async def _close(tx: Tx, mail_id: str, **outcome: object) -> None:
+    """The last attempt: its outcome recorded, the sealed message wiped, the lock released."""
+    await _set(tx, mail_id, sealed_message=None, locked_until=None, attempts=OutgoingMail.attempts + 1, **outcome)
 
 
 async def cancel_queued(tx: Tx, consultation_id: str, participant_id: str | None, now: datetime) -> None:
@@ -103,13 +89,6 @@ async def cancel_queued(tx: Tx, consultation_id: str, participant_id: str | None
             synchronize_session=False
         )
     )
-
-
-async def mails_for_consultation(tx: Tx, consultation_id: str) -> Sequence[OutgoingMail]:
-    query = (
-        select(OutgoingMail).where(OutgoingMail.consultation_id == consultation_id).order_by(OutgoingMail.created_at)
-    )
-    return (await tx.execute(query)).scalars().all()
 
 
 async def _set(tx: Tx, mail_id: str, **values: object) -> None:

@@ -1,6 +1,7 @@
 // The call page: the doctor's /c/{id} and the patient's or nurse's /j/{token}.
 // Media, one PeerLink per remote peer, the waiting room, the lobby, chat and the end of the consultation.
 import { api, ApiError, errorText, setCsrfToken } from "./api.js";
+import { el } from "./dom.js";
 import { formatAmount, formatDuration, formatTime, t } from "./i18n.js";
 import { PeerLink } from "./peers.js";
 import { Signaling } from "./signaling.js";
@@ -65,18 +66,6 @@ const call = {
   lobbySeen: new Set(),
   finished: false,
 };
-
-function el(tag, attrs = {}, ...children) {
-  const node = document.createElement(tag);
-  for (const [key, value] of Object.entries(attrs)) {
-    if (value === null || value === undefined || value === false) continue;
-    if (key === "className") node.className = value;
-    else if (key === "text") node.textContent = value;
-    else node.setAttribute(key, value === true ? "" : value);
-  }
-  for (const child of children) if (child) node.append(child);
-  return node;
-}
 
 // --- status and notices ------------------------------------------------------------------------------------
 

@@ -1,6 +1,7 @@
 // The doctor's dashboard: create a consultation, copy the links, follow the invitation mails, resend an
 // invitation (to a corrected address if need be), cancel a consultation and follow its notices, list them.
 import { api, ApiError, errorText } from "./api.js";
+import { el } from "./dom.js";
 import { formatAmount, formatDateTime, formatDuration, locale, parisLocalToIso, t } from "./i18n.js";
 
 const $ = (id) => document.getElementById(id);
@@ -24,18 +25,6 @@ const MAIL_REASONS = new Set(["retrying", "rejected", "gave_up", "superseded", "
 const REFRESH_MS = 20000;
 const MAIL_POLL_MS = 5000;
 const REASON_MAX = 160;
-
-function el(tag, attrs = {}, ...children) {
-  const node = document.createElement(tag);
-  for (const [key, value] of Object.entries(attrs)) {
-    if (value === null || value === undefined || value === false) continue;
-    if (key === "className") node.className = value;
-    else if (key === "text") node.textContent = value;
-    else node.setAttribute(key, value === true ? "" : value);
-  }
-  for (const child of children) if (child) node.append(child);
-  return node;
-}
 
 function goToLogin() {
   window.location.assign("/login");

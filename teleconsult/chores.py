@@ -1,0 +1,56 @@
+"""Background work that stops between two steps, never in the middle of a database transaction.
+
+Cancelling a task inside a transaction leaves the driver to clean up behind it: the write is lost (a departure, a
+mail's status) and aiosqlite's close, once cancelled, can wait forever for a worker thread that has already
+stopped. So shutdown asks background loops to stop, waits a bounded time for the step under way, and cancels only
+what outlives that bound.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Collection, Coroutine
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+
+async def settle(tasks: Collection[asyncio.Task[Any]], within_s: float) -> None:
+    """Let ``tasks`` finish for at most ``within_s`` seconds, then cancel those still running."""
+    if not tasks:
+        return
+    _, late = await asyncio.wait(tasks, timeout=within_s)
+    if late:
+        log.warning("%d background task(s) still running after %.1f s: cancelled", len(late), within_s)
+    for task in late:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
+class Chores:
+    """The server's background loops (mail sender, housekeeping, heartbeat) and their orderly stop."""
+
+    def __init__(self) -> None:
+        self.stopping = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def start(self, loop: Coroutine[Any, Any, None]) -> None:
+        self._tasks.append(asyncio.create_task(loop))
+
+    async def rest(self, seconds: float, wake: asyncio.Event | None = None) -> None:
+        """Pause for ``seconds``, or until ``wake`` is set, or until the server is stopping."""
+        waits = [asyncio.ensure_future(self.stopping.wait())]
+        if wake is not None:
+            waits.append(asyncio.ensure_future(wake.wait()))
+        try:
+            await asyncio.wait(waits, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiting in waits:
+                waiting.cancel()
+
+    async def stop(self, within_s: float) -> None:
+        """Ask every loop to stop after its current step; cancel those that take longer than ``within_s``."""
+        self.stopping.set()
+        await settle(self._tasks, within_s)
+        self._tasks.clear()
