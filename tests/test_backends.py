@@ -5,16 +5,18 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
 
 import pytest
 from aiohttp import ClientSession, CookieJar
 from sqlalchemy import func, select
 
-from teleconsult.api.keys import CONSULTATIONS, DATABASE, DOCTORS, SIGNALING
+from teleconsult.api.keys import CONSULTATIONS, DATABASE, DOCTORS, OUTBOX, SIGNALING
 from teleconsult.consultations import NewConsultation
 from teleconsult.errors import ErrorCode, TeleconsultError
 from teleconsult.store.models import AuditEvent, BillingRecord, Participant
-from tests.conftest import Running
+from tests.conftest import Running, make_settings, start_server
 from tests.helpers import token_of
 
 
@@ -190,3 +192,32 @@ async def test_housekeeping_purges_spent_tickets_and_expired_sessions(running_an
         assert len((await tx.execute(select(Ticket))).scalars().all()) == 1
         assert (await tx.execute(select(DoctorSession))).scalars().all() == []
     await app[CONSULTATIONS].open_ticket(fresh)  # the live ticket survived
+
+
+async def test_two_nodes_sending_mail_deliver_each_mail_once(tmp_path: Path, database_url: str, smtp: Any) -> None:
+    smtp.stop()
+    settings = {"database_url": database_url, "smtp_url": smtp.url, "mail_retry_base_s": 0.1}
+    first = await start_server(make_settings(tmp_path / "a", **settings))
+    second = await start_server(make_settings(tmp_path / "b", **settings), with_doctor=False)
+    doctor, csrf = await _session(first)
+    try:
+        for n in range(12):
+            response = await doctor.post(
+                "/api/consultations",
+                headers={"X-CSRF-Token": csrf},
+                json={"patient_name": "Jeanne Dupont", "patient_email": f"p{n}@example.org"},
+            )
+            assert response.status == 201
+        smtp.start()
+        senders = [live.app[OUTBOX] for live in (first, second)]
+        async with asyncio.timeout(20):
+            while len(smtp.inbox.messages) < 12:  # both nodes claim the same due mails at the same moment
+                await asyncio.gather(*(sender.deliver_due() for sender in senders for _ in range(2)))
+                await asyncio.sleep(0.02)
+        await asyncio.sleep(1.0)  # a duplicate would have arrived by now
+        recipients = Counter(str(message["To"]) for message in smtp.inbox.messages)
+        assert recipients == Counter(f"Jeanne Dupont <p{n}@example.org>" for n in range(12))
+    finally:
+        await doctor.close()
+        await second.server.close()
+        await first.server.close()

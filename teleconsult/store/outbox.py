@@ -32,17 +32,23 @@ async def claim_due(tx: Tx, now: datetime, hold_until: datetime, limit: int) -> 
         .scalars()
         .all()
     )
-    claimed = []
-    for mail_id in candidates:
-        result = await tx.execute(
-            update(OutgoingMail)
-            .where(OutgoingMail.id == mail_id, OutgoingMail.status == "queued", _free(now))
-            .values(locked_until=hold_until)
-            .execution_options(synchronize_session=False)
+    if not candidates:
+        return []
+    # One conditional update for the batch: a row another sender claimed meanwhile no longer matches.
+    claimed = set(
+        (
+            await tx.execute(
+                update(OutgoingMail)
+                .where(OutgoingMail.id.in_(candidates), OutgoingMail.status == "queued", _free(now))
+                .values(locked_until=hold_until)
+                .returning(OutgoingMail.id)
+                .execution_options(synchronize_session=False)
+            )
         )
-        if result.rowcount:  # type: ignore[attr-defined]
-            claimed.append(mail_id)
-    return claimed
+        .scalars()
+        .all()
+    )
+    return [mail_id for mail_id in candidates if mail_id in claimed]
 
 
 async def load(tx: Tx, mail_id: str) -> tuple[OutgoingMail, bytes | None]:
