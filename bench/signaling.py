@@ -301,6 +301,12 @@ class Teleconsult(Target):
         if await seed.wait() != 0:
             raise RuntimeError("seeding failed")
         self.tickets = json.loads(tickets.read_text())
+        self.data_dir = data
+        await self.launch_server()
+
+    async def launch_server(self) -> None:
+        """Start the server process on the seeded data directory (again, after a restart)."""
+        data = self.data_dir
         argv = [sys.executable, __file__, "--child", "teleconsult", "--data-dir", str(data), "--port", str(self.port)]
         env = os.environ | ({"PYTHONTRACEMALLOC": "1"} if self.args.trace_memory else {})
         if self.args.keepalive:

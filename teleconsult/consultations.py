@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from teleconsult import billing
+from teleconsult.batching import GroupCommit
 from teleconsult.config import Settings
 from teleconsult.doctors import EMAIL, normalise_email
 from teleconsult.errors import ErrorCode, TeleconsultError
@@ -26,6 +27,8 @@ from teleconsult.store.models import BillingRecord, Consultation, Doctor, Partic
 from teleconsult.tickets import consume_ticket, issue_ticket
 
 PAGE_SIZE = 50
+#: The most callers one group-commit transaction serves (resumes, rooms rebuilt).
+BATCH = 500
 NAME_MAX = 200
 
 
@@ -135,6 +138,8 @@ class ConsultationService:
         self._db = db
         self._settings = settings
         self._outbox = outbox
+        self._resumes: GroupCommit[tuple[str, str], Seat] = GroupCommit(self._resume_batch, max_batch=BATCH)
+        self._held: GroupCommit[str, list[Seat]] = GroupCommit(self._held_batch, max_batch=BATCH)
 
     async def create(self, doctor: Doctor, new: NewConsultation) -> Created:
         new = new.validated()
@@ -255,28 +260,40 @@ class ConsultationService:
     async def resume_seat(self, resume_token: str, fresh_token: str) -> Seat:
         """The seat a resume token holds, if the consultation is open and the grace period has not run out.
 
-        The token is spent in the same transaction (``fresh_token`` replaces it, with a conditional update), so two
-        sockets racing with one token cannot both resume.
+        The token is spent in the same transaction (``fresh_token`` replaces it), so two sockets racing with one
+        token cannot both resume. Resumes arriving together (a restarted node) share one transaction.
         """
-        grace = timedelta(seconds=self._settings.resume_grace_s)
+        if not looks_like_token(resume_token):
+            raise TeleconsultError(ErrorCode.UNAUTHORIZED, "Unknown or expired resume token.")
+        return await self._resumes((hash_token(resume_token), hash_token(fresh_token)))
+
+    async def _resume_batch(self, spends: list[tuple[str, str]]) -> list[Seat | Exception]:
+        """``(presented hash, fresh hash)`` each: the seat, or why it cannot be resumed."""
+        deadline = utcnow() - timedelta(seconds=self._settings.resume_grace_s)
+        outcomes: list[Seat | Exception] = []
         async with self._db.transaction() as tx:
-            presented = hash_token(resume_token) if looks_like_token(resume_token) else None
-            participant = await store.participant_by_resume_hash(tx, presented) if presented else None
-            if (
-                presented is None
-                or participant is None
-                or participant.peer_id is None
-                or (participant.away_since is not None and participant.away_since + grace <= utcnow())
-            ):
-                raise TeleconsultError(ErrorCode.UNAUTHORIZED, "Unknown or expired resume token.")
-            seat = await self._seat_of(tx, participant)
-            if not await store.replace_resume_hash(tx, participant.id, presented, hash_token(fresh_token)):
-                raise TeleconsultError(ErrorCode.UNAUTHORIZED, "This resume token was used already.")
-            return seat
+            held = {p.resume_hash: (p, c) for p, c in await store.resumable(tx, [presented for presented, _ in spends])}
+            changes = []
+            for presented, fresh in spends:
+                participant, consultation = held.pop(presented, (None, None))  # a token spent once per batch too
+                outcome = _resumable(participant, consultation, deadline)
+                if isinstance(outcome, Seat):
+                    changes.append((outcome.participant_id, presented, fresh))
+                outcomes.append(outcome)
+            await store.replace_resume_hashes(tx, changes)
+        return outcomes
 
     async def seats_held(self, consultation_id: str) -> list[Seat]:
+        """The seats with a live or resumable connection (rooms rebuilt together share one query)."""
+        return await self._held(consultation_id)
+
+    async def _held_batch(self, consultation_ids: list[str]) -> list[list[Seat] | Exception]:
         async with self._db.transaction() as tx:
-            return [Seat.of(p, p.consultation) for p in await store.seats_held(tx, consultation_id)]
+            rows = await store.seats_held_in(tx, set(consultation_ids))
+        seats: dict[str, list[Seat]] = {}
+        for participant, consultation in rows:
+            seats.setdefault(consultation.id, []).append(Seat.of(participant, consultation))
+        return [seats.get(consultation_id, []) for consultation_id in consultation_ids]
 
     async def participants_away(self, participant_ids: list[str]) -> None:
         async with self._db.transaction() as tx:
@@ -412,6 +429,19 @@ class ConsultationService:
         if consultation is None or consultation.doctor_id != doctor.id:
             raise TeleconsultError(ErrorCode.NOT_FOUND)  # never tell another doctor's consultation exists
         return consultation
+
+
+def _resumable(
+    participant: Participant | None, consultation: Consultation | None, deadline: datetime
+) -> Seat | Exception:
+    """The seat to resume, or why not (unknown or spent token, grace period over, consultation closed)."""
+    if participant is None or consultation is None or participant.peer_id is None:
+        return TeleconsultError(ErrorCode.UNAUTHORIZED, "Unknown, used or expired resume token.")
+    if participant.away_since is not None and participant.away_since <= deadline:
+        return TeleconsultError(ErrorCode.UNAUTHORIZED, "Unknown, used or expired resume token.")
+    if Status(consultation.status) in CLOSED:
+        return TeleconsultError(ErrorCode.ENDED)
+    return Seat.of(participant, consultation)
 
 
 def _require_open(consultation: Consultation) -> None:

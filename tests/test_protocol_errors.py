@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
 from aiohttp import WSMsgType
 
+from teleconsult.signaling import SignalingService
 from tests.conftest import Running
 from tests.helpers import admitted_call, connect, create_consultation, doctor_ticket, join, login
 
@@ -168,3 +170,37 @@ async def test_reload_replaces_the_older_connection(clients: Any) -> None:
     assert (await call.patient.expect("removed"))["reason"] == "replaced"
     assert (await call.doctor.expect("peer-left"))["peer_id"] == call.patient.peer_id
     assert (await call.doctor.expect("peer-joined"))["peer"]["peer_id"] == newer.peer_id
+
+
+async def test_a_fault_inside_the_server_is_logged_and_the_client_can_carry_on(
+    clients: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    call = await admitted_call(clients)
+
+    async def broken(*_args: Any) -> None:
+        raise RuntimeError("a bug in the server")
+
+    # Fault injection (no client can cause these): a frame whose handling fails gets `internal`, the socket stays.
+    monkeypatch.setattr(SignalingService, "handle", broken)
+    await call.patient.send(type="chat", text="hello", id="c1")
+    assert (await call.patient.expect("error")) | {"message": ""} == {
+        "type": "error",
+        "code": "internal",
+        "ref": "c1",
+        "message": "",
+    }
+    # A hello whose handling fails is logged and closed with 1011; the client resumes once the server is well.
+    monkeypatch.setattr(SignalingService, "hello", broken)
+    again = await call.patient_http.ws_connect("/ws")
+    await again.send_str(json.dumps({"type": "hello", "v": 1, "resume": call.patient.welcome["resume"]}))
+    assert (await again.receive(timeout=5)).type is WSMsgType.CLOSE and again.close_code == 1011
+    assert "unhandled error on a WebSocket" in caplog.text and "a bug in the server" in caplog.text
+    monkeypatch.undo()
+    await call.patient.ws.close()
+    back = await connect(call.patient_http, resume=call.patient.welcome["resume"])
+    assert (back.peer_id, back.welcome["state"]) == (call.patient.peer_id, "admitted")
+    await back.send(type="chat", text="back")
+    seen = [await call.doctor.recv()]
+    while seen[-1]["type"] != "chat":
+        seen.append(await call.doctor.recv())
+    assert seen[-1]["text"] == "back" and not {"peer-left", "peer-joined"} & {f["type"] for f in seen}

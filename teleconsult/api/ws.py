@@ -85,6 +85,9 @@ async def websocket(request: web.Request) -> web.StreamResponse:
             pending.release(address)
         if session is not None:
             await _serve(ws, conn, signaling, session, limits)
+    except Exception:  # a bug, not the client's doing: said at once, and the client may reconnect and resume
+        log.exception("unhandled error on a WebSocket")
+        conn.close_soon(WSCloseCode.INTERNAL_ERROR, "internal error")
     finally:
         if session is not None:
             try:

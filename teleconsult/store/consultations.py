@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from datetime import datetime
 
-from sqlalchemy import select, tuple_, update
+from sqlalchemy import Table, bindparam, select, tuple_, update
 from sqlalchemy.orm import raiseload, selectinload
 
 from teleconsult.store.database import Tx
@@ -81,6 +81,37 @@ async def participant_by_resume_hash(tx: Tx, resume_hash: str) -> Participant | 
     return (await tx.execute(query)).scalar_one_or_none()
 
 
+async def resumable(tx: Tx, resume_hashes: Collection[str]) -> Sequence[tuple[Participant, Consultation]]:
+    """The seats these resume-token hashes hold, each with its consultation's own columns; the seats are locked
+    until the transaction ends (``FOR UPDATE`` on PostgreSQL; SQLite has one writer at a time)."""
+    query = (
+        select(Participant, Consultation)
+        .join(Consultation, Participant.consultation_id == Consultation.id)
+        .where(Participant.resume_hash.in_(list(resume_hashes)))
+        .options(raiseload("*"))
+        .with_for_update(of=Participant)
+    )
+    return [(participant, consultation) for participant, consultation in (await tx.execute(query)).all()]
+
+
+async def replace_resume_hashes(tx: Tx, changes: Sequence[tuple[str, str, str]]) -> None:
+    """Spend resume tokens, ``(participant id, presented hash, fresh hash)`` each, on seats ``resumable`` locked:
+    the seats are no longer away. One statement, many parameter sets."""
+    if not changes:
+        return
+    table = Participant.__table__
+    assert isinstance(table, Table)
+    statement = (
+        update(table)
+        .where(table.c.id == bindparam("seat"), table.c.resume_hash == bindparam("presented"))
+        .values(resume_hash=bindparam("fresh"), away_since=None)
+    )
+    connection = await tx.connection()
+    await connection.execute(
+        statement, [{"seat": seat, "presented": presented, "fresh": fresh} for seat, presented, fresh in changes]
+    )
+
+
 async def replace_resume_hash(tx: Tx, participant_id: str, presented: str, fresh: str) -> bool:
     """Spend a resume token: only the holder of the current one may, once. The seat is no longer away."""
     result = await tx.execute(
@@ -100,6 +131,17 @@ async def seats_held(tx: Tx, consultation_id: str) -> Sequence[Participant]:
         .options(selectinload(Participant.consultation).raiseload("*"))
     )
     return (await tx.execute(query)).scalars().all()
+
+
+async def seats_held_in(tx: Tx, consultation_ids: Collection[str]) -> Sequence[tuple[Participant, Consultation]]:
+    """``seats_held`` for several consultations in one query, each seat with its consultation's own columns."""
+    query = (
+        select(Participant, Consultation)
+        .join(Consultation, Participant.consultation_id == Consultation.id)
+        .where(Participant.consultation_id.in_(list(consultation_ids)), Participant.peer_id.is_not(None))
+        .options(raiseload("*"))
+    )
+    return [(participant, consultation) for participant, consultation in (await tx.execute(query)).all()]
 
 
 async def release_seats(tx: Tx, consultation_id: str) -> None:
