@@ -121,7 +121,7 @@ def quantile(ordered: list[float], q: float) -> float:
 
 
 def jitter(ms: float) -> float:
-    return ms * (0.8 + random.random() * 0.4) / 1000  # noqa: S311 - spreading retries, not a secret
+    return ms * (0.8 + random.random() * 0.4) / 1000  # spreading retries, not a secret
 
 
 async def come_back(http: ClientSession, port: int, client: Client) -> None:

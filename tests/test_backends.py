@@ -9,7 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp import ClientSession, CookieJar
+from aiohttp import ClientSession, ClientWebSocketResponse, CookieJar
+from aiohttp.test_utils import TestClient
 from sqlalchemy import func, select
 
 from teleconsult.api.keys import CONSULTATIONS, DATABASE, DOCTORS, OUTBOX, SIGNALING
@@ -17,7 +18,7 @@ from teleconsult.consultations import NewConsultation
 from teleconsult.errors import ErrorCode, TeleconsultError
 from teleconsult.store.models import AuditEvent, BillingRecord, Participant
 from tests.conftest import Running, make_settings, start_server
-from tests.helpers import token_of
+from tests.helpers import admitted_call, token_of
 
 
 def browser(live: Running) -> ClientSession:
@@ -221,3 +222,46 @@ async def test_two_nodes_sending_mail_deliver_each_mail_once(tmp_path: Path, dat
         await doctor.close()
         await second.server.close()
         await first.server.close()
+
+
+async def test_a_restarted_node_takes_back_every_client_at_once(tmp_path: Path, database_url: str) -> None:
+    """Twenty clients resume together after a restart (one group-commit batch); one token is presented twice."""
+    settings = {"database_url": database_url, "max_pending_per_ip": 50}  # the test's clients share one address
+    first = await start_server(make_settings(tmp_path / "a", **settings))
+    made: list[TestClient[Any, Any]] = []
+
+    async def clients() -> TestClient[Any, Any]:
+        client: TestClient[Any, Any] = TestClient(first.server)
+        await client.start_server()
+        made.append(client)
+        return client
+
+    try:
+        calls = [await admitted_call(clients) for _ in range(10)]
+        welcomes = [peer.welcome for call in calls for peer in (call.doctor, call.patient)]
+        await first.server.close()  # graceful: every seat is marked away and stays resumable
+        second = await start_server(make_settings(tmp_path / "b", **settings), with_doctor=False)
+        async with ClientSession(base_url=second.url) as http:
+            tokens = [welcome["resume"] for welcome in welcomes] + [welcomes[0]["resume"]]  # the first one, twice
+            sockets_and_replies = await asyncio.gather(*(_resume(http, token) for token in tokens))
+            replies = [reply for _, reply in sockets_and_replies]  # the sockets stay open until the checks are done
+            back = [reply for reply in replies if reply["type"] == "welcome"]
+            assert len(back) == len(welcomes)  # everyone once; the second use of the doubled token is refused
+            assert sorted((r["peer_id"], r["state"]) for r in back) == sorted(
+                (w["peer_id"], "admitted") for w in welcomes
+            )
+            refused = [reply for reply in replies if reply["type"] != "welcome"]
+            assert [(r["type"], r["code"]) for r in refused] == [("error", "unauthorized")]
+            async with second.app[DATABASE].transaction() as tx:
+                away = await tx.scalar(select(func.count()).where(Participant.away_since.is_not(None)))
+            assert away == 0  # every seat is held by a live socket again
+        await second.server.close()
+    finally:
+        for client in made:
+            await client.close()
+
+
+async def _resume(http: ClientSession, token: str) -> tuple[ClientWebSocketResponse, dict[str, Any]]:
+    ws = await http.ws_connect("/ws")
+    await ws.send_json({"type": "hello", "v": 1, "resume": token})
+    return ws, dict(await ws.receive_json(timeout=10))
