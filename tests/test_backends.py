@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from aiohttp import ClientSession, ClientWebSocketResponse, CookieJar
 from aiohttp.test_utils import TestClient
-from sqlalchemy import func, select
+from sqlalchemy import func, insert, select
 
 from teleconsult.api.keys import CONSULTATIONS, DATABASE, DOCTORS, OUTBOX, SIGNALING
 from teleconsult.consultations import NewConsultation
@@ -265,3 +265,39 @@ async def _resume(http: ClientSession, token: str) -> tuple[ClientWebSocketRespo
     ws = await http.ws_connect("/ws")
     await ws.send_json({"type": "hello", "v": 1, "resume": token})
     return ws, dict(await ws.receive_json(timeout=10))
+
+
+SEATS_OF_A_BIG_NODE = 33_000
+
+
+async def test_a_whole_node_of_seats_is_marked_away_at_once(database_url: str) -> None:
+    """More seats than one statement may carry parameters for (PostgreSQL caps them at 32,767)."""
+    from teleconsult.store import Database
+    from teleconsult.store import consultations as store
+    from teleconsult.store.models import Consultation, Doctor
+
+    database = Database(database_url)
+    if database.is_sqlite:
+        await database.upgrade()
+    now = datetime.now(UTC)
+    try:
+        async with database.transaction() as tx:
+            doctor = Doctor(id="d_many", email="many@example.org", name="Dr M", rpps="12312312312", password_hash="!")
+            tx.add(doctor)
+            await tx.flush()
+            consultation = Consultation(id="c_many", doctor_id=doctor.id, status="scheduled", language="fr")
+            consultation.created_at = now
+            tx.add(consultation)
+            await tx.flush()
+            seats = [
+                {"id": f"u_{n}", "consultation_id": "c_many", "role": "guest", "name": f"G{n}", "peer_id": f"p_{n}"}
+                for n in range(SEATS_OF_A_BIG_NODE)
+            ]
+            await tx.execute(insert(Participant), seats)
+        async with database.transaction() as tx:
+            await store.mark_away(tx, [seat["id"] for seat in seats], now)
+        async with database.transaction() as tx:
+            away = await tx.scalar(select(func.count()).where(Participant.away_since.is_not(None)))
+        assert away == SEATS_OF_A_BIG_NODE
+    finally:
+        await database.close()

@@ -44,6 +44,8 @@ LAYERS: dict[str, int] = {
     "teleconsult.errors": 5,
     "teleconsult.ids": 5,
     "teleconsult.logging": 5,
+    "teleconsult.chores": 5,
+    "teleconsult.batching": 5,
     "teleconsult": 5,
 }
 

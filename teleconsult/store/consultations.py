@@ -11,6 +11,9 @@ from sqlalchemy.orm import raiseload, selectinload
 from teleconsult.store.database import Tx
 from teleconsult.store.models import Consultation, Participant
 
+#: Parameters per ``IN (…)``: PostgreSQL's protocol caps a statement's parameters at 32,767.
+IN_SLICE = 1000
+
 
 async def add_consultation(tx: Tx, consultation: Consultation, participants: Iterable[Participant]) -> None:
     tx.add(consultation)
@@ -155,11 +158,12 @@ async def release_seats(tx: Tx, consultation_id: str) -> None:
 
 
 async def mark_away(tx: Tx, participant_ids: Iterable[str], now: datetime) -> None:
+    """A whole node's seats at shutdown, in slices: a statement holds at most ``IN_SLICE`` parameters."""
     ids = list(participant_ids)
-    if ids:
+    for start in range(0, len(ids), IN_SLICE):
         await tx.execute(
             update(Participant)
-            .where(Participant.id.in_(ids), Participant.peer_id.is_not(None))
+            .where(Participant.id.in_(ids[start : start + IN_SLICE]), Participant.peer_id.is_not(None))
             .values(away_since=now)
             .execution_options(synchronize_session=False)
         )
