@@ -27,6 +27,7 @@ from teleconsult.store.models import BillingRecord, Consultation, Doctor, Partic
 from teleconsult.tickets import consume_ticket, issue_ticket
 
 PAGE_SIZE = 50
+NOT_RESUMABLE = "Unknown, used or expired resume token."
 #: The most callers one group-commit transaction serves (resumes, rooms rebuilt).
 BATCH = 500
 NAME_MAX = 200
@@ -264,7 +265,7 @@ class ConsultationService:
         token cannot both resume. Resumes arriving together (a restarted node) share one transaction.
         """
         if not looks_like_token(resume_token):
-            raise TeleconsultError(ErrorCode.UNAUTHORIZED, "Unknown or expired resume token.")
+            raise TeleconsultError(ErrorCode.UNAUTHORIZED, NOT_RESUMABLE)
         return await self._resumes((hash_token(resume_token), hash_token(fresh_token)))
 
     async def _resume_batch(self, spends: list[tuple[str, str]]) -> list[Seat | Exception]:
@@ -436,9 +437,9 @@ def _resumable(
 ) -> Seat | Exception:
     """The seat to resume, or why not (unknown or spent token, grace period over, consultation closed)."""
     if participant is None or consultation is None or participant.peer_id is None:
-        return TeleconsultError(ErrorCode.UNAUTHORIZED, "Unknown, used or expired resume token.")
+        return TeleconsultError(ErrorCode.UNAUTHORIZED, NOT_RESUMABLE)
     if participant.away_since is not None and participant.away_since <= deadline:
-        return TeleconsultError(ErrorCode.UNAUTHORIZED, "Unknown, used or expired resume token.")
+        return TeleconsultError(ErrorCode.UNAUTHORIZED, NOT_RESUMABLE)
     if Status(consultation.status) in CLOSED:
         return TeleconsultError(ErrorCode.ENDED)
     return Seat.of(participant, consultation)
