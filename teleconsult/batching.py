@@ -11,12 +11,9 @@ transaction to finish, never cut short in the middle.
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, TypeVar
-
-log = logging.getLogger(__name__)
 
 In = TypeVar("In")
 Out = TypeVar("Out")

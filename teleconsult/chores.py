@@ -22,7 +22,7 @@ async def settle(tasks: Collection[asyncio.Task[Any]], within_s: float) -> None:
         return
     _, late = await asyncio.wait(tasks, timeout=within_s)
     if late:
-        log.warning("%d background task(s) still running after %.1f s: cancelled", len(late), within_s)
+        log.warning("%d task(s) still running after %.1f s: cancelled", len(late), within_s)
     for task in late:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)

@@ -277,10 +277,13 @@ class ConsultationService:
             changes = []
             for presented, fresh in spends:
                 participant, consultation = held.pop(presented, (None, None))  # a token spent once per batch too
-                outcome = _resumable(participant, consultation, deadline)
-                if isinstance(outcome, Seat):
-                    changes.append((outcome.participant_id, presented, fresh))
-                outcomes.append(outcome)
+                try:
+                    seat = _resumable(participant, consultation, deadline)
+                except TeleconsultError as refused:
+                    outcomes.append(refused)
+                    continue
+                changes.append((seat.participant_id, presented, fresh))
+                outcomes.append(seat)
             await store.replace_resume_hashes(tx, changes)
         return outcomes
 
@@ -432,16 +435,13 @@ class ConsultationService:
         return consultation
 
 
-def _resumable(
-    participant: Participant | None, consultation: Consultation | None, deadline: datetime
-) -> Seat | Exception:
-    """The seat to resume, or why not (unknown or spent token, grace period over, consultation closed)."""
-    if participant is None or consultation is None or participant.peer_id is None:
-        return TeleconsultError(ErrorCode.UNAUTHORIZED, NOT_RESUMABLE)
-    if participant.away_since is not None and participant.away_since <= deadline:
-        return TeleconsultError(ErrorCode.UNAUTHORIZED, NOT_RESUMABLE)
-    if Status(consultation.status) in CLOSED:
-        return TeleconsultError(ErrorCode.ENDED)
+def _resumable(participant: Participant | None, consultation: Consultation | None, deadline: datetime) -> Seat:
+    """The seat to resume; raises if the token is unknown or spent, its grace period is over, or the consultation
+    has closed."""
+    expired = participant is not None and participant.away_since is not None and participant.away_since <= deadline
+    if participant is None or consultation is None or participant.peer_id is None or expired:
+        raise TeleconsultError(ErrorCode.UNAUTHORIZED, NOT_RESUMABLE)
+    _require_open(consultation)
     return Seat.of(participant, consultation)
 
 

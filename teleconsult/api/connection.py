@@ -14,7 +14,6 @@ its ping is cut. A tick is half of ``heartbeat_s``, so a dead connection is noti
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections import deque
 from collections.abc import Callable, Coroutine, Iterable
@@ -22,7 +21,7 @@ from typing import Any, Final
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
-from teleconsult.chores import Chores
+from teleconsult.chores import Chores, settle
 
 log = logging.getLogger(__name__)
 
@@ -191,6 +190,4 @@ async def close_all(connections: Iterable[WsConnection], code: int, reason: str,
     pending = list(connections)
     for conn in pending:
         conn.close_soon(code, reason)
-    with contextlib.suppress(TimeoutError):
-        async with asyncio.timeout(within_s):
-            await asyncio.gather(*(conn.finished() for conn in pending), return_exceptions=True)
+    await settle([asyncio.ensure_future(conn.finished()) for conn in pending], within_s)

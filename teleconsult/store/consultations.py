@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable, Sequence
 from datetime import datetime
 
-from sqlalchemy import Table, bindparam, select, tuple_, update
-from sqlalchemy.orm import raiseload, selectinload
+from sqlalchemy import ColumnElement, Select, Table, bindparam, select, tuple_, update
+from sqlalchemy.orm import raiseload
 
 from teleconsult.store.database import Tx
 from teleconsult.store.models import Consultation, Participant
@@ -79,22 +79,11 @@ async def update_participant(tx: Tx, participant_id: str, **values: object) -> N
     )
 
 
-async def participant_by_resume_hash(tx: Tx, resume_hash: str) -> Participant | None:
-    query = select(Participant).where(Participant.resume_hash == resume_hash)
-    return (await tx.execute(query)).scalar_one_or_none()
-
-
-async def resumable(tx: Tx, resume_hashes: Collection[str]) -> Sequence[tuple[Participant, Consultation]]:
-    """The seats these resume-token hashes hold, each with its consultation's own columns; the seats are locked
-    until the transaction ends (``FOR UPDATE`` on PostgreSQL; SQLite has one writer at a time)."""
-    query = (
-        select(Participant, Consultation)
-        .join(Consultation, Participant.consultation_id == Consultation.id)
-        .where(Participant.resume_hash.in_(list(resume_hashes)))
-        .options(raiseload("*"))
-        .with_for_update(of=Participant)
-    )
-    return [(participant, consultation) for participant, consultation in (await tx.execute(query)).all()]
+async def resumable(tx: Tx, resume_hashes: Collection[str]) -> list[tuple[Participant, Consultation]]:
+    """The seats these resume-token hashes hold; the seats are locked until the transaction ends (``FOR UPDATE`` on
+    PostgreSQL; SQLite has one writer at a time)."""
+    query = _with_consultation(Participant.resume_hash.in_(list(resume_hashes)))
+    return await _pairs(tx, query.with_for_update(of=Participant))
 
 
 async def replace_resume_hashes(tx: Tx, changes: Sequence[tuple[str, str, str]]) -> None:
@@ -115,35 +104,25 @@ async def replace_resume_hashes(tx: Tx, changes: Sequence[tuple[str, str, str]])
     )
 
 
-async def replace_resume_hash(tx: Tx, participant_id: str, presented: str, fresh: str) -> bool:
-    """Spend a resume token: only the holder of the current one may, once. The seat is no longer away."""
-    result = await tx.execute(
-        update(Participant)
-        .where(Participant.id == participant_id, Participant.resume_hash == presented)
-        .values(resume_hash=fresh, away_since=None)
-        .execution_options(synchronize_session=False)
+async def seats_held_in(tx: Tx, consultation_ids: Collection[str]) -> list[tuple[Participant, Consultation]]:
+    """Participants with a live or resumable connection (a peer id) in these consultations."""
+    query = _with_consultation(
+        Participant.consultation_id.in_(list(consultation_ids)), Participant.peer_id.is_not(None)
     )
-    return bool(result.rowcount)  # type: ignore[attr-defined]
+    return await _pairs(tx, query)
 
 
-async def seats_held(tx: Tx, consultation_id: str) -> Sequence[Participant]:
-    """Participants with a live or resumable connection (a peer id) in this consultation."""
-    query = (
-        select(Participant)
-        .where(Participant.consultation_id == consultation_id, Participant.peer_id.is_not(None))
-        .options(selectinload(Participant.consultation).raiseload("*"))
-    )
-    return (await tx.execute(query)).scalars().all()
-
-
-async def seats_held_in(tx: Tx, consultation_ids: Collection[str]) -> Sequence[tuple[Participant, Consultation]]:
-    """``seats_held`` for several consultations in one query, each seat with its consultation's own columns."""
-    query = (
+def _with_consultation(*where: ColumnElement[bool]) -> Select[Participant, Consultation]:
+    """Seats, each with its consultation's own columns (no relationship loaded): what sockets need."""
+    return (
         select(Participant, Consultation)
         .join(Consultation, Participant.consultation_id == Consultation.id)
-        .where(Participant.consultation_id.in_(list(consultation_ids)), Participant.peer_id.is_not(None))
+        .where(*where)
         .options(raiseload("*"))
     )
+
+
+async def _pairs(tx: Tx, query: Select[Participant, Consultation]) -> list[tuple[Participant, Consultation]]:
     return [(participant, consultation) for participant, consultation in (await tx.execute(query)).all()]
 
 
