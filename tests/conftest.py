@@ -192,8 +192,9 @@ async def server_with(tmp_path: Path) -> AsyncIterator[Any]:
     servers: list[Running] = []
     made: list[TestClient[Any, Any]] = []
 
-    async def start(**values: Any) -> tuple[Running, Any]:
-        live = await start_server(make_settings(tmp_path / f"s{len(servers)}", **values))
+    async def start(*, with_doctor: bool = True, **values: Any) -> tuple[Running, Any]:
+        """``with_doctor=False`` for a second node on a database that has the doctor already."""
+        live = await start_server(make_settings(tmp_path / f"s{len(servers)}", **values), with_doctor=with_doctor)
         servers.append(live)
 
         async def client() -> TestClient[Any, Any]:

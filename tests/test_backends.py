@@ -5,20 +5,20 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
 from aiohttp import ClientSession, ClientWebSocketResponse, CookieJar
-from aiohttp.test_utils import TestClient
 from sqlalchemy import func, insert, select
 
 from teleconsult.api.keys import CONSULTATIONS, DATABASE, DOCTORS, OUTBOX, SIGNALING
 from teleconsult.consultations import NewConsultation
 from teleconsult.errors import ErrorCode, TeleconsultError
-from teleconsult.store.models import AuditEvent, BillingRecord, Participant
-from tests.conftest import Running, make_settings, start_server
-from tests.helpers import admitted_call, token_of
+from teleconsult.store import Database
+from teleconsult.store import consultations as store
+from teleconsult.store.models import AuditEvent, BillingRecord, Consultation, Doctor, Participant
+from tests.conftest import Running
+from tests.helpers import admitted_call, create_consultation, login, token_of
 
 
 def browser(live: Running) -> ClientSession:
@@ -195,70 +195,46 @@ async def test_housekeeping_purges_spent_tickets_and_expired_sessions(running_an
     await app[CONSULTATIONS].open_ticket(fresh)  # the live ticket survived
 
 
-async def test_two_nodes_sending_mail_deliver_each_mail_once(tmp_path: Path, database_url: str, smtp: Any) -> None:
+async def test_two_nodes_sending_mail_deliver_each_mail_once(database_url: str, smtp: Any, server_with: Any) -> None:
     smtp.stop()
     settings = {"database_url": database_url, "smtp_url": smtp.url, "mail_retry_base_s": 0.1}
-    first = await start_server(make_settings(tmp_path / "a", **settings))
-    second = await start_server(make_settings(tmp_path / "b", **settings), with_doctor=False)
-    doctor, csrf = await _session(first)
-    try:
-        for n in range(12):
-            response = await doctor.post(
-                "/api/consultations",
-                headers={"X-CSRF-Token": csrf},
-                json={"patient_name": "Jeanne Dupont", "patient_email": f"p{n}@example.org"},
-            )
-            assert response.status == 201
-        smtp.start()
-        senders = [live.app[OUTBOX] for live in (first, second)]
-        async with asyncio.timeout(20):
-            while len(smtp.inbox.messages) < 12:  # both nodes claim the same due mails at the same moment
-                await asyncio.gather(*(sender.deliver_due() for sender in senders for _ in range(2)))
-                await asyncio.sleep(0.02)
-        await asyncio.sleep(1.0)  # a duplicate would have arrived by now
-        recipients = Counter(str(message["To"]) for message in smtp.inbox.messages)
-        assert recipients == Counter(f"Jeanne Dupont <p{n}@example.org>" for n in range(12))
-    finally:
-        await doctor.close()
-        await second.server.close()
-        await first.server.close()
+    first, clients = await server_with(**settings)
+    second, _ = await server_with(with_doctor=False, **settings)
+    doctor = await clients()
+    csrf = await login(doctor)
+    for n in range(12):
+        await create_consultation(doctor, csrf, patient_email=f"p{n}@example.org")
+    smtp.start()
+    senders = [live.app[OUTBOX] for live in (first, second)]
+    async with asyncio.timeout(20):
+        while len(smtp.inbox.messages) < 12:  # both nodes claim the same due mails at the same moment
+            await asyncio.gather(*(sender.deliver_due() for sender in senders for _ in range(2)))
+            await asyncio.sleep(0.02)
+    await asyncio.sleep(1.0)  # a duplicate would have arrived by now
+    recipients = Counter(str(message["To"]) for message in smtp.inbox.messages)
+    assert recipients == Counter(f"Jeanne Dupont <p{n}@example.org>" for n in range(12))
 
 
-async def test_a_restarted_node_takes_back_every_client_at_once(tmp_path: Path, database_url: str) -> None:
+async def test_a_restarted_node_takes_back_every_client_at_once(database_url: str, server_with: Any) -> None:
     """Twenty clients resume together after a restart (one group-commit batch); one token is presented twice."""
     settings = {"database_url": database_url, "max_pending_per_ip": 50}  # the test's clients share one address
-    first = await start_server(make_settings(tmp_path / "a", **settings))
-    made: list[TestClient[Any, Any]] = []
-
-    async def clients() -> TestClient[Any, Any]:
-        client: TestClient[Any, Any] = TestClient(first.server)
-        await client.start_server()
-        made.append(client)
-        return client
-
-    try:
-        calls = [await admitted_call(clients) for _ in range(10)]
-        welcomes = [peer.welcome for call in calls for peer in (call.doctor, call.patient)]
-        await first.server.close()  # graceful: every seat is marked away and stays resumable
-        second = await start_server(make_settings(tmp_path / "b", **settings), with_doctor=False)
-        async with ClientSession(base_url=second.url) as http:
-            tokens = [welcome["resume"] for welcome in welcomes] + [welcomes[0]["resume"]]  # the first one, twice
-            sockets_and_replies = await asyncio.gather(*(_resume(http, token) for token in tokens))
-            replies = [reply for _, reply in sockets_and_replies]  # the sockets stay open until the checks are done
-            back = [reply for reply in replies if reply["type"] == "welcome"]
-            assert len(back) == len(welcomes)  # everyone once; the second use of the doubled token is refused
-            assert sorted((r["peer_id"], r["state"]) for r in back) == sorted(
-                (w["peer_id"], "admitted") for w in welcomes
-            )
-            refused = [reply for reply in replies if reply["type"] != "welcome"]
-            assert [(r["type"], r["code"]) for r in refused] == [("error", "unauthorized")]
-            async with second.app[DATABASE].transaction() as tx:
-                away = await tx.scalar(select(func.count()).where(Participant.away_since.is_not(None)))
-            assert away == 0  # every seat is held by a live socket again
-        await second.server.close()
-    finally:
-        for client in made:
-            await client.close()
+    first, clients = await server_with(**settings)
+    calls = [await admitted_call(clients) for _ in range(10)]
+    welcomes = [peer.welcome for call in calls for peer in (call.doctor, call.patient)]
+    await first.server.close()  # graceful: every seat is marked away and stays resumable
+    second, _ = await server_with(with_doctor=False, **settings)
+    async with ClientSession(base_url=second.url) as http:
+        tokens = [welcome["resume"] for welcome in welcomes] + [welcomes[0]["resume"]]  # the first one, twice
+        sockets_and_replies = await asyncio.gather(*(_resume(http, token) for token in tokens))
+        replies = [reply for _, reply in sockets_and_replies]  # the sockets stay open until the checks are done
+        back = [reply for reply in replies if reply["type"] == "welcome"]
+        assert len(back) == len(welcomes)  # everyone once; the second use of the doubled token is refused
+        assert sorted((r["peer_id"], r["state"]) for r in back) == sorted((w["peer_id"], "admitted") for w in welcomes)
+        refused = [reply for reply in replies if reply["type"] != "welcome"]
+        assert [(r["type"], r["code"]) for r in refused] == [("error", "unauthorized")]
+        async with second.app[DATABASE].transaction() as tx:
+            away = await tx.scalar(select(func.count()).where(Participant.away_since.is_not(None)))
+        assert away == 0  # every seat is held by a live socket again
 
 
 async def _resume(http: ClientSession, token: str) -> tuple[ClientWebSocketResponse, dict[str, Any]]:
@@ -272,10 +248,6 @@ SEATS_OF_A_BIG_NODE = 33_000
 
 async def test_a_whole_node_of_seats_is_marked_away_at_once(database_url: str) -> None:
     """More seats than one statement may carry parameters for (PostgreSQL caps them at 32,767)."""
-    from teleconsult.store import Database
-    from teleconsult.store import consultations as store
-    from teleconsult.store.models import Consultation, Doctor
-
     database = Database(database_url)
     if database.is_sqlite:
         await database.upgrade()

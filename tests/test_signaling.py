@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 from aiohttp import WSMsgType, WSServerHandshakeError
 
+from teleconsult.api.connection import WsConnection
 from teleconsult.api.keys import SIGNALING
-from teleconsult.api.ws import WsConnection
 from tests.helpers import Peer, admitted_call, connect, create_consultation, doctor_ticket, join, login
 
 
