@@ -44,6 +44,7 @@ from bench.signaling import (  # noqa: E402
     Teleconsult,
     expect,
     machine,
+    percentile,
     proc_cpu_s,
     raise_fd_limit,
 )
@@ -79,22 +80,12 @@ class Pair:
 
 
 async def join(target: Teleconsult, index: int) -> Pair:
-    """A room as ``bench/signaling.py`` joins it, keeping the resume tokens."""
-    url = f"http://127.0.0.1:{target.port}/ws"
-    doctor_ticket, patient_ticket = target.tickets[index]
-    doctor_ws = await target.http.ws_connect(url)
-    await doctor_ws.send_str(json.dumps({"type": "hello", "v": 1, "ticket": doctor_ticket}))
-    welcome = await expect(doctor_ws, "welcome")
-    doctor = Client("doctor", welcome["peer_id"], "admitted", welcome["resume"], doctor_ws)
-    patient_ws = await target.http.ws_connect(url)
-    await patient_ws.send_str(json.dumps({"type": "hello", "v": 1, "ticket": patient_ticket}))
-    welcome = await expect(patient_ws, "welcome")
-    patient = Client("patient", welcome["peer_id"], "waiting", welcome["resume"], patient_ws)
-    lobby = await expect(doctor_ws, "lobby", lambda f: bool(f["waiting"]))
-    await doctor_ws.send_str(json.dumps({"type": "admit", "peer_id": lobby["waiting"][0]["peer_id"]}))
-    await expect(patient_ws, "admitted")
-    await expect(doctor_ws, "peer-joined")
-    patient.state = "admitted"
+    """A room as ``bench/signaling.py`` joins it: the doctor admits the patient; both keep their resume tokens."""
+    room = await target.join(index)
+    doctor, patient = (
+        Client(role, room.ids[side], "admitted", room.resume[side], room.ws[side])
+        for side, role in enumerate(("doctor", "patient"))
+    )
     return Pair(doctor, patient)
 
 
@@ -114,10 +105,6 @@ async def listen(client: Client) -> None:
             client.closed_at, client.ws = time.perf_counter(), None
             client.closed.set()
             return
-
-
-def quantile(ordered: list[float], q: float) -> float:
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
 
 
 def jitter(ms: float) -> float:
@@ -222,7 +209,7 @@ async def measure(target: Teleconsult, http: ClientSession, rooms: int, args: ar
     if profiler is not None:
         profiler.send_signal(signal.SIGINT)
         await profiler.wait()
-    back = sorted(c.welcomed_at - ready for c in clients if c.welcomed_at is not None)
+    back_ns = sorted(round((c.welcomed_at - ready) * 1e9) for c in clients if c.welcomed_at is not None)
     late = sum(1 for c in clients if c.welcomed_at is None or c.welcomed_at - stopped_at > GRACE_S)
     relaying = 0
     with contextlib.suppress(TimeoutError):
@@ -243,11 +230,11 @@ async def measure(target: Teleconsult, http: ClientSession, rooms: int, args: ar
         told=told,
         stop_s=stop_s,
         start_s=ready - launched,
-        resumed=len(back),
-        first_s=back[0] if back else float("nan"),
-        p50_s=quantile(back, 0.5),
-        p99_s=quantile(back, 0.99),
-        last_s=back[-1] if back else float("nan"),
+        resumed=len(back_ns),
+        first_s=back_ns[0] / 1e9 if back_ns else float("nan"),
+        p50_s=percentile(back_ns, 0.5) / 1000,  # percentile gives milliseconds
+        p99_s=percentile(back_ns, 0.99) / 1000,
+        last_s=back_ns[-1] / 1e9 if back_ns else float("nan"),
         resume_cpu_ms=resume_cpu_ms,
         late=late,
         relaying=relaying,

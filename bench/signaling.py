@@ -163,6 +163,8 @@ class Room:
     ids: list[str]
     frames: list[list[tuple[str, str]]] = field(default_factory=list)
     seq: int = 0
+    #: Teleconsult: each side's resume token, from its welcome (bench/resume.py comes back with them).
+    resume: list[str] = field(default_factory=list)
 
     async def send_next(self, stats: Stats) -> None:
         """Frame ``seq``: from the doctor (even) or the patient (odd), offer/answer/candidate in turn."""
@@ -320,15 +322,16 @@ class Teleconsult(Target):
         doctor_ticket, patient_ticket = self.tickets[index]
         doctor = await self.http.ws_connect(url)
         await doctor.send_str(json.dumps({"type": "hello", "v": 1, "ticket": doctor_ticket}))
-        doctor_id = (await expect(doctor, "welcome"))["peer_id"]
+        doctor_welcome = await expect(doctor, "welcome")
         patient = await self.http.ws_connect(url)
         await patient.send_str(json.dumps({"type": "hello", "v": 1, "ticket": patient_ticket}))
-        patient_id = (await expect(patient, "welcome"))["peer_id"]
+        patient_welcome = await expect(patient, "welcome")
         lobby = await expect(doctor, "lobby", lambda f: bool(f["waiting"]))
         await doctor.send_str(json.dumps({"type": "admit", "peer_id": lobby["waiting"][0]["peer_id"]}))
         await expect(patient, "admitted")
         await expect(doctor, "peer-joined")
-        return Room([doctor, patient], [doctor_id, patient_id])
+        welcomes = (doctor_welcome, patient_welcome)
+        return Room([doctor, patient], [w["peer_id"] for w in welcomes], resume=[w["resume"] for w in welcomes])
 
     @staticmethod
     def envelope(kind: str, to: str, body: str) -> dict[str, Any]:
