@@ -17,10 +17,12 @@ from teleconsult.api.connection import close_all, heartbeat
 from teleconsult.api.keys import (
     BUS,
     CATALOGS,
+    CHORES,
     CONSULTATIONS,
     DATABASE,
     DOCTORS,
     INVITATIONS,
+    LINK_RATE,
     OUTBOX,
     PENDING_HELLOS,
     SECRET,
@@ -35,12 +37,13 @@ from teleconsult.config import Settings
 from teleconsult.consultations import ConsultationService
 from teleconsult.crypto.sealing import Sealer
 from teleconsult.doctors import DoctorService
+from teleconsult.files import private_directory, write_private
 from teleconsult.i18n import Catalogs
 from teleconsult.invitations import InvitationService
 from teleconsult.mail import transport_for
 from teleconsult.notifications import Notifier, mail_templates
 from teleconsult.outbox import Outbox
-from teleconsult.ratelimit import PendingPerKey
+from teleconsult.ratelimit import PendingPerKey, RatePerKey
 from teleconsult.signaling import SignalingService
 from teleconsult.store import Database
 
@@ -61,6 +64,7 @@ def create_app(settings: Settings) -> web.Application:
     app[CATALOGS] = Catalogs(WEB_DIR / "locales")
     app[SOCKETS] = set()
     app[PENDING_HELLOS] = PendingPerKey(settings.max_pending_per_ip)
+    app[LINK_RATE] = RatePerKey(settings.link_rate_per_min)
     aiohttp_jinja2.setup(app, loader=jinja2.FileSystemLoader(WEB_DIR / "templates"), autoescape=True)
     app.router.add_static("/static", WEB_DIR / "static", append_version=False)
     setup_routes(app)
@@ -71,7 +75,7 @@ def create_app(settings: Settings) -> web.Application:
 
 async def _resources(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    private_directory(settings.data_dir)
     app[SECRET] = _secret_key(settings)
     database = Database(settings.database)
     if database.is_sqlite:
@@ -88,10 +92,10 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     app[SIGNALING] = SignalingService(consultations, bus, settings)
     app[OUTBOX] = outbox
     sockets = app[SOCKETS]
-    chores = Chores()
-    chores.start(housekeeping.run(database, HOUSEKEEPING_EVERY_S, chores))
-    chores.start(outbox.run(chores))
-    chores.start(heartbeat(sockets, settings.heartbeat_s, chores))
+    chores = app[CHORES] = Chores()
+    chores.start("housekeeping", housekeeping.run(database, HOUSEKEEPING_EVERY_S, chores))
+    chores.start("outbox", outbox.run(chores))
+    chores.start("heartbeat", heartbeat(sockets, settings.heartbeat_s, chores))
     yield
     await chores.stop(within_s=CHORES_STOP_S)
     await bus.close()
@@ -111,6 +115,5 @@ def _secret_key(settings: Settings) -> bytes:
         return settings.secret_key.encode()
     path = settings.data_dir / "secret_key"
     if not path.exists():
-        path.touch(mode=0o600)
-        path.write_text(secrets.token_hex(32))
+        write_private(path, secrets.token_hex(32))
     return path.read_text().strip().encode()

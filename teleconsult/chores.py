@@ -29,14 +29,30 @@ async def settle(tasks: Collection[asyncio.Task[Any]], within_s: float) -> None:
 
 
 class Chores:
-    """The server's background loops (mail sender, housekeeping, heartbeat) and their orderly stop."""
+    """The server's background loops (mail sender, housekeeping, heartbeat) and their orderly stop.
+
+    Each loop has a name; ``running`` says which are alive, for the health check. A loop that ends before the
+    server stops (it should not: loops survive the failure of any one step) is logged as an error at once.
+    """
 
     def __init__(self) -> None:
         self.stopping = asyncio.Event()
-        self._tasks: list[asyncio.Task[None]] = []
+        self._tasks: dict[str, asyncio.Task[None]] = {}
 
-    def start(self, loop: Coroutine[Any, Any, None]) -> None:
-        self._tasks.append(asyncio.create_task(loop))
+    def start(self, name: str, loop: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(loop, name=f"chore:{name}")
+        task.add_done_callback(self._ended)
+        self._tasks[name] = task
+
+    def running(self) -> dict[str, bool]:
+        """Each loop's name, and whether it is still running."""
+        return {name: not task.done() for name, task in self._tasks.items()}
+
+    def _ended(self, task: asyncio.Task[None]) -> None:
+        if self.stopping.is_set():
+            return
+        error = None if task.cancelled() else task.exception()
+        log.error("background loop %s stopped%s", task.get_name(), f": {type(error).__name__}" if error else "")
 
     async def rest(self, seconds: float, wake: asyncio.Event | None = None) -> None:
         """Pause for ``seconds``, or until ``wake`` is set, or until the server is stopping."""
@@ -52,5 +68,4 @@ class Chores:
     async def stop(self, within_s: float) -> None:
         """Ask every loop to stop after its current step; cancel those that take longer than ``within_s``."""
         self.stopping.set()
-        await settle(self._tasks, within_s)
-        self._tasks.clear()
+        await settle(list(self._tasks.values()), within_s)

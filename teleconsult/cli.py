@@ -19,6 +19,7 @@ from teleconsult.config import ConfigError, Settings, load_settings
 from teleconsult.crypto.tls import server_ssl_context
 from teleconsult.doctors import DoctorService
 from teleconsult.errors import TeleconsultError
+from teleconsult.files import private_directory, write_private
 from teleconsult.logging import setup_logging
 from teleconsult.store import Database
 
@@ -144,8 +145,7 @@ async def ensure_demo_doctor(settings: Settings) -> tuple[str, str]:
             await service.create_doctor(
                 email=DEMO_EMAIL, name=DEMO_NAME, rpps=DEMO_RPPS, password=password, phone=DEMO_PHONE
             )
-            secret_file.touch(mode=0o600)
-            secret_file.write_text(password)
+            write_private(secret_file, password)
             return DEMO_EMAIL, password
         return DEMO_EMAIL, "(unknown: delete the database to reset the demo doctor)"
     finally:
@@ -184,6 +184,6 @@ def _db_upgrade(settings: Settings, _args: argparse.Namespace) -> int:
 
 
 async def _prepare(database: Database, settings: Settings) -> None:
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    private_directory(settings.data_dir)
     if database.is_sqlite:
         await database.upgrade()

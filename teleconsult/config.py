@@ -7,6 +7,7 @@ down to ``create_app``; nothing else looks settings up on its own.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import ipaddress
 import os
 import tomllib
@@ -14,6 +15,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, get_type_hints
+from urllib.parse import urlsplit
+
+from teleconsult.forwarding import LOOPBACK, Network, parse_networks
 
 ENV_PREFIX = "TELECONSULT_"
 
@@ -54,6 +58,13 @@ class Settings:
     #: Generate a self-signed certificate into certs/ when serving off loopback without one.
     self_signed: bool = False
     behind_proxy: bool = False
+    #: Behind --behind-proxy: the proxies whose forwarding header is believed (addresses or networks); loopback
+    #: when empty. The client is the right-most address in that header that is not one of them.
+    trusted_proxies: tuple[str, ...] = ()
+    #: The header those proxies set: x-forwarded-for (nginx's $proxy_add_x_forwarded_for) or forwarded (RFC 7239).
+    forwarded_header: str = "x-forwarded-for"
+    #: Client addresses /metrics answers (after the trusted proxies); others get 404.
+    metrics_from: tuple[str, ...] = ("127.0.0.0/8", "::1")
     certs_dir: Path = Path("certs")
     #: Key for HMACs (CSRF tokens); read from data_dir/secret_key (generated) when empty.
     secret_key: str = ""
@@ -66,6 +77,8 @@ class Settings:
     invitation_ttl_after_scheduled_s: int = 24 * 3600
     login_max_failures: int = 5
     login_window_s: int = 900
+    #: Requests per minute one client address may make to the link endpoints (GET /j/{token}, POST /api/join).
+    link_rate_per_min: int = 30
     # Rooms and frames.
     guest_seats: int = 0
     max_frame_bytes: int = 64 * 1024
@@ -109,16 +122,52 @@ class Settings:
     def secure_cookies(self) -> bool:
         return self.tls_enabled or self.behind_proxy
 
+    @property
+    def trusted_networks(self) -> tuple[Network, ...]:
+        return networks(self.trusted_proxies) if self.trusted_proxies else LOOPBACK
+
+    @property
+    def metrics_networks(self) -> tuple[Network, ...]:
+        return networks(self.metrics_from)
+
+    @property
+    def origins(self) -> frozenset[str]:
+        """The ``scheme://host[:port]`` a browser's Origin may name: the public URL; serving on loopback without
+        one, the loopback names of the port too (``localhost`` and ``127.0.0.1`` are the same server)."""
+        allowed = {_origin(self.base_url)}
+        if not self.public_url and is_loopback(self.host):
+            allowed |= {f"{self.scheme}://{name}:{self.port}" for name in ("localhost", "127.0.0.1", "[::1]")}
+        return frozenset(allowed)
+
     def check_serving(self) -> None:
         """Refuse to serve a non-loopback address in clear text (DESIGN.md)."""
         if self.tls_cert is not None and self.tls_key is None:
             raise ConfigError("tls_cert is set without tls_key")
-        if is_loopback(self.host) or self.tls_enabled or self.behind_proxy:
-            return
-        raise ConfigError(
-            f"refusing to serve {self.host} without TLS: give --tls-cert/--tls-key, --self-signed, "
-            "or --behind-proxy when TLS ends at a reverse proxy"
-        )
+        if not (is_loopback(self.host) or self.tls_enabled or self.behind_proxy):
+            raise ConfigError(
+                f"refusing to serve {self.host} without TLS: give --tls-cert/--tls-key, --self-signed, "
+                "or --behind-proxy when TLS ends at a reverse proxy"
+            )
+        if self.behind_proxy and not self.public_url:
+            raise ConfigError(
+                "--behind-proxy needs public_url (TELECONSULT_PUBLIC_URL): the address patients reach, used in links "
+                "and to check where requests come from"
+            )
+        if not self.public_url and self.host in WILDCARDS:
+            raise ConfigError(f"serving on {self.host} needs public_url: the address patients reach")
+
+
+WILDCARDS = frozenset({"0.0.0.0", "::", ""})  # noqa: S104 - names, not a bind
+
+
+@functools.lru_cache(maxsize=32)
+def networks(values: tuple[str, ...]) -> tuple[Network, ...]:
+    return parse_networks(values)
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}".lower()
 
 
 def is_loopback(host: str) -> bool:
@@ -160,7 +209,21 @@ def build_settings(values: Mapping[str, Any]) -> Settings:
     if unknown:
         raise ConfigError(f"unknown setting(s): {', '.join(sorted(unknown))}")
     converted = {name: _convert(name, hints[name], value) for name, value in values.items()}
-    return dataclasses.replace(Settings(), **converted)
+    settings = dataclasses.replace(Settings(), **converted)
+    _check(settings)
+    return settings
+
+
+def _check(settings: Settings) -> None:
+    for name in ("trusted_proxies", "metrics_from"):
+        try:
+            networks(getattr(settings, name))
+        except ValueError as exc:
+            raise ConfigError(f"setting {name}: {exc}") from exc
+    if settings.forwarded_header not in ("x-forwarded-for", "forwarded"):
+        raise ConfigError("setting forwarded_header: x-forwarded-for or forwarded")
+    if settings.public_url and urlsplit(settings.public_url).scheme not in ("http", "https"):
+        raise ConfigError("setting public_url: an http:// or https:// address")
 
 
 def _convert(name: str, hint: Any, value: Any) -> Any:

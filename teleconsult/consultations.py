@@ -5,11 +5,11 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import TypeGuard
 
 from teleconsult import billing
 from teleconsult.batching import GroupCommit
 from teleconsult.config import Settings
-from teleconsult.doctors import EMAIL, normalise_email
 from teleconsult.errors import ErrorCode, TeleconsultError
 from teleconsult.ids import hash_token, looks_like_token, new_id
 from teleconsult.invitations import invitation_expiry, issue_invitation, join_link
@@ -25,12 +25,13 @@ from teleconsult.store import invitations as invitation_store
 from teleconsult.store import outbox as outbox_store
 from teleconsult.store.models import BillingRecord, Consultation, Doctor, Participant, utcnow
 from teleconsult.tickets import consume_ticket, issue_ticket
+from teleconsult.validation import appointment, display_name, invalid, mailbox, optional_text
 
 PAGE_SIZE = 50
 NOT_RESUMABLE = "Unknown, used or expired resume token."
 #: The most callers one group-commit transaction serves (resumes, rooms rebuilt).
 BATCH = 500
-NAME_MAX = 200
+REASON_MAX = 2000
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,47 +54,43 @@ class NewConsultation:
     #: Extra seats: a relative, an interpreter (up to the server's ``guest_seats``).
     guests: tuple[Invitee, ...] = ()
 
-    def validated(self) -> NewConsultation:
-        patient_name = self.patient_name.strip()
-        if not patient_name or len(patient_name) > NAME_MAX:
-            raise TeleconsultError(ErrorCode.BAD_REQUEST, "The patient's name is required.")
-        patient_email = normalise_email(self.patient_email)
-        if not EMAIL.match(patient_email):
-            raise TeleconsultError(ErrorCode.BAD_REQUEST, "The patient's email address is invalid.")
-        nurse_name = (self.nurse_name or "").strip() or None
-        nurse_email = normalise_email(self.nurse_email) if self.nurse_email else None
+    def validated(self, now: datetime) -> NewConsultation:
+        """Names as display text, addresses as single mailboxes, the time as a real future appointment."""
+        patient_name = display_name(self.patient_name, field="patient_name")
+        patient_email = mailbox(self.patient_email, field="patient_email")
+        nurse_name = display_name(self.nurse_name, field="nurse_name") if _given(self.nurse_name) else None
+        nurse_email = mailbox(self.nurse_email, field="nurse_email") if _given(self.nurse_email) else None
         if (nurse_name is None) != (nurse_email is None):
-            raise TeleconsultError(ErrorCode.BAD_REQUEST, "A nurse needs both a name and an email address.")
-        if nurse_email is not None and not EMAIL.match(nurse_email):
-            raise TeleconsultError(ErrorCode.BAD_REQUEST, "The nurse's email address is invalid.")
-        if self.scheduled_at is not None and self.scheduled_at.tzinfo is None:
-            raise TeleconsultError(ErrorCode.BAD_REQUEST, "scheduled_at needs a time zone offset.")
+            raise invalid(
+                "nurse_email" if nurse_email is None else "nurse_name",
+                "nurse_incomplete",
+                "A nurse needs both a name and an email address.",
+            )
         if self.language not in ("fr", "en"):
-            raise TeleconsultError(ErrorCode.BAD_REQUEST, "language is fr or en.")
+            raise invalid("language", "language", "language is fr or en.")
         if self.nurse_pre_admitted and nurse_name is None:
-            raise TeleconsultError(ErrorCode.BAD_REQUEST, "nurse_pre_admitted needs a nurse.")
+            raise invalid("nurse_pre_admitted", "nurse_incomplete", "nurse_pre_admitted needs a nurse.")
         return dataclasses.replace(
             self,
             patient_name=patient_name,
             patient_email=patient_email,
             nurse_name=nurse_name,
             nurse_email=nurse_email,
-            guests=tuple(_invitee(g) for g in self.guests),
+            scheduled_at=appointment(self.scheduled_at, field="scheduled_at", now=now),
+            reason=optional_text(self.reason, field="reason", max_length=REASON_MAX),
+            guests=tuple(_invitee(g, n) for n, g in enumerate(self.guests)),
         )
 
 
-def _checked_email(email: str) -> str:
-    email = normalise_email(email)
-    if not EMAIL.match(email):
-        raise TeleconsultError(ErrorCode.BAD_REQUEST, "The email address is invalid.")
-    return email
+def _given(value: str | None) -> TypeGuard[str]:
+    return bool(value and value.strip())
 
 
-def _invitee(guest: Invitee) -> Invitee:
-    name, email = guest.name.strip(), normalise_email(guest.email)
-    if not name or len(name) > NAME_MAX or not EMAIL.match(email):
-        raise TeleconsultError(ErrorCode.BAD_REQUEST, "Each guest needs a name and a valid email address.")
-    return Invitee(name, email)
+def _invitee(guest: Invitee, position: int) -> Invitee:
+    return Invitee(
+        display_name(guest.name, field=f"guests[{position}].name"),
+        mailbox(guest.email, field=f"guests[{position}].email"),
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,12 +140,12 @@ class ConsultationService:
         self._held: GroupCommit[str, list[Seat]] = GroupCommit(self._held_batch, max_batch=BATCH)
 
     async def create(self, doctor: Doctor, new: NewConsultation) -> Created:
-        new = new.validated()
+        now = utcnow()
+        new = new.validated(now)
         if len(new.guests) > self._settings.guest_seats:
             raise TeleconsultError(
                 ErrorCode.BAD_REQUEST, f"This server allows {self._settings.guest_seats} guest(s) per consultation."
             )
-        now = utcnow()
         consultation = Consultation(
             id=new_id("c"),
             doctor_id=doctor.id,
@@ -389,7 +386,8 @@ class ConsultationService:
     async def resend(
         self, doctor: Doctor, consultation_id: str, participant_id: str, *, email: str | None = None
     ) -> str:
-        """A new link for one invited participant, mailed again; the old link stops working."""
+        """A new link for one invited participant, mailed again; the old link stops working, and so does everything
+        obtained with it."""
         now = utcnow()
         async with self._db.transaction() as tx:
             consultation = await self._owned(tx, doctor, consultation_id)
@@ -402,8 +400,13 @@ class ConsultationService:
                     ErrorCode.CONFLICT, "The appointment is more than a day past: create a new consultation."
                 )
             if email is not None:
-                participant.email = _checked_email(email)  # the doctor corrects a mistyped address
+                participant.email = mailbox(email, field="email")  # the doctor corrects a mistyped address
             await invitation_store.revoke(tx, consultation_id, now, participant.id)
+            # What the old link gave is taken back with it: the participant cookie, unused tickets, the right to
+            # resume, and the admission (whoever comes with the new link waits for the doctor). The live socket
+            # is cut by the signaling service (``link_revoked``).
+            await store.update_participant(tx, participant.id, credential_hash=None, resume_hash=None, admitted_at=None)
+            await invitation_store.revoke_tickets(tx, participant.id, now)
             await outbox_store.cancel_queued(tx, consultation_id, participant.id, now)
             invitation, token = await issue_invitation(tx, self._settings, consultation, participant, now)
             link = join_link(self._settings, token)

@@ -15,40 +15,65 @@ from teleconsult.ids import hash_token, new_id, new_token
 from teleconsult.store import Database
 from teleconsult.store import doctors as store
 from teleconsult.store.models import Doctor, utcnow
+from teleconsult.validation import display_name
 
-EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,255}\.[^@\s]{2,}$")
+#: A doctor's address (set by an administrator, shown in mails as Reply-To): one mailbox, nothing that could start
+#: a second address or a display part. Local domains (``teleconsult.localhost``) are allowed for the demo.
+EMAIL = re.compile(r'^[^@\s<>,;:"()\[\]\\]{1,64}@[^@\s<>,;:"()\[\]\\]{1,255}\.[^@\s<>,;:"()\[\]\\]{2,}$')
 RPPS = re.compile(r"^\d{11}$")
 
 
 class LoginThrottle:
-    """At most ``max_failures`` failed logins per key within ``window_s``; success clears the key."""
+    """At most ``max_attempts`` password checks per key within ``window_s`` that did not succeed.
 
-    def __init__(self, max_failures: int, window_s: float, clock: Callable[[], float] = time.monotonic):
-        self.max_failures = max_failures
+    An attempt is counted *before* its password is checked (``reserve``), in one step with the check of the
+    limit, so concurrent guesses cannot all slip in while the slow hash runs: whatever their number, at most
+    ``max_attempts`` are ever verified per key in a window. A success takes its own attempt back and clears the
+    account's key (``succeeded``). The counts live in this process; a shared store comes with scale-out.
+    """
+
+    def __init__(self, max_attempts: int, window_s: float, clock: Callable[[], float] = time.monotonic):
+        self.max_attempts = max_attempts
         self.window_s = window_s
         self._clock = clock
-        self._failures: defaultdict[str, deque[float]] = defaultdict(deque)
+        self._attempts: defaultdict[str, deque[float]] = defaultdict(deque)
+
+    def reserve(self, keys: tuple[str, ...]) -> tuple[float, float]:
+        """Count one attempt against every key, or none if any key is at its limit. Returns ``(wait, stamp)``:
+        ``wait`` is 0 when the attempt may go ahead (the seconds to wait otherwise); ``stamp`` identifies it."""
+        now = self._clock()
+        wait = max(self._retry_after(key, now) for key in keys)
+        if wait > 0:
+            return wait, now
+        for key in keys:
+            self._attempts[key].append(now)
+        return 0.0, now
+
+    def succeeded(self, keys: tuple[str, ...], stamp: float, *, clear: str) -> None:
+        """The attempt ``stamp`` was right: it no longer counts, and the ``clear`` key starts afresh."""
+        for key in keys:
+            attempts = self._attempts.get(key)
+            if attempts is not None and stamp in attempts:
+                attempts.remove(stamp)
+            if key == clear or not attempts:
+                self._attempts.pop(key, None)
 
     def retry_after(self, key: str) -> float:
-        """Seconds to wait before another attempt is allowed (0 when allowed now)."""
-        failures = self._failures.get(key)
-        if not failures:
-            return 0.0
-        now = self._clock()
-        while failures and failures[0] <= now - self.window_s:
-            failures.popleft()
-        if not failures:
-            del self._failures[key]
-            return 0.0
-        if len(failures) < self.max_failures:
-            return 0.0
-        return failures[0] + self.window_s - now
+        """Seconds to wait before another attempt is allowed for ``key`` (0 when allowed now)."""
+        return self._retry_after(key, self._clock())
 
-    def failed(self, key: str) -> None:
-        self._failures[key].append(self._clock())
-
-    def succeeded(self, key: str) -> None:
-        self._failures.pop(key, None)
+    def _retry_after(self, key: str, now: float) -> float:
+        attempts = self._attempts.get(key)
+        if not attempts:
+            return 0.0
+        while attempts and attempts[0] <= now - self.window_s:
+            attempts.popleft()
+        if not attempts:
+            del self._attempts[key]
+            return 0.0
+        if len(attempts) < self.max_attempts:
+            return 0.0
+        return attempts[0] + self.window_s - now
 
 
 def normalise_email(email: str) -> str:
@@ -69,8 +94,8 @@ class DoctorService:
             raise TeleconsultError(ErrorCode.BAD_REQUEST, "Invalid email address.")
         if not RPPS.match(rpps):
             raise TeleconsultError(ErrorCode.BAD_REQUEST, "The RPPS number has 11 digits.")
-        if not name.strip():
-            raise TeleconsultError(ErrorCode.BAD_REQUEST, "The name is required.")
+        name = display_name(name, field="name")
+        phone = display_name(phone, field="phone", max_length=40) if phone and phone.strip() else None
         if len(password) < passwords.MIN_LENGTH:
             raise TeleconsultError(
                 ErrorCode.BAD_REQUEST, f"The password needs at least {passwords.MIN_LENGTH} characters."
@@ -82,10 +107,10 @@ class DoctorService:
             doctor = Doctor(
                 id=new_id("d"),
                 email=email,
-                name=name.strip(),
+                name=name,
                 rpps=rpps,
                 password_hash=password_hash,
-                phone=(phone or "").strip()[:40] or None,
+                phone=phone,
             )
             return await store.add_doctor(tx, doctor)
 
@@ -93,17 +118,15 @@ class DoctorService:
         """Check the password; returns a new session token (shown once, stored hashed) and the doctor."""
         email = normalise_email(email)
         keys = (f"email:{email}", f"ip:{client}")
-        wait = max(self.throttle.retry_after(key) for key in keys)
+        wait, attempt = self.throttle.reserve(keys)  # counted before the slow hash, not after
         if wait > 0:
             raise TeleconsultError(ErrorCode.RATE_LIMITED, "Too many failed logins; try again later.", retry_after=wait)
         async with self._db.transaction() as tx:
             doctor = await store.doctor_by_email(tx, email)
         if not await passwords.verify_password(doctor.password_hash if doctor else None, password):
-            for key in keys:
-                self.throttle.failed(key)
             raise TeleconsultError(ErrorCode.INVALID_CREDENTIALS)
         assert doctor is not None  # verify_password is False without a real hash
-        self.throttle.succeeded(keys[0])
+        self.throttle.succeeded(keys, attempt, clear=keys[0])
         token = new_token()
         async with self._db.transaction() as tx:
             await store.add_session(tx, hash_token(token), doctor.id, utcnow() + self._session_ttl)

@@ -77,10 +77,21 @@ DEFAULT_MESSAGES: dict[ErrorCode, str] = {
 class TeleconsultError(Exception):
     """An expected failure with a stable code; safe to show to the client (never holds secrets)."""
 
-    def __init__(self, code: ErrorCode, message: str | None = None, *, retry_after: float | None = None):
+    def __init__(
+        self,
+        code: ErrorCode,
+        message: str | None = None,
+        *,
+        retry_after: float | None = None,
+        field: str | None = None,
+        detail: str | None = None,
+    ):
         self.code = code
         self.message = message or DEFAULT_MESSAGES[code]
         self.retry_after = retry_after
+        #: The request field at fault, and a finer code than ``code`` that pages translate (``error.detail.*``).
+        self.field = field
+        self.detail = detail
         super().__init__(f"{code}: {self.message}")
 
     @property

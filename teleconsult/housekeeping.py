@@ -31,4 +31,6 @@ async def run(database: Database, every_s: float, chores: Chores) -> None:
             await purge(database)
         except TeleconsultError:
             log.warning("housekeeping skipped: database unavailable")
+        except Exception:  # never the end of the loop: said, and tried again next time
+            log.exception("housekeeping failed; will retry")
         await chores.rest(every_s)

@@ -6,7 +6,10 @@ import logging
 import re
 
 _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
-    (re.compile(r"[A-Za-z0-9_-]{43}"), "[token]"),
+    # A token is a whole run of exactly 43 URL-safe characters (ids, file names and hashes are other lengths).
+    (re.compile(r"(?<![A-Za-z0-9_-])[A-Za-z0-9_-]{43}(?![A-Za-z0-9_-])"), "[token]"),
+    # SQLAlchemy's error text names the statement's parameters (names, reasons): never logged.
+    (re.compile(r"\[parameters: .*?\]\n?(?=\(Background|\Z)", re.DOTALL), "[parameters hidden]"),
     (re.compile(r"[\w.+-]+@[\w-]+(\.[\w-]+)+"), "[email]"),
     (re.compile(r"\b(?:\d{1,3}\.){3}\d{1,3}\b"), "[ip]"),
     (re.compile(r"\b(?:[0-9a-fA-F]{1,4}:){3,7}[0-9a-fA-F]{1,4}\b"), "[ip]"),
@@ -23,8 +26,12 @@ def redact(text: str) -> str:
     return text
 
 
+_TRACEBACKS = logging.Formatter()
+
+
 class RedactingFilter(logging.Filter):
-    """Rewrites each record's message so secrets and personal data never reach a handler."""
+    """Rewrites each record's message, exception text and stack so secrets and personal data never reach a
+    handler (an exception's message may carry a URL with a token, or a value the client sent)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
@@ -32,6 +39,12 @@ class RedactingFilter(logging.Filter):
         if cleaned != message or record.args:
             record.msg = cleaned
             record.args = None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = _TRACEBACKS.formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = redact(record.exc_text)
+        if record.stack_info:
+            record.stack_info = redact(record.stack_info)
         return True
 
 

@@ -15,6 +15,7 @@ import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.message import EmailMessage
+from email.utils import parseaddr
 from pathlib import Path
 from typing import Protocol
 from urllib.parse import unquote, urlsplit
@@ -22,6 +23,7 @@ from urllib.parse import unquote, urlsplit
 import aiosmtplib
 
 from teleconsult.config import ConfigError, Settings
+from teleconsult.files import private_directory
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +37,8 @@ class PermanentFailure(Exception):
 
 
 class MailTransport(Protocol):
-    async def send(self, message: EmailMessage) -> None: ...
+    async def send(self, message: EmailMessage, *, recipient: str) -> None:
+        """Deliver ``message`` to ``recipient`` alone (the envelope), whatever its headers say."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,16 +65,21 @@ class SmtpServer:
 
 
 class SmtpTransport:
-    def __init__(self, server: SmtpServer, timeout: float, tls_context: ssl.SSLContext | None = None):
+    def __init__(
+        self, server: SmtpServer, timeout: float, sender: str, tls_context: ssl.SSLContext | None = None
+    ) -> None:
         self._server = server
         self._timeout = timeout
+        self._sender = sender
         self._tls = tls_context or ssl.create_default_context()
 
-    async def send(self, message: EmailMessage) -> None:
+    async def send(self, message: EmailMessage, *, recipient: str) -> None:
         server = self._server
         try:
             await aiosmtplib.send(
                 message,
+                sender=self._sender,
+                recipients=[recipient],
                 hostname=server.host,
                 port=server.port,
                 username=server.username,
@@ -96,8 +104,8 @@ class OutboxDirectory:
     def __init__(self, directory: Path):
         self.directory = directory
 
-    async def send(self, message: EmailMessage) -> None:
-        self.directory.mkdir(parents=True, exist_ok=True)
+    async def send(self, message: EmailMessage, *, recipient: str) -> None:
+        private_directory(self.directory)
         name = f"{datetime.now(UTC):%Y%m%dT%H%M%S%f}-{_safe(message['Message-ID'])}.eml"
         data = bytes(message)
         handle, temporary = tempfile.mkstemp(dir=self.directory, suffix=".part")
@@ -115,8 +123,16 @@ class OutboxDirectory:
 
 def transport_for(settings: Settings) -> MailTransport:
     if settings.smtp_url:
-        return SmtpTransport(SmtpServer.from_url(settings.smtp_url), settings.mail_timeout_s)
+        return SmtpTransport(SmtpServer.from_url(settings.smtp_url), settings.mail_timeout_s, envelope_sender(settings))
     return OutboxDirectory(settings.data_dir / "outbox")
+
+
+def envelope_sender(settings: Settings) -> str:
+    """The bare address of ``mail_from`` (``Teleconsult <no-reply@…>``), for MAIL FROM."""
+    _, address = parseaddr(settings.mail_from)
+    if "@" not in address:
+        raise ConfigError(f"mail_from must hold an address: {settings.mail_from!r}")
+    return address
 
 
 def _safe(message_id: str | None) -> str:

@@ -7,8 +7,9 @@ reach the practice. Never the reason for the visit or anything medical.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from email.headerregistry import Address
 from email.message import EmailMessage
-from email.utils import format_datetime, formataddr, make_msgid
+from email.utils import format_datetime, make_msgid
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -18,6 +19,7 @@ from teleconsult.calendar import Appointment, ics
 from teleconsult.config import Settings
 from teleconsult.i18n import DEFAULT_LANGUAGE, LANGUAGES, format_paris
 from teleconsult.store.models import Consultation, Doctor, Participant, utcnow
+from teleconsult.validation import shown
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +34,13 @@ class Letter:
     sequence: int = 0
 
 
+def recipient_of(letter: Letter) -> str:
+    """The one address the mail goes to: the participant's, validated when it was stored."""
+    if not letter.participant.email:
+        raise ValueError("a letter needs the participant's address")
+    return letter.participant.email
+
+
 class Notifier:
     def __init__(self, templates: jinja2.Environment, settings: Settings):
         self._templates = templates
@@ -44,8 +53,9 @@ class Notifier:
         message = EmailMessage()
         message["Subject"] = self._render(f"mail/{letter.kind}.subject.{lang}.txt", context).strip()
         message["From"] = self._settings.mail_from
-        message["To"] = formataddr((letter.participant.name, letter.participant.email or ""))
-        message["Reply-To"] = formataddr((letter.doctor.name, letter.doctor.email))
+        # Built from parts, never from a string parsed back: a name is an encoded phrase whatever it holds.
+        message["To"] = Address(display_name=shown(letter.participant.name), addr_spec=recipient_of(letter))
+        message["Reply-To"] = Address(display_name=shown(letter.doctor.name), addr_spec=letter.doctor.email)
         message["Date"] = format_datetime(utcnow())
         message["Message-ID"] = make_msgid(domain=self._domain)
         message["Auto-Submitted"] = "auto-generated"

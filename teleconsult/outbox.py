@@ -20,7 +20,7 @@ from teleconsult.crypto.sealing import Sealer, SealError
 from teleconsult.errors import TeleconsultError
 from teleconsult.ids import new_id
 from teleconsult.mail import MailTransport, PermanentFailure, TemporaryFailure
-from teleconsult.notifications import Letter, Notifier
+from teleconsult.notifications import Letter, Notifier, recipient_of
 from teleconsult.store import Database, Tx
 from teleconsult.store import outbox as store
 from teleconsult.store.models import OutgoingMail, utcnow
@@ -53,6 +53,7 @@ class Outbox:
             invitation_id=invitation_id,
             kind=letter.kind,
             recipient_role=letter.participant.role,
+            recipient=recipient_of(letter),
             status="queued",
             attempts=0,
             next_attempt_at=utcnow(),
@@ -76,6 +77,9 @@ class Outbox:
             except TeleconsultError:
                 log.warning("outbox: database unavailable; will retry")
                 delivered = 0
+            except Exception:  # a bug must not stop every later mail: said, then the next round
+                log.exception("outbox: unexpected error; will retry")
+                delivered = 0
             if delivered:
                 continue
             self._wake.clear()
@@ -94,12 +98,17 @@ class Outbox:
         async with self._db.transaction() as tx:
             mail, sealed = await store.load(tx, mail_id)
         try:
+            if not mail.recipient:
+                raise PermanentFailure("no recipient address")
             message = self._open(mail, sealed)
-            await self.transport.send(message)
+            await self.transport.send(message, recipient=mail.recipient)
         except TemporaryFailure as failure:
             await self._retry_or_give_up(mail, str(failure))
         except (PermanentFailure, SealError) as failure:
             await self._fail(mail, str(failure))
+        except Exception as error:  # this mail cannot be sent (a malformed message, a library's bug): it fails
+            # alone, with a reason that names no one, and the sender goes on with the next.
+            await self._fail(mail, f"unexpected {type(error).__name__}")
         else:
             async with self._db.transaction() as tx:
                 await store.mark_sent(tx, mail.id, utcnow())

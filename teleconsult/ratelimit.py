@@ -68,3 +68,33 @@ class PendingPerKey:
 
     def __len__(self) -> int:
         return sum(self._counts.values())
+
+
+class RatePerKey:
+    """At most ``per_minute`` events a minute per key, in bursts of up to ``per_minute`` (GCRA: one float per key).
+
+    ``take`` answers 0 when the event may go ahead (and counts it), else the seconds to wait. Idle keys are
+    forgotten when the table grows past ``max_keys``, so a flood of addresses cannot grow it without bound.
+    """
+
+    def __init__(self, per_minute: float, *, clock: Callable[[], float] = time.monotonic, max_keys: int = 100_000):
+        self._interval = 60.0 / per_minute
+        self._tolerance = 60.0 - self._interval  # the burst: per_minute events at once
+        self._clock = clock
+        self._max_keys = max_keys
+        self._due: dict[str, float] = {}
+
+    def take(self, key: str) -> float:
+        now = self._clock()
+        due = max(self._due.get(key, now), now)
+        wait = due - now - self._tolerance
+        if wait > 0:
+            return wait
+        self._due[key] = due + self._interval
+        if len(self._due) > self._max_keys:
+            self._forget_idle(now)
+        return 0.0
+
+    def _forget_idle(self, now: float) -> None:
+        for key in [k for k, due in self._due.items() if due <= now]:
+            del self._due[key]

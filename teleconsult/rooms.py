@@ -97,7 +97,15 @@ def polite(me: Peer, other: Peer) -> bool:
 @dataclass(frozen=True, slots=True)
 class JoinResult:
     peer: Peer
-    #: The older connection of the same seat, now out of the room (the same link opened on another device).
+    #: The older connection of the same seat, now out of the room: a doctor's second tab, or a device that was
+    #: only waiting when a newer one of the same seat arrived.
+    replaced: Peer | None
+
+
+@dataclass(frozen=True, slots=True)
+class Admission:
+    peer: Peer
+    #: The connection that held the seat until the doctor admitted this newer device, now out of the room.
     replaced: Peer | None
 
 
@@ -128,6 +136,21 @@ class Room:
     def doctors(self) -> list[Peer]:
         return [p for p in self._peers.values() if p.role is Role.DOCTOR]
 
+    def other_device(self, peer: Peer) -> Peer | None:
+        """Another connection holding the same seat, if any."""
+        return next((p for p in self._peers.values() if p.seat == peer.seat and p is not peer), None)
+
+    def is_second_device(self, peer: Peer) -> bool:
+        """A waiting connection whose seat another, older connection holds (shown so in the lobby)."""
+        if peer.admitted:
+            return False
+        for other in self._peers.values():  # in the order they came
+            if other is peer:
+                return False
+            if other.seat == peer.seat:
+                return True
+        return False
+
     def is_in_progress(self) -> bool:
         """Doctor and patient both admitted: the consultation has really started."""
         roles = {p.role for p in self._peers.values() if p.admitted}
@@ -136,16 +159,28 @@ class Room:
     # --- transitions -------------------------------------------------------------------------------------------
 
     def join(self, peer_id: PeerId, role: Role, name: str, seat: str, *, pre_admitted: bool) -> JoinResult:
-        """Seat a new connection. The doctor is always admitted; others wait unless already admitted before."""
+        """Seat a new connection (a ticket, never a resume).
+
+        The doctor is always admitted, and a second tab of theirs replaces the first. Anyone else is admitted
+        only if the doctor let their seat in beforehand (``pre_admitted``), and only when no other connection
+        holds that seat: a new device on a held seat (the link forwarded, or opened again elsewhere) waits as a
+        *second device* until the doctor admits it (which replaces the first) or denies it. One second device
+        waits at a time; a newer one replaces it.
+        """
         if self.ended:
             raise TeleconsultError(ErrorCode.ENDED)
         if peer_id in self._peers:
             raise TeleconsultError(ErrorCode.BAD_MESSAGE, "Already joined.")
-        replaced = next((p for p in self._peers.values() if p.seat == seat), None)
-        taken = sum(1 for p in self._peers.values() if p.role is role and p is not replaced)
-        if taken >= self.capacity.seats(role):
+        holders = [p for p in self._peers.values() if p.seat == seat]
+        if role is Role.DOCTOR:
+            replaced = holders[0] if holders else None
+            admitted = True
+        else:
+            replaced = next((p for p in holders if self.is_second_device(p)), None)
+            admitted = pre_admitted and not holders
+        taken = {p.seat for p in self._peers.values() if p.role is role and p.seat != seat}
+        if len(taken) >= self.capacity.seats(role):
             raise TeleconsultError(ErrorCode.ROOM_FULL)
-        admitted = role is Role.DOCTOR or pre_admitted or (replaced is not None and replaced.admitted)
         if replaced is not None:
             del self._peers[replaced.peer_id]
         peer = Peer(peer_id, role, name, seat, PeerState.ADMITTED if admitted else PeerState.WAITING)
@@ -173,13 +208,23 @@ class Room:
         if rule.admitted_only and not sender.admitted:
             raise TeleconsultError(ErrorCode.FORBIDDEN, "Wait until the doctor admits you.")
 
-    def admit(self, actor: Peer, target_id: str) -> Peer:
+    def admit(self, actor: Peer, target_id: str) -> Admission:
+        """Let a waiting peer in; a second device takes the seat from the connection that held it."""
         self.authorize(actor, "admit")
         target = self._require(target_id)
         if target.admitted:
             raise TeleconsultError(ErrorCode.FORBIDDEN, "Already admitted.")
+        replaced = self.other_device(target) if self.is_second_device(target) else None
+        if replaced is not None:
+            self._pop(replaced)
         target.state = PeerState.ADMITTED
-        return target
+        return Admission(target, replaced)
+
+    def undo_admission(self, admission: Admission) -> None:
+        """The admission could not be recorded: the peer waits again and the replaced one is back."""
+        admission.peer.state = PeerState.WAITING
+        if admission.replaced is not None:  # back in its place, before the newer device
+            self._peers = {admission.replaced.peer_id: admission.replaced, **self._peers}
 
     def deny(self, actor: Peer, target_id: str) -> Peer:
         self.authorize(actor, "deny")

@@ -60,6 +60,14 @@ class Session:
     pending: deque[bytes] | None = None
     grace: asyncio.TimerHandle | None = None
     closed: bool = False
+    #: A second device waiting on a seat another connection holds: the database still records that other one, so
+    #: this session's resume token is kept here and written only if the doctor admits it (it is then durable).
+    unsaved_resume: str | None = None
+
+    @property
+    def durable(self) -> bool:
+        """The database records this session's seat (peer id, resume token, away time)."""
+        return self.unsaved_resume is None
 
     @property
     def channel(self) -> str:
@@ -89,13 +97,16 @@ def channel_of(peer: Peer) -> str:
     return f"peer:{peer.peer_id}"
 
 
-def peer_info(peer: Peer, viewer: Peer | None = None, *, with_ready: bool = False) -> m.PeerInfo:
+def peer_info(
+    peer: Peer, viewer: Peer | None = None, *, with_ready: bool = False, second_device: bool = False
+) -> m.PeerInfo:
     return m.PeerInfo(
         peer_id=peer.peer_id,
         role=peer.role.value,
         name=peer.name,
         polite=polite(viewer, peer) if viewer is not None else None,
         ready=peer.ready if with_ready else None,
+        second_device=True if second_device else None,
     )
 
 
@@ -147,18 +158,18 @@ class SignalingService:
     async def _take_seat(self, conn: Connection, ticket: str) -> Session:
         seat = await self._consultations.open_ticket(ticket)
         room = await self._room_for(seat.consultation_id)
+        # Only a resume token keeps an admission: a fresh ticket waits unless the doctor let the seat in beforehand.
         joined = room.join(
-            PeerId(new_id("p")),
-            Role(seat.role),
-            seat.name,
-            seat.participant_id,
-            pre_admitted=seat.admitted_at is not None or seat.pre_admitted,
+            PeerId(new_id("p")), Role(seat.role), seat.name, seat.participant_id, pre_admitted=seat.pre_admitted
         )
         if joined.replaced is not None:
             await self._evict(joined.replaced, m.Removed(reason="replaced"), release_seat=False)
         session = await self._open_session(joined.peer, room, seat, conn)
         token = new_token()
-        await self._consultations.seat_taken(seat, session.peer.peer_id, token, admitted=session.peer.admitted)
+        if room.is_second_device(joined.peer):
+            session.unsaved_resume = token  # the seat's holder stays recorded until the doctor chooses
+        else:
+            await self._consultations.seat_taken(seat, session.peer.peer_id, token, admitted=session.peer.admitted)
         self._welcome(session, token)
         await self._announce_arrival(session)
         return session
@@ -299,14 +310,23 @@ class SignalingService:
 
     async def _admit(self, session: Session, target_id: str) -> None:
         room = session.room
-        target = room.admit(session.peer, target_id)
+        admission = room.admit(session.peer, target_id)
+        target = admission.peer
+        newcomer = self._sessions.get(target.peer_id)
         try:  # durable first: nobody is told of an admission the database does not hold
+            if newcomer is not None and newcomer.unsaved_resume is not None:
+                await self._consultations.seat_taken(
+                    newcomer.seat, target.peer_id, newcomer.unsaved_resume, admitted=True
+                )
+                newcomer.unsaved_resume = None
             await self._consultations.participant_admitted(
                 target.seat, room.consultation_id, in_progress=room.is_in_progress()
             )
         except TeleconsultError:
-            target.state = PeerState.WAITING
+            room.undo_admission(admission)
             raise
+        if admission.replaced is not None:  # the device the seat was taken from
+            await self._evict(admission.replaced, m.Removed(reason="replaced"), release_seat=False)
         peers = [peer_info(p, target) for p in room.admitted(exclude=target.peer_id)]
         await self._send(target, m.Admitted(peers=peers))
         for other in room.admitted(exclude=target.peer_id):
@@ -334,6 +354,9 @@ class SignalingService:
         session.conn = None
         if self._stopping:
             return  # shutdown marks every seat away at once
+        if not session.durable:
+            await self._depart(session)  # a second device cannot resume: nothing holds its seat for it
+            return
         self._start_grace(session, self._settings.resume_grace_s)
         await self._consultations.participants_away([session.participant_id])
 
@@ -361,7 +384,8 @@ class SignalingService:
         peer = session.room.leave(session.peer.peer_id)
         if peer is not None:
             await self._announce_departure(session.room, peer)
-        await self._consultations.seat_released(session.participant_id)
+        if session.durable:
+            await self._consultations.seat_released(session.participant_id)
 
     async def _evict(
         self, peer: Peer, notice: ServerMessage, *, sent_away: bool = False, release_seat: bool = True
@@ -374,8 +398,18 @@ class SignalingService:
             if session.conn is not None:
                 session.conn.close_soon(CLOSE_NORMAL, notice.__struct_config__.tag)  # type: ignore[arg-type]
             await self._announce_departure(session.room, peer)
+            release_seat = release_seat and session.durable  # a second device never held the seat
         if release_seat:
             await self._consultations.seat_released(peer.seat, sent_away=sent_away)
+
+    async def link_revoked(self, consultation_id: str, participant_id: str) -> None:
+        """The participant's link was replaced (resent): whoever got in with the old one is cut off now."""
+        room = self._rooms.get(consultation_id)
+        if room is None:
+            return
+        for peer in [p for p in room if p.seat == participant_id]:
+            room.leave(peer.peer_id)
+            await self._evict(peer, m.Removed(reason="link_revoked"))
 
     async def _announce_departure(self, room: Room, peer: Peer) -> None:
         if peer.admitted:
@@ -430,7 +464,8 @@ class SignalingService:
         reconnect = encode(m.Reconnect(after_ms=self._settings.reconnect_after_ms))
         seats = []
         for session in list(self._sessions.values()):
-            seats.append(session.participant_id)
+            if session.durable:
+                seats.append(session.participant_id)
             if session.conn is not None:
                 session.conn.send(reconnect)
                 session.conn.close_soon(CLOSE_RESTART, "server restart")
@@ -451,7 +486,9 @@ class SignalingService:
             await self._bus.publish(channel_of(peer), frame)
 
     def _lobby(self, room: Room) -> m.Lobby:
-        return m.Lobby(waiting=[peer_info(p, with_ready=True) for p in room.waiting()])
+        return m.Lobby(
+            waiting=[peer_info(p, with_ready=True, second_device=room.is_second_device(p)) for p in room.waiting()]
+        )
 
     async def _send_lobby(self, room: Room) -> None:
         await self._broadcast(room.doctors(), self._lobby(room))

@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import json
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from aiohttp import ClientWebSocketResponse, WSMsgType
 from aiohttp.test_utils import TestClient
@@ -85,6 +87,11 @@ class Peer:
                 return self.ws.close_code
 
 
+async def drop(peer: Peer) -> None:
+    """The network goes away: close the socket without a goodbye."""
+    await peer.ws.close()
+
+
 async def connect(client: Client, ticket: str | None = None, *, resume: str | None = None) -> Peer:
     """Open a socket and say hello with a ticket, or resume with a resume token."""
     ws = await client.ws_connect("/ws")
@@ -121,3 +128,27 @@ async def admitted_call(clients: Any) -> Call:
     await patient.expect("admitted")
     await doctor.expect("peer-joined")
     return Call(doctor_http, patient_http, csrf, consultation, doctor, patient)
+
+
+@dataclass(frozen=True)
+class Appointment:
+    """A Paris wall-clock time some days ahead (tests never hard-code a date that will one day be past)."""
+
+    when: datetime
+
+    @property
+    def iso(self) -> str:
+        return self.when.isoformat()
+
+    @property
+    def utc_z(self) -> str:
+        return self.when.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+    @property
+    def paris_fr(self) -> str:
+        return self.when.strftime("%d/%m/%Y à %H:%M")
+
+
+def upcoming(days: int = 30, hour: int = 10, minute: int = 30) -> Appointment:
+    day = (datetime.now(UTC) + timedelta(days=days)).date()
+    return Appointment(datetime(day.year, day.month, day.day, hour, minute, tzinfo=ZoneInfo("Europe/Paris")))

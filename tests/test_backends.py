@@ -17,8 +17,10 @@ from teleconsult.errors import ErrorCode, TeleconsultError
 from teleconsult.store import Database
 from teleconsult.store import consultations as store
 from teleconsult.store.models import AuditEvent, BillingRecord, Consultation, Doctor, Participant
-from tests.conftest import Running
-from tests.helpers import admitted_call, create_consultation, login, token_of
+from tests.conftest import Running, make_settings, start_server
+from tests.helpers import admitted_call, create_consultation, login, token_of, upcoming
+
+APPOINTMENT = upcoming()
 
 
 def browser(live: Running) -> ClientSession:
@@ -45,7 +47,7 @@ async def test_full_consultation_on_each_backend(running_any_db: Running) -> Non
                 json={
                     "patient_name": "Jeanne Dupont",
                     "patient_email": "jeanne@example.org",
-                    "scheduled_at": "2026-12-01T10:30:00+01:00",
+                    "scheduled_at": APPOINTMENT.iso,
                     "nurse_name": "Inès",
                     "nurse_email": "ines@example.org",
                 },
@@ -74,7 +76,7 @@ async def test_full_consultation_on_each_backend(running_any_db: Running) -> Non
         while (await patient_ws.receive_json(timeout=5))["type"] != "ended":
             pass
         detail = await (await doctor.get(f"/api/consultations/{created['id']}")).json()
-        assert detail["status"] == "ended" and detail["scheduled_at"] == "2026-12-01T09:30:00Z"
+        assert detail["status"] == "ended" and detail["scheduled_at"] == APPOINTMENT.utc_z
         assert [a["act_code"] for a in detail["billing"]["acts"]] == ["TCG"]  # the nurse never came
         patient_seat = next(p for p in detail["participants"] if p["role"] == "patient")
         assert patient_seat["consent_at"] and patient_seat["admitted_at"] and patient_seat["joined_at"]
@@ -128,8 +130,9 @@ async def test_a_ticket_opens_once_under_contention(running_any_db: Running) -> 
     assert outcomes == {"ok": 1, ErrorCode.UNAUTHORIZED: 19}
 
 
-async def test_fifty_concurrent_joins_of_one_link_make_one_participant(running_any_db: Running) -> None:
-    live = running_any_db
+async def test_fifty_concurrent_joins_of_one_link_make_one_participant(tmp_path: Any, database_url: str) -> None:
+    # Fifty joins from one address exceed the link rate limit (test_hardening.py); this test is about the race.
+    live = await start_server(make_settings(tmp_path, database_url=database_url, link_rate_per_min=1000))
     doctor, csrf = await _session(live)
     sessions = [browser(live) for _ in range(50)]
     try:
@@ -149,13 +152,14 @@ async def test_fifty_concurrent_joins_of_one_link_make_one_participant(running_a
         await doctor.close()
         for session in sessions:
             await session.close()
+        await live.server.close()
 
 
 async def test_times_come_back_in_utc(running_any_db: Running) -> None:
     app = running_any_db.app
     doctor = await app[DOCTORS].doctor_by_email(running_any_db.doctor_email)
     assert doctor is not None
-    when = datetime(2026, 12, 1, 9, 30, tzinfo=UTC)
+    when = upcoming().when.astimezone(UTC)
     created = await app[CONSULTATIONS].create(doctor, NewConsultation("J", "j@example.org", scheduled_at=when))
     again = await app[CONSULTATIONS].get_for_doctor(doctor, created.consultation.id)
     assert again.scheduled_at == when and again.scheduled_at.tzinfo is not None

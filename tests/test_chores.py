@@ -28,7 +28,7 @@ async def test_a_step_under_way_finishes_before_the_loop_stops(tmp_path: Path) -
             steps_done += 1
             await chores.rest(60)
 
-    chores.start(loop())
+    chores.start("loop", loop())
     await in_step.wait()
     await chores.stop(within_s=5)
     assert steps_done == 1  # the open transaction committed; the 60 s rest was cut short by the stop

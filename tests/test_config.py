@@ -66,8 +66,17 @@ def test_unknown_keys_in_a_file_are_refused(tmp_path: Path) -> None:
 def test_serving_off_loopback_needs_tls(host: str) -> None:
     with pytest.raises(ConfigError, match="TLS"):
         load_settings({"host": host}, environ={}).check_serving()
-    load_settings({"host": host, "behind_proxy": True}, environ={}).check_serving()
-    load_settings({"host": host, "self_signed": True}, environ={}).check_serving()
+    public = {"public_url": "https://tc.example.org"}
+    load_settings({"host": host, "behind_proxy": True} | public, environ={}).check_serving()
+    load_settings({"host": host, "self_signed": True} | public, environ={}).check_serving()
+
+
+def test_a_proxy_or_a_wildcard_address_needs_the_public_url() -> None:
+    with pytest.raises(ConfigError, match="public_url"):
+        load_settings({"behind_proxy": True}, environ={}).check_serving()
+    with pytest.raises(ConfigError, match="public_url"):
+        load_settings({"host": "0.0.0.0", "self_signed": True}, environ={}).check_serving()
+    load_settings({"host": "192.0.2.10", "self_signed": True}, environ={}).check_serving()
 
 
 @pytest.mark.parametrize("host", ["127.0.0.1", "::1", "localhost", "127.0.0.2"])

@@ -12,11 +12,13 @@ from typing import Any
 
 import pytest
 from icalendar import Calendar
-from sqlalchemy import select, text
+from sqlalchemy import select, text, update
 
 from teleconsult.api.keys import DATABASE
-from teleconsult.store.models import AuditEvent
-from tests.helpers import connect, create_consultation, join, login, token_of
+from teleconsult.store.models import AuditEvent, Consultation, Invitation
+from tests.helpers import connect, create_consultation, join, login, token_of, upcoming
+
+APPOINTMENT = upcoming()
 
 LINK = re.compile(r"https?://\S+/j/[A-Za-z0-9_-]{43}")
 
@@ -57,7 +59,7 @@ async def test_the_patient_and_the_nurse_receive_french_mails_with_a_calendar_fi
     created = await create_consultation(
         doctor_http,
         csrf,
-        scheduled_at="2026-12-01T10:30:00+01:00",
+        scheduled_at=APPOINTMENT.iso,
         reason="douleur thoracique",
         nurse_name="Inès Robert",
         nurse_email="ines@example.org",
@@ -66,7 +68,7 @@ async def test_the_patient_and_the_nurse_receive_french_mails_with_a_calendar_fi
     (patient_mail,) = smtp.inbox.to("jeanne@example.org")
     (nurse_mail,) = smtp.inbox.to("ines@example.org")
 
-    assert patient_mail["Subject"] == "Votre téléconsultation avec Dr Alice Martin le 01/12/2026 à 10:30"
+    assert patient_mail["Subject"] == f"Votre téléconsultation avec Dr Alice Martin le {APPOINTMENT.paris_fr}"
     assert patient_mail["Content-Language"] == "fr"
     assert "dr.martin@example.org" in patient_mail["Reply-To"]
     content = parts(patient_mail)
@@ -81,7 +83,7 @@ async def test_the_patient_and_the_nurse_receive_french_mails_with_a_calendar_fi
 
     calendar = Calendar.from_ical(content["text/calendar"])
     (event,) = calendar.walk("VEVENT")
-    assert event.decoded("dtstart") == datetime(2026, 12, 1, 9, 30, tzinfo=UTC)
+    assert event.decoded("dtstart") == APPOINTMENT.when
     assert str(calendar["method"]) == "REQUEST" and link in str(event["url"])
     assert str(event["summary"]) == "Téléconsultation avec Dr Alice Martin"
 
@@ -163,13 +165,23 @@ async def test_a_refused_mail_fails_at_once_and_the_doctor_corrects_the_address(
     assert view["email"] == "jeanne@example.org" and view["mail"]["reason"] is None
 
 
+async def move_appointment(live: Any, consultation_id: str, when: datetime) -> None:
+    """Put a consultation's appointment in the past, with the links as they would have been issued for it (a test
+    cannot move time, and the API refuses past times)."""
+    expiry = when + timedelta(seconds=live.settings.invitation_ttl_after_scheduled_s)
+    async with live.app[DATABASE].transaction() as tx:
+        await tx.execute(update(Consultation).where(Consultation.id == consultation_id).values(scheduled_at=when))
+        await tx.execute(
+            update(Invitation).where(Invitation.consultation_id == consultation_id).values(expires_at=expiry)
+        )
+
+
 async def test_no_resend_long_after_the_appointment(server_with: Any) -> None:
-    _, clients = await server_with()
+    live, clients = await server_with()
     doctor_http = await clients()
     csrf = await login(doctor_http)
-    past = await create_consultation(
-        doctor_http, csrf, scheduled_at=(datetime.now(UTC) - timedelta(days=2)).isoformat()
-    )
+    past = await create_consultation(doctor_http, csrf, scheduled_at=APPOINTMENT.iso)
+    await move_appointment(live, past["id"], datetime.now(UTC) - timedelta(days=2))
     response = await doctor_http.post(
         f"/api/consultations/{past['id']}/invitations", json={"role": "patient"}, headers={"X-CSRF-Token": csrf}
     )
@@ -215,7 +227,7 @@ async def test_cancel_revokes_every_link_tells_the_patient_and_empties_the_waiti
     _, clients = await server_with(smtp_url=smtp.url)
     doctor_http, patient_http = await clients(), await clients()
     csrf = await login(doctor_http)
-    created = await create_consultation(doctor_http, csrf, scheduled_at="2026-12-01T10:30:00+01:00")
+    created = await create_consultation(doctor_http, csrf, scheduled_at=APPOINTMENT.iso)
     await smtp.inbox.wait_for(1)
     patient = await connect(patient_http, (await join(patient_http, created["patient_link"]))["ticket"])
     await patient.expect("waiting")
@@ -223,7 +235,7 @@ async def test_cancel_revokes_every_link_tells_the_patient_and_empties_the_waiti
     assert response.status == 200 and (await response.json())["status"] == "cancelled"
     await patient.expect("ended")
     (_, cancellation) = await smtp.inbox.wait_for(2)
-    assert cancellation["Subject"].startswith("Téléconsultation annulée : 01/12/2026 à 10:30")
+    assert cancellation["Subject"].startswith(f"Téléconsultation annulée : {APPOINTMENT.paris_fr}")
     content = parts(cancellation)
     assert "ne fonctionne plus" in content["text/plain"]
     assert str(Calendar.from_ical(content["text/calendar"])["method"]) == "CANCEL"
@@ -240,13 +252,12 @@ async def test_cancel_revokes_every_link_tells_the_patient_and_empties_the_waiti
 
 
 async def test_links_expire(server_with: Any) -> None:
-    _, clients = await server_with(invitation_ttl_unscheduled_s=1)
+    live, clients = await server_with(invitation_ttl_unscheduled_s=1)
     doctor_http, patient_http = await clients(), await clients()
     csrf = await login(doctor_http)
     now = await create_consultation(doctor_http, csrf)
-    past = await create_consultation(
-        doctor_http, csrf, scheduled_at=(datetime.now(UTC) - timedelta(days=2)).isoformat()
-    )
+    past = await create_consultation(doctor_http, csrf, scheduled_at=APPOINTMENT.iso)
+    await move_appointment(live, past["id"], datetime.now(UTC) - timedelta(days=2))
     response = await patient_http.post("/api/join", json={"token": token_of(past["patient_link"]), "consent": True})
     assert response.status == 404  # more than 24 h after its time
     await asyncio.sleep(1.2)

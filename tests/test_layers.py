@@ -46,6 +46,9 @@ LAYERS: dict[str, int] = {
     "teleconsult.logging": 5,
     "teleconsult.chores": 5,
     "teleconsult.batching": 5,
+    "teleconsult.validation": 5,
+    "teleconsult.forwarding": 5,
+    "teleconsult.files": 5,
     "teleconsult": 5,
 }
 
@@ -59,6 +62,7 @@ HOMES = {
     "cryptography": ("teleconsult.crypto",),
     "aiosmtplib": ("teleconsult.mail",),
     "icalendar": ("teleconsult.calendar",),
+    "email_validator": ("teleconsult.validation",),
     "msgspec": ("teleconsult.protocol", "teleconsult.api.bodies"),
 }
 

@@ -10,7 +10,7 @@ from aiohttp import WSMsgType
 
 from teleconsult.signaling import SignalingService
 from tests.conftest import Running
-from tests.helpers import admitted_call, connect, create_consultation, doctor_ticket, join, login
+from tests.helpers import admitted_call, connect, create_consultation, doctor_ticket, drop, join, login
 
 
 async def hello_error(client: Any, frame: object) -> tuple[dict[str, Any], Any]:
@@ -158,18 +158,44 @@ async def test_one_room_never_sees_another(clients: Any) -> None:
     assert "chat" not in seen and frame["ref"] == "p"
 
 
-async def test_reload_replaces_the_older_connection(clients: Any) -> None:
+async def test_a_second_device_waits_and_replaces_the_first_only_when_admitted(clients: Any) -> None:
     call = await admitted_call(clients)
     cid = call.consultation["id"]
     response = await call.patient_http.post(f"/api/consultations/{cid}/ticket", headers={"X-CSRF-Token": "wrong"})
     assert response.status == 403
     joined = await join(call.patient_http, call.consultation["patient_link"])
     newer = await connect(call.patient_http, joined["ticket"])
-    assert newer.welcome["state"] == "admitted"  # the doctor admitted this seat already
-    assert [p["role"] for p in newer.welcome["peers"]] == ["doctor"]
+    assert newer.welcome["state"] == "waiting" and newer.welcome["peers"] == []  # admitted once is not enough
+    lobby = await call.doctor.expect("lobby", waiting=bool)
+    assert lobby["waiting"] == [
+        {"peer_id": newer.peer_id, "role": "patient", "name": "Jeanne Dupont", "second_device": True}
+    ]
+    await call.patient.send(type="chat", text="still the patient")  # the first device is still in the call
+    assert (await call.doctor.expect("chat"))["from"] == call.patient.peer_id
+    await call.doctor.send(type="admit", peer_id=newer.peer_id)
+    assert [p["role"] for p in (await newer.expect("admitted"))["peers"]] == ["doctor"]
     assert (await call.patient.expect("removed"))["reason"] == "replaced"
     assert (await call.doctor.expect("peer-left"))["peer_id"] == call.patient.peer_id
     assert (await call.doctor.expect("peer-joined"))["peer"]["peer_id"] == newer.peer_id
+    await drop(newer)  # the device admitted last now holds the seat: it can resume
+    resumed = await connect(call.patient_http, resume=newer.welcome["resume"])
+    assert resumed.peer_id == newer.peer_id and resumed.welcome["state"] == "admitted"
+
+
+async def test_a_denied_second_device_leaves_the_first_in_the_call(clients: Any) -> None:
+    call = await admitted_call(clients)
+    other_http = await clients()
+    joined = await join(other_http, call.consultation["patient_link"])  # the link, forwarded
+    intruder = await connect(other_http, joined["ticket"])
+    lobby = await call.doctor.expect("lobby", waiting=bool)
+    assert lobby["waiting"][0]["second_device"] is True
+    await call.doctor.send(type="deny", peer_id=intruder.peer_id)
+    await intruder.expect("denied")
+    await call.patient.send(type="chat", text="still here")
+    assert (await call.doctor.expect("chat"))["from"] == call.patient.peer_id
+    await drop(call.patient)  # the seat is still the first device's, admission and resume token included
+    resumed = await connect(call.patient_http, resume=call.patient.welcome["resume"])
+    assert resumed.peer_id == call.patient.peer_id and resumed.welcome["state"] == "admitted"
 
 
 async def test_a_fault_inside_the_server_is_logged_and_the_client_can_carry_on(

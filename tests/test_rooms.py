@@ -56,13 +56,36 @@ def test_guests_need_configured_seats() -> None:
         seated(room, Role.GUEST)
 
 
-def test_same_seat_replaces_the_older_connection_and_keeps_admission() -> None:
+def test_a_second_device_on_a_held_seat_waits_and_takes_the_seat_only_when_admitted() -> None:
     room = Room("c_1")
+    (doctor,) = seated(room, Role.DOCTOR)
     room.join(PeerId("p_old"), Role.PATIENT, "Jeanne", seat="u_1", pre_admitted=True)
-    result = room.join(PeerId("p_new"), Role.PATIENT, "Jeanne", seat="u_1", pre_admitted=False)
-    assert result.replaced is not None and result.replaced.peer_id == "p_old"
-    assert result.peer.admitted
-    assert room.get("p_old") is None and len(room) == 1
+    result = room.join(PeerId("p_new"), Role.PATIENT, "Jeanne", seat="u_1", pre_admitted=True)
+    assert result.replaced is None and not result.peer.admitted  # not even a pre-admitted seat lets it in
+    assert room.is_second_device(result.peer) and not room.is_second_device(room.get("p_old"))  # type: ignore[arg-type]
+    third = room.join(PeerId("p_third"), Role.PATIENT, "Jeanne", seat="u_1", pre_admitted=False)
+    assert third.replaced is result.peer  # one second device waits at a time
+    admission = room.admit(room.get(doctor), "p_third")  # type: ignore[arg-type]
+    assert admission.peer.admitted and admission.replaced is not None and admission.replaced.peer_id == "p_old"
+    assert room.get("p_old") is None and len(room) == 2
+    room.undo_admission(admission)
+    assert room.get("p_old") is not None and room.is_second_device(third.peer)
+
+
+def test_admitting_the_first_device_leaves_the_second_waiting() -> None:
+    room = Room("c_1")
+    (doctor,) = seated(room, Role.DOCTOR)
+    room.join(PeerId("p_first"), Role.PATIENT, "Jeanne", seat="u_1", pre_admitted=False)
+    second = room.join(PeerId("p_second"), Role.PATIENT, "Jeanne", seat="u_1", pre_admitted=False)
+    admission = room.admit(room.get(doctor), "p_first")  # type: ignore[arg-type]
+    assert admission.replaced is None and room.is_second_device(second.peer)
+
+
+def test_a_second_tab_of_the_doctor_replaces_the_first() -> None:
+    room = Room("c_1")
+    room.join(PeerId("p_old"), Role.DOCTOR, "Dr", seat="u_d", pre_admitted=False)
+    result = room.join(PeerId("p_new"), Role.DOCTOR, "Dr", seat="u_d", pre_admitted=False)
+    assert result.replaced is not None and result.peer.admitted and len(room) == 1
 
 
 def test_joining_an_ended_room_is_refused() -> None:

@@ -12,12 +12,7 @@ from aiohttp import WSMsgType, WSServerHandshakeError
 
 from teleconsult.api.connection import WsConnection
 from teleconsult.api.keys import SIGNALING
-from tests.helpers import Peer, admitted_call, connect, create_consultation, doctor_ticket, join, login
-
-
-async def drop(peer: Peer) -> None:
-    """The network goes away: close the socket without a goodbye."""
-    await peer.ws.close()
+from tests.helpers import Peer, admitted_call, connect, create_consultation, doctor_ticket, drop, join, login
 
 
 async def nothing_arrives(peer: Peer, within: float = 0.3) -> None:
@@ -85,7 +80,9 @@ async def test_after_the_grace_period_the_peer_has_left(server_with: Any) -> Non
     assert json.loads((await ws.receive(timeout=5)).data)["code"] == "unauthorized"
     again = await join(call.patient_http, call.consultation["patient_link"])
     back = await connect(call.patient_http, again["ticket"])
-    assert back.welcome["state"] == "admitted"  # admitted once: a new link opening goes straight back in
+    assert back.welcome["state"] == "waiting"  # only a resume token keeps an admission: the doctor admits again
+    lobby = await call.doctor.expect("lobby", waiting=bool)
+    assert lobby["waiting"][0]["peer_id"] == back.peer_id and "second_device" not in lobby["waiting"][0]
 
 
 async def test_a_waiting_patient_resumes_into_the_waiting_room(clients: Any) -> None:
@@ -262,14 +259,19 @@ async def test_too_many_sockets_before_hello_from_one_address(server_with: Any) 
 
 async def test_a_dead_connection_is_noticed_by_heartbeat(server_with: Any) -> None:
     _, clients = await server_with(heartbeat_s=0.3, resume_grace_s=0.2)
-    call = await admitted_call(clients)
-    silent = await call.patient_http.ws_connect("/ws", autoping=False)
-    joined = await join(call.patient_http, call.consultation["patient_link"])
+    doctor_http, patient_http = await clients(), await clients()
+    csrf = await login(doctor_http)
+    consultation = await create_consultation(doctor_http, csrf)
+    doctor = await connect(doctor_http, await doctor_ticket(doctor_http, csrf, consultation["id"]))
+    silent = await patient_http.ws_connect("/ws", autoping=False)
+    joined = await join(patient_http, consultation["patient_link"])
     await silent.send_str(json.dumps({"type": "hello", "v": 1, "ticket": joined["ticket"]}))
     silent_id = json.loads((await silent.receive(timeout=5)).data)["peer_id"]
-    await call.doctor.expect("peer-joined")
+    await doctor.expect("lobby", waiting=bool)
+    await doctor.send(type="admit", peer_id=silent_id)
+    await doctor.expect("peer-joined")
     # The client answers no ping: the server closes it, and after the grace period the room is told.
-    left = await call.doctor.expect("peer-left", timeout=5)
+    left = await doctor.expect("peer-left", timeout=5)
     assert left["peer_id"] == silent_id
 
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 from aiohttp import web
 
 from teleconsult.api.bodies import LoginBody, read_body
+from teleconsult.api.clients import client_ip
 from teleconsult.api.keys import DOCTORS, SETTINGS
-from teleconsult.api.security import SESSION_COOKIE, csrf_token, set_cookie
+from teleconsult.api.security import csrf_token, session_cookie, session_token, set_cookie
 from teleconsult.api.serialize import doctor_json
 from teleconsult.errors import ErrorCode, TeleconsultError
 from teleconsult.store.models import Doctor
@@ -14,12 +15,8 @@ from teleconsult.store.models import Doctor
 routes = web.RouteTableDef()
 
 
-def client_address(request: web.Request) -> str:
-    return request.remote or "unknown"
-
-
 async def current_doctor(request: web.Request) -> Doctor | None:
-    token = request.cookies.get(SESSION_COOKIE)
+    token = session_token(request)
     if not token:
         return None
     return await request.app[DOCTORS].doctor_for_session(token)
@@ -35,19 +32,19 @@ async def require_doctor(request: web.Request) -> Doctor:
 @routes.post("/api/login")
 async def login(request: web.Request) -> web.Response:
     body = await read_body(request, LoginBody)
-    token, doctor = await request.app[DOCTORS].login(body.email, body.password, client=client_address(request))
+    token, doctor = await request.app[DOCTORS].login(body.email, body.password, client=client_ip(request))
     response = web.json_response({"doctor": doctor_json(doctor), "csrf_token": csrf_token(request, token)})
-    set_cookie(response, request, SESSION_COOKIE, token, request.app[SETTINGS].session_ttl_s)
+    set_cookie(response, request, session_cookie(request), token, request.app[SETTINGS].session_ttl_s)
     return response
 
 
 @routes.post("/api/logout")
 async def logout(request: web.Request) -> web.Response:
-    token = request.cookies.get(SESSION_COOKIE)
+    token = session_token(request)
     if token:
         await request.app[DOCTORS].logout(token)
     response = web.json_response({"ok": True})
-    response.del_cookie(SESSION_COOKIE, path="/")
+    response.del_cookie(session_cookie(request), path="/")
     return response
 
 

@@ -44,12 +44,21 @@ class JoinBody(msgspec.Struct):
     consent: bool = False
 
 
+async def read_all(request: web.Request, limit: int) -> bytes:
+    """The whole body, however it arrives (several TCP segments, chunks), refused as soon as it passes ``limit``:
+    a declared length over the limit is refused before anything is read."""
+    if request.content_length is not None and request.content_length > limit:
+        raise TeleconsultError(ErrorCode.TOO_LARGE, "Request body too large.")
+    body = bytearray()
+    while chunk := await request.content.read(limit + 1 - len(body)):
+        body += chunk
+        if len(body) > limit:
+            raise TeleconsultError(ErrorCode.TOO_LARGE, "Request body too large.")
+    return bytes(body)
+
+
 async def read_body(request: web.Request, kind: type[T]) -> T:
-    if request.content_length is not None and request.content_length > MAX_JSON_BYTES:
-        raise TeleconsultError(ErrorCode.TOO_LARGE, "Request body too large.")
-    raw = await request.content.read(MAX_JSON_BYTES + 1)
-    if len(raw) > MAX_JSON_BYTES:
-        raise TeleconsultError(ErrorCode.TOO_LARGE, "Request body too large.")
+    raw = await read_all(request, MAX_JSON_BYTES)
     try:
         return msgspec.json.decode(raw, type=kind)
     except msgspec.ValidationError as exc:

@@ -177,8 +177,11 @@ async def heartbeat(connections: Iterable[WsConnection], heartbeat_s: float, cho
             return
         dead = 0
         for n, conn in enumerate(list(connections), start=1):
-            if not conn.beat():
-                dead += 1
+            try:
+                if not conn.beat():
+                    dead += 1
+            except Exception:  # one socket's fault never stops the heartbeat of the others
+                log.exception("heartbeat: a socket could not be checked")
             if n % SWEEP_SLICE == 0:
                 await asyncio.sleep(0)
         if dead:

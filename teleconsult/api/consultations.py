@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 
 from aiohttp import web
 
 from teleconsult.api.auth import current_doctor, require_doctor
 from teleconsult.api.bodies import NewConsultationBody, ResendBody, read_body
 from teleconsult.api.keys import CONSULTATIONS, SIGNALING
-from teleconsult.api.security import participant_cookie
+from teleconsult.api.security import participant_credential
 from teleconsult.api.serialize import billing_json, consultation_json
 from teleconsult.consultations import PAGE_SIZE, Invitee, NewConsultation
 from teleconsult.errors import ErrorCode, TeleconsultError
@@ -66,7 +66,7 @@ async def ticket(request: web.Request) -> web.Response:
     """The doctor (session cookie) or a participant (their consultation's cookie) asks for a WebSocket ticket."""
     consultation_id = request.match_info["id"]
     service = request.app[CONSULTATIONS]
-    credential = request.cookies.get(participant_cookie(consultation_id))
+    credential = participant_credential(request, consultation_id)
     doctor = await current_doctor(request)
     if doctor is not None:
         value = await service.ticket_for_doctor(doctor, consultation_id)
@@ -100,9 +100,12 @@ def _cursor(raw: str | None) -> tuple[datetime, str] | None:
         return None
     try:
         created, _, ident = raw.partition("|")
-        return datetime.fromisoformat(created), ident
-    except ValueError:
-        raise TeleconsultError(ErrorCode.BAD_REQUEST, "Invalid cursor.") from None
+        moment = datetime.fromisoformat(created)
+        if moment.tzinfo is None:
+            raise ValueError("no offset")
+        return moment.astimezone(UTC), ident[:64]
+    except (ValueError, OverflowError):
+        raise TeleconsultError(ErrorCode.BAD_REQUEST, "Invalid cursor.", field="before") from None
 
 
 @routes.post("/api/consultations/{id}/invitations")
@@ -124,6 +127,7 @@ async def resend(request: web.Request) -> web.Response:
     if participant is None:
         raise TeleconsultError(ErrorCode.NOT_FOUND, "No such invited participant.")
     link = await service.resend(doctor, consultation.id, participant.id, email=body.email)
+    await request.app[SIGNALING].link_revoked(consultation.id, participant.id)
     return web.json_response({"participant_id": participant.id, "role": participant.role, "link": link}, status=201)
 
 

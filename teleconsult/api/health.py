@@ -1,10 +1,17 @@
-"""``GET /healthz``: liveness plus database and bus reachability (503 when either is down)."""
+"""``GET /healthz`` (liveness, reachability, background loops) and ``GET /metrics`` (Prometheus text).
+
+The health check tells anyone whether the node can serve, and nothing about its traffic. The metrics (sessions,
+rooms, sockets) are answered only to the addresses of ``metrics_from`` (loopback by default), judged on the client
+address after the trusted proxies: an outside client coming through the proxy is refused.
+"""
 
 from __future__ import annotations
 
 from aiohttp import web
 
-from teleconsult.api.keys import BUS, DATABASE, SIGNALING
+from teleconsult.api.clients import client_ip
+from teleconsult.api.keys import BUS, CHORES, DATABASE, SETTINGS, SIGNALING, SOCKETS
+from teleconsult.forwarding import in_networks
 
 routes = web.RouteTableDef()
 
@@ -13,12 +20,30 @@ routes = web.RouteTableDef()
 async def healthz(request: web.Request) -> web.Response:
     database = await request.app[DATABASE].ping()
     bus = await request.app[BUS].ping()
+    loops = request.app[CHORES].running()
+    healthy = database and bus and all(loops.values())
+    body = {"status": "ok" if healthy else "degraded", "database": database, "bus": bus, "loops": loops}
+    return web.json_response(body, status=200 if healthy else 503)
+
+
+@routes.get("/metrics")
+async def metrics(request: web.Request) -> web.Response:
+    if not in_networks(client_ip(request), request.app[SETTINGS].metrics_networks):
+        raise web.HTTPNotFound()
     signaling = request.app[SIGNALING]
-    body = {
-        "status": "ok" if database and bus else "degraded",
-        "database": database,
-        "bus": bus,
-        "sessions": signaling.session_count,
-        "rooms": signaling.room_count,
-    }
-    return web.json_response(body, status=200 if database and bus else 503)
+    loops = request.app[CHORES].running()
+    lines = [
+        "# HELP teleconsult_sessions Peers seated in a room on this node (connected or within their grace).",
+        "# TYPE teleconsult_sessions gauge",
+        f"teleconsult_sessions {signaling.session_count}",
+        "# HELP teleconsult_rooms Consultation rooms live on this node.",
+        "# TYPE teleconsult_rooms gauge",
+        f"teleconsult_rooms {signaling.room_count}",
+        "# HELP teleconsult_sockets Open WebSockets on this node.",
+        "# TYPE teleconsult_sockets gauge",
+        f"teleconsult_sockets {len(request.app[SOCKETS])}",
+        "# HELP teleconsult_loop_up Whether a background loop is running (1) or not (0).",
+        "# TYPE teleconsult_loop_up gauge",
+        *(f'teleconsult_loop_up{{loop="{name}"}} {int(up)}' for name, up in sorted(loops.items())),
+    ]
+    return web.Response(text="\n".join(lines) + "\n", content_type="text/plain", charset="utf-8")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from teleconsult.api.auth import client_address
 from teleconsult.api.bodies import JoinBody, read_body
+from teleconsult.api.clients import client_ip, limit_links
 from teleconsult.api.keys import INVITATIONS, SETTINGS
 from teleconsult.api.security import csrf_token, participant_cookie, set_cookie
 
@@ -16,11 +16,12 @@ PARTICIPANT_COOKIE_MAX_AGE = 24 * 3600
 
 @routes.post("/api/join")
 async def join(request: web.Request) -> web.Response:
+    limit_links(request)
     body = await read_body(request, JoinBody)
     grant = await request.app[INVITATIONS].redeem(
         body.token,
         consent=body.consent,
-        ip=client_address(request),
+        ip=client_ip(request),
         user_agent=request.headers.get("User-Agent"),
     )
     response = web.json_response(
@@ -35,6 +36,10 @@ async def join(request: web.Request) -> web.Response:
         }
     )
     set_cookie(
-        response, request, participant_cookie(grant.consultation_id), grant.credential, PARTICIPANT_COOKIE_MAX_AGE
+        response,
+        request,
+        participant_cookie(request, grant.consultation_id),
+        grant.credential,
+        PARTICIPANT_COOKIE_MAX_AGE,
     )
     return response

@@ -6,13 +6,14 @@ from aiohttp import web
 
 from teleconsult.api.connection import WsConnection
 from teleconsult.bus import Bus
+from teleconsult.chores import Chores
 from teleconsult.config import Settings
 from teleconsult.consultations import ConsultationService
 from teleconsult.doctors import DoctorService
 from teleconsult.i18n import Catalogs
 from teleconsult.invitations import InvitationService
 from teleconsult.outbox import Outbox
-from teleconsult.ratelimit import PendingPerKey
+from teleconsult.ratelimit import PendingPerKey, RatePerKey
 from teleconsult.signaling import SignalingService
 from teleconsult.store import Database
 
@@ -29,4 +30,8 @@ SECRET = web.AppKey("secret", bytes)
 #: at shutdown.
 SOCKETS: web.AppKey[set[WsConnection]] = web.AppKey("sockets")
 PENDING_HELLOS = web.AppKey("pending_hellos", PendingPerKey)
+#: Requests to the link endpoints (/j/{token}, /api/join) per client address.
+LINK_RATE = web.AppKey("link_rate", RatePerKey)
 OUTBOX = web.AppKey("outbox", Outbox)
+#: The background loops, for the health check.
+CHORES = web.AppKey("chores", Chores)

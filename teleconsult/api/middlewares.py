@@ -8,8 +8,10 @@ from collections.abc import Awaitable, MutableMapping
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from teleconsult.api.keys import CATALOGS
 from teleconsult.api.security import csrf_valid, has_credential_cookie, same_origin
-from teleconsult.errors import ErrorCode, TeleconsultError
+from teleconsult.errors import DEFAULT_MESSAGES, ErrorCode, TeleconsultError
+from teleconsult.i18n import negotiate
 
 log = logging.getLogger(__name__)
 
@@ -33,19 +35,44 @@ CONTENT_SECURITY_POLICY = "; ".join(
 )
 
 
-def error_response(error: TeleconsultError) -> web.Response:
-    response = web.json_response({"error": error.code.value, "message": error.message}, status=error.http_status)
+#: Longer request paths are refused before routing (no page or file has such a name).
+MAX_PATH_CHARS = 2048
+LANG_COOKIE = "lang"
+
+
+def error_response(error: TeleconsultError, request: web.Request) -> web.Response:
+    body: dict[str, str] = {"error": error.code.value, "message": _message(error, request)}
+    if error.field is not None:
+        body["field"] = error.field
+    if error.detail is not None:
+        body["detail"] = error.detail
+    response = web.json_response(body, status=error.http_status)
     if error.retry_after is not None:
         response.headers["Retry-After"] = str(max(1, round(error.retry_after)))
     return response
 
 
+def _message(error: TeleconsultError, request: web.Request) -> str:
+    """The sentence in the caller's language (French unless it asks for English) when the catalogs have one: a
+    ``detail`` first, then the code when the message is the code's own; otherwise the service's message."""
+    catalog = request.app[CATALOGS].catalog(
+        negotiate(None, request.cookies.get(LANG_COOKIE), request.headers.get("Accept-Language"))
+    )
+    if error.detail is not None and f"error.detail.{error.detail}" in catalog:
+        return catalog[f"error.detail.{error.detail}"]
+    if error.message == DEFAULT_MESSAGES[error.code] and f"error.{error.code.value}" in catalog:
+        return catalog[f"error.{error.code.value}"]
+    return error.message
+
+
 @web.middleware
 async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    if len(request.path) > MAX_PATH_CHARS:
+        raise web.HTTPRequestURITooLong()
     try:
         return await handler(request)
     except TeleconsultError as error:
-        return error_response(error)
+        return error_response(error, request)
     except web.HTTPException as exc:
         if exc.status < 400 or not request.path.startswith("/api/"):
             raise
@@ -53,13 +80,17 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
             exc.status, ErrorCode.BAD_REQUEST
         )
         return web.json_response({"error": code.value, "message": exc.reason}, status=exc.status)
-    except Exception:
-        log.exception(
-            "unhandled error on %s %s",
-            request.method,
-            request.match_info.route.resource and request.match_info.route.resource.canonical,
-        )
-        return error_response(TeleconsultError(ErrorCode.INTERNAL))
+    except Exception as exc:
+        if isinstance(exc, OSError) and request.path.startswith("/static/"):
+            raise web.HTTPNotFound() from None  # a name the file system refuses (too long...) is no file of ours
+        log.exception("unhandled error on %s %s", request.method, _route(request))
+        return error_response(TeleconsultError(ErrorCode.INTERNAL), request)
+
+
+def _route(request: web.Request) -> str | None:
+    """The route's pattern (``/j/{token}``), never the path itself (it may hold a token)."""
+    resource = request.match_info.route.resource
+    return resource.canonical if resource is not None else None
 
 
 @web.middleware
@@ -93,5 +124,5 @@ def _secure(request: web.Request, headers: MutableMapping[str, str]) -> None:
     headers.setdefault("Permissions-Policy", "camera=(self), microphone=(self), geolocation=()")
     if request.secure:
         headers.setdefault("Strict-Transport-Security", "max-age=31536000")
-    if request.path.startswith("/api/") or request.path.startswith("/j/"):
+    if not request.path.startswith("/static/"):  # pages and answers are about someone: never kept by a cache
         headers.setdefault("Cache-Control", "no-store")

@@ -11,9 +11,10 @@ import aiohttp_jinja2
 from aiohttp import web
 
 from teleconsult.api.auth import current_doctor
+from teleconsult.api.clients import limit_links
 from teleconsult.api.keys import CATALOGS, CONSULTATIONS, INVITATIONS
-from teleconsult.api.security import SESSION_COOKIE, csrf_token
-from teleconsult.errors import TeleconsultError
+from teleconsult.api.security import csrf_token, participant_credential, session_token
+from teleconsult.errors import ErrorCode, TeleconsultError
 from teleconsult.i18n import LANGUAGES, format_paris, negotiate, other
 from teleconsult.invitations import LinkUnusable
 
@@ -28,17 +29,27 @@ def page_language(request: web.Request) -> str:
     )
 
 
-def render(request: web.Request, template: str, lang: str, **context: Any) -> web.Response:
+def render(
+    request: web.Request,
+    template: str,
+    lang: str,
+    *,
+    http_status: int = 200,
+    credential: str | None = None,
+    **context: Any,
+) -> web.Response:
+    """A page in ``lang``; its CSRF token is bound to ``credential`` (a participant's cookie), else to the
+    doctor's session if there is one."""
     catalog = dict(request.app[CATALOGS].catalog(lang))
-    session = request.cookies.get(SESSION_COOKIE)
+    bound = credential or session_token(request)
     base = {
         "lang": lang,
         "other_lang": other(lang),
         "t": catalog,
         "t_json": catalog,
-        "csrf_token": csrf_token(request, session) if session else "",
+        "csrf_token": csrf_token(request, bound) if bound else "",
     }
-    response = aiohttp_jinja2.render_template(template, request, base | context)
+    response = aiohttp_jinja2.render_template(template, request, base | context, status=http_status)
     if request.query.get("lang") in LANGUAGES:
         response.set_cookie(LANG_COOKIE, lang, max_age=365 * 24 * 3600, samesite="Lax", httponly=True)
     return response
@@ -46,7 +57,7 @@ def render(request: web.Request, template: str, lang: str, **context: Any) -> we
 
 @routes.get("/")
 async def home(request: web.Request) -> web.Response:
-    raise web.HTTPFound("/doctor" if request.cookies.get(SESSION_COOKIE) else "/login")
+    raise web.HTTPFound("/doctor" if session_token(request) else "/login")
 
 
 @routes.get("/login")
@@ -88,27 +99,38 @@ async def doctor_call(request: web.Request) -> web.Response:
     )
 
 
+#: An unknown, expired or revoked link is Not Found; the link of a consultation that is over is Gone.
+LINK_STATUS = {ErrorCode.LINK_INVALID: 404, ErrorCode.ENDED: 410, ErrorCode.RATE_LIMITED: 429}
+
+
 @routes.get("/j/{token}")
 async def join_page(request: web.Request) -> web.Response:
     token = request.match_info["token"]
     try:
+        limit_links(request)
         info = await request.app[INVITATIONS].describe(token)
-    except LinkUnusable as error:
-        return render(
+    except TeleconsultError as error:
+        if error.code not in LINK_STATUS:
+            raise
+        response = render(
             request,
             "call.html",
             page_language(request),
+            http_status=LINK_STATUS[error.code],
             role="patient",
             consultation_id=None,
             token=None,
             link_valid=False,
             link_error=error.code.value,
-            practice=error.practice,
+            practice=error.practice if isinstance(error, LinkUnusable) else None,
             doctor_name=None,
             patient_name=None,
             scheduled_at=None,
             status=None,
         )
+        if error.retry_after is not None:
+            response.headers["Retry-After"] = str(max(1, round(error.retry_after)))
+        return response
     lang = (
         negotiate(request.query.get("lang"), request.cookies.get(LANG_COOKIE), None)
         if "lang" in request.query or LANG_COOKIE in request.cookies
@@ -118,6 +140,8 @@ async def join_page(request: web.Request) -> web.Response:
         request,
         "call.html",
         lang,
+        # Back on the page (a reload) with the cookie /api/join gave: its CSRF token, so tickets can be asked again.
+        credential=participant_credential(request, info.consultation_id),
         role=info.role.value,
         consultation_id=info.consultation_id,
         token=token,

@@ -1,4 +1,10 @@
-"""Cookies, CSRF tokens and the same-origin check shared by the HTTP handlers and the WebSocket endpoint."""
+"""Cookies, CSRF tokens and the same-origin check shared by the HTTP handlers and the WebSocket endpoint.
+
+Cookies are HttpOnly, SameSite=Strict and, when the server is reached over TLS (directly or through the proxy),
+Secure with the ``__Host-`` prefix: a browser then refuses them unless they come from this exact origin over
+HTTPS, for the whole path, with no Domain, so a sibling subdomain cannot plant or shadow them. On plain-HTTP
+loopback (``make run``) the prefix cannot be used and the bare names are.
+"""
 
 from __future__ import annotations
 
@@ -9,13 +15,39 @@ from aiohttp import web
 from teleconsult.api.keys import SECRET, SETTINGS
 from teleconsult.ids import constant_time_equal, hash_token, hmac_hex
 
-SESSION_COOKIE = "tc_session"
-PARTICIPANT_COOKIE_PREFIX = "tc_p_"
+SESSION = "tc_session"
+PARTICIPANT_PREFIX = "tc_p_"
+HOST_PREFIX = "__Host-"
 CSRF_HEADER = "X-CSRF-Token"
 
 
-def participant_cookie(consultation_id: str) -> str:
-    return PARTICIPANT_COOKIE_PREFIX + consultation_id
+def _prefixed(request: web.Request, name: str) -> str:
+    return HOST_PREFIX + name if request.app[SETTINGS].secure_cookies else name
+
+
+def session_cookie(request: web.Request) -> str:
+    return _prefixed(request, SESSION)
+
+
+def participant_cookie(request: web.Request, consultation_id: str) -> str:
+    return _prefixed(request, PARTICIPANT_PREFIX + consultation_id)
+
+
+def session_token(request: web.Request) -> str | None:
+    return request.cookies.get(session_cookie(request)) or None
+
+
+def participant_credential(request: web.Request, consultation_id: str) -> str | None:
+    return request.cookies.get(participant_cookie(request, consultation_id)) or None
+
+
+def _credentials(request: web.Request) -> list[str]:
+    """Every credential cookie of ours the request carries (the doctor's session, participant cookies)."""
+    return [value for name, value in request.cookies.items() if _is_credential(name.removeprefix(HOST_PREFIX))]
+
+
+def _is_credential(name: str) -> bool:
+    return name == SESSION or name.startswith(PARTICIPANT_PREFIX)
 
 
 def csrf_token(request: web.Request, credential: str) -> str:
@@ -27,29 +59,25 @@ def csrf_valid(request: web.Request) -> bool:
     sent = request.headers.get(CSRF_HEADER, "")
     if not sent:
         return False
-    credentials = [
-        v for k, v in request.cookies.items() if k == SESSION_COOKIE or k.startswith(PARTICIPANT_COOKIE_PREFIX)
-    ]
-    return any(constant_time_equal(sent, csrf_token(request, c)) for c in credentials)
+    return any(constant_time_equal(sent, csrf_token(request, c)) for c in _credentials(request))
 
 
 def has_credential_cookie(request: web.Request) -> bool:
-    return any(k == SESSION_COOKIE or k.startswith(PARTICIPANT_COOKIE_PREFIX) for k in request.cookies)
+    return bool(_credentials(request))
 
 
 def same_origin(request: web.Request) -> bool:
-    """True when the request carries no Origin (non-browser client) or one that names this server."""
+    """True when the request carries no Origin (non-browser client) or one of the configured public origins.
+
+    The Host header is never the reference: a client chooses it, so a forged Host with a matching Origin would
+    pass. The reference is ``public_url`` (``Settings.origins``)."""
     origin = request.headers.get("Origin")
     if origin is None:
         return request.headers.get("Sec-Fetch-Site", "same-origin") in {"same-origin", "none"}
     if origin == "null":
         return False
-    host = urlsplit(origin).netloc.lower()
-    allowed = {request.host.lower()}
-    public = request.app[SETTINGS].public_url
-    if public:
-        allowed.add(urlsplit(public).netloc.lower())
-    return host in allowed
+    parts = urlsplit(origin.lower())
+    return f"{parts.scheme}://{parts.netloc}" in request.app[SETTINGS].origins
 
 
 def set_cookie(response: web.StreamResponse, request: web.Request, name: str, value: str, max_age: int) -> None:

@@ -13,6 +13,7 @@ from typing import Final
 
 from aiohttp import WSCloseCode, WSMessage, WSMsgType, web
 
+from teleconsult.api.clients import client_ip
 from teleconsult.api.connection import WsConnection
 from teleconsult.api.keys import PENDING_HELLOS, SETTINGS, SIGNALING, SOCKETS
 from teleconsult.api.security import same_origin
@@ -56,7 +57,7 @@ async def websocket(request: web.Request) -> web.StreamResponse:
         raise web.HTTPForbidden(reason="cross-origin WebSocket refused")
     settings = request.app[SETTINGS]
     pending = request.app[PENDING_HELLOS]
-    address = request.remote or "unknown"
+    address = client_ip(request)
     if not pending.acquire(address):
         raise TeleconsultError(ErrorCode.RATE_LIMITED, "Too many connections waiting to say hello.", retry_after=5)
     # No permessage-deflate: signaling frames are small, and a compressor and a decompressor would hold

@@ -13,6 +13,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from teleconsult.config import Settings
+from teleconsult.files import private_directory, private_file
 
 
 def server_ssl_context(settings: Settings) -> ssl.SSLContext | None:
@@ -32,7 +33,7 @@ def ensure_self_signed(directory: Path, host: str) -> tuple[Path, Path]:
     cert_path, key_path = directory / "server.pem", directory / "server.key"
     if cert_path.exists() and key_path.exists():
         return cert_path, key_path
-    directory.mkdir(parents=True, exist_ok=True)
+    private_directory(directory)
     key = ec.generate_private_key(ec.SECP256R1())
     names: list[x509.GeneralName] = [x509.DNSName("localhost")]
     try:
@@ -52,7 +53,7 @@ def ensure_self_signed(directory: Path, host: str) -> tuple[Path, Path]:
         .add_extension(x509.SubjectAlternativeName(names), critical=False)
         .sign(key, hashes.SHA256())
     )
-    key_path.touch(mode=0o600)
+    private_file(key_path)
     key_path.write_bytes(
         key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
     )

@@ -118,6 +118,9 @@ class PeerInfo(msgspec.Struct, kw_only=True, omit_defaults=True):
     polite: bool | None = None
     #: In the doctor's lobby: the waiting participant's device checks, once reported.
     ready: dict[str, CheckValue] | None = None
+    #: In the doctor's lobby: another connection holds this seat (the link opened on a second device, or
+    #: forwarded). Admitting this one replaces it.
+    second_device: bool | None = None
 
 
 class IceServerInfo(msgspec.Struct, kw_only=True, omit_defaults=True):

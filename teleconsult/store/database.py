@@ -9,12 +9,13 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
-from sqlalchemy import event, text
+from sqlalchemy import event, make_url, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 from teleconsult.errors import ErrorCode, TeleconsultError
+from teleconsult.files import private_file
 
 log = logging.getLogger(__name__)
 
@@ -29,12 +30,21 @@ class Database:
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
         if self.is_sqlite:
+            _private_sqlite_file(url)
             self.engine: AsyncEngine = create_async_engine(
-                url, echo=echo, connect_args={"timeout": 30}, pool_size=1, max_overflow=0, pool_timeout=300
+                url,
+                echo=echo,
+                connect_args={"timeout": 30},
+                pool_size=1,
+                max_overflow=0,
+                pool_timeout=300,
+                hide_parameters=True,  # error text never carries a name or a reason for the visit
             )
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
         else:
-            self.engine = create_async_engine(url, echo=echo, pool_size=10, max_overflow=20, pool_pre_ping=True)
+            self.engine = create_async_engine(
+                url, echo=echo, pool_size=10, max_overflow=20, pool_pre_ping=True, hide_parameters=True
+            )
         self._sessions = async_sessionmaker(self.engine, expire_on_commit=False)
 
     @asynccontextmanager
@@ -67,6 +77,14 @@ class Database:
 
     async def close(self) -> None:
         await self.engine.dispose()
+
+
+def _private_sqlite_file(url: str) -> None:
+    """Create the database file 0600 in a 0700 directory before SQLite does (its WAL and shared-memory files
+    then take the same mode)."""
+    database = make_url(url).database
+    if database and database != ":memory:" and not database.startswith("file:"):
+        private_file(Path(database))
 
 
 def _is_connectivity(exc: DBAPIError) -> bool:

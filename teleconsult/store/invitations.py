@@ -59,3 +59,13 @@ async def revoke(tx: Tx, consultation_id: str, now: datetime, participant_id: st
     if participant_id is not None:
         query = query.where(Invitation.participant_id == participant_id)
     await tx.execute(query.values(revoked_at=now).execution_options(synchronize_session=False))
+
+
+async def revoke_tickets(tx: Tx, participant_id: str, now: datetime) -> None:
+    """Tickets not used yet stop working (their participant's link was replaced)."""
+    await tx.execute(
+        update(Ticket)
+        .where(Ticket.participant_id == participant_id, Ticket.used_at.is_(None))
+        .values(used_at=now)
+        .execution_options(synchronize_session=False)
+    )

@@ -154,6 +154,9 @@ class OutgoingMail(Base):
     invitation_id: Mapped[str | None] = mapped_column(ForeignKey("invitations.id", ondelete="SET NULL"))
     kind: Mapped[str] = mapped_column(String(16))
     recipient_role: Mapped[str] = mapped_column(String(16))
+    #: The envelope recipient: the participant's validated address when the mail was queued. SMTP sends to this
+    #: alone; the To header is display only and never parsed back for addresses.
+    recipient: Mapped[str | None] = mapped_column(String(320))
     #: queued | sent | failed
     status: Mapped[str] = mapped_column(String(8), default="queued")
     sealed_message: Mapped[bytes | None] = mapped_column(LargeBinary, deferred=True)
