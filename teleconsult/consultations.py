@@ -399,8 +399,9 @@ class ConsultationService:
                 raise TeleconsultError(
                     ErrorCode.CONFLICT, "The appointment is more than a day past: create a new consultation."
                 )
-            if email is not None:
-                participant.email = mailbox(email, field="email")  # the doctor corrects a mistyped address
+            # A corrected address (the doctor fixes a typo), or the stored one, checked again: a row written before
+            # addresses were checked strictly is refused here rather than sent.
+            participant.email = mailbox(email if email is not None else participant.email or "", field="email")
             await invitation_store.revoke(tx, consultation_id, now, participant.id)
             # What the old link gave is taken back with it: the participant cookie, unused tickets, the right to
             # resume, and the admission (whoever comes with the new link waits for the doctor). The live socket

@@ -15,6 +15,8 @@ from aiosmtpd.controller import Controller
 @dataclass
 class Inbox:
     messages: list[EmailMessage] = field(default_factory=list)
+    #: ``(MAIL FROM, RCPT TO addresses)`` of each accepted message: where it really went, whatever its headers say.
+    envelopes: list[tuple[str, list[str]]] = field(default_factory=list)
     #: Answer this many DATA commands with 451 before accepting.
     temporary_failures: int = 0
     #: Answer every DATA with 550.
@@ -31,6 +33,7 @@ class Inbox:
         message = email.message_from_bytes(envelope.content, policy=email.policy.default)
         assert isinstance(message, EmailMessage)
         self.messages.append(message)
+        self.envelopes.append((envelope.mail_from, list(envelope.rcpt_tos)))
         return "250 2.0.0 OK"
 
     def to(self, address: str) -> list[EmailMessage]:

@@ -212,6 +212,35 @@ async def test_doctor_and_patient_hold_a_consultation(browser: Browser, live_ser
         await patient.get_by_test_id("chat-send").click()
         await expect(doctor.get_by_test_id("chat-log")).to_contain_text("Je suis revenue", timeout=WAIT_MS)
 
+        # The patient reloads a frozen page: the tab's resume token brings them straight back, still admitted,
+        # with no form and no waiting room; the doctor's page answers the new peer connection.
+        await patient.reload()
+        await expect(patient.get_by_test_id("call-status")).to_have_attribute("data-state", "connected")
+        await expect(patient.get_by_test_id("waiting")).to_be_hidden()
+        for page in (doctor, patient):
+            await page.wait_for_function(REMOTE_VIDEO_PLAYING, timeout=WAIT_MS)
+        assert signaling.peer_ids() == seated  # resumed: the same peer, not a new one
+        await expect(doctor.get_by_test_id("remote-video")).to_have_count(1)
+
+        # The link forwarded, or opened on another device: it waits, and the doctor sees it is a second device.
+        other_context = await new_context(browser, live_server.url, PHONE)
+        try:
+            other = watcher.watch(await other_context.new_page(), "second device")
+            await other.goto(patient_link)
+            await other.get_by_test_id("consent").check()
+            await other.get_by_test_id("join").click()
+            await expect(other.get_by_test_id("waiting")).to_be_visible(timeout=WAIT_MS)
+            entry = doctor.get_by_test_id("lobby-entry")
+            await expect(entry.get_by_test_id("lobby-name")).to_have_text("Jeanne Dupont, deuxième appareil")
+            await expect(entry.get_by_test_id("second-device")).to_be_visible()
+            await shot(doctor, "second-device-desktop")
+            await entry.get_by_test_id("deny").click()
+            await expect(other.get_by_test_id("call-status")).to_have_attribute("data-state", "left")
+            await expect(patient.get_by_test_id("call-status")).to_have_attribute("data-state", "connected")
+            assert signaling.peer_ids() == seated
+        finally:
+            await other_context.close()
+
         # Mute and camera are toggles.
         mute = doctor.get_by_test_id("mute")
         await mute.click()

@@ -2,12 +2,15 @@
 import { has, t } from "./i18n.js";
 
 export class ApiError extends Error {
-  constructor(status, code, message, retryAfter = null) {
+  constructor(status, code, message, retryAfter = null, { field = null, detail = null } = {}) {
     super(message || code);
     this.name = "ApiError";
     this.status = status;
     this.code = code;
     this.retryAfter = retryAfter;
+    /** The request field at fault, and a finer code than `code` (translated as `error.detail.<detail>`). */
+    this.field = field;
+    this.detail = detail;
   }
 }
 
@@ -54,7 +57,9 @@ export async function api(path, { method = "GET", body, csrf = true, signal } = 
   }
   if (!response.ok) {
     const retry = Number(response.headers.get("Retry-After")) || null;
-    throw new ApiError(response.status, (data && data.error) || `http_${response.status}`, data && data.message, retry);
+    const code = (data && data.error) || `http_${response.status}`;
+    const where = { field: (data && data.field) || null, detail: (data && data.detail) || null };
+    throw new ApiError(response.status, code, data && data.message, retry, where);
   }
   return data;
 }
@@ -62,6 +67,7 @@ export async function api(path, { method = "GET", body, csrf = true, signal } = 
 /** A translated sentence for an error, from its code; `prefix` lets a page give its own wording first. */
 export function errorText(error, prefix = "") {
   const code = error && error.code ? error.code : "generic";
+  if (error && error.detail && has(`error.detail.${error.detail}`)) return t(`error.detail.${error.detail}`);
   if (prefix && has(`${prefix}.${code}`)) return t(`${prefix}.${code}`);
   if (has(`error.${code}`)) return t(`error.${code}`);
   return t("error.generic");

@@ -302,7 +302,9 @@ function renderLobby(waiting) {
   const items = waiting || [];
   ui.lobbyList.replaceChildren(
     ...items.map((peer) => {
-      const name = peer.name || t(`role.${peer.role}`);
+      const person = peer.name || t(`role.${peer.role}`);
+      // The same link opened elsewhere (or forwarded): the doctor chooses which device is in the call.
+      const name = peer.second_device ? t("lobby.second_device", { name: person }) : person;
       const admit = el("button", {
         type: "button",
         className: "btn btn--primary",
@@ -325,8 +327,11 @@ function renderLobby(waiting) {
         el(
           "span",
           { className: "lobby__who" },
-          el("strong", { text: name }),
+          el("strong", { text: name, "data-testid": "lobby-name" }),
           el("span", { className: "lobby__role", text: t(`role.${peer.role}`) }),
+          peer.second_device
+            ? el("span", { className: "lobby__hint", "data-testid": "second-device", text: t("lobby.second_device_hint") })
+            : null,
           el("span", { className: "lobby__ready", "data-testid": "lobby-ready", text: readyText(peer.ready) }),
         ),
         el("span", { className: "lobby__actions" }, admit, deny),
@@ -339,7 +344,9 @@ function renderLobby(waiting) {
   ui.lobby.classList.toggle("lobby--busy", items.length > 0);
   document.title = (items.length ? `(${items.length}) ` : "") + t("call.page_title");
   for (const peer of items) {
-    if (!call.lobbySeen.has(peer.peer_id)) notify(t("lobby.arrived", { name: peer.name || t(`role.${peer.role}`) }));
+    const person = peer.name || t(`role.${peer.role}`);
+    const name = peer.second_device ? t("lobby.second_device", { name: person }) : person;
+    if (!call.lobbySeen.has(peer.peer_id)) notify(t("lobby.arrived", { name }));
     call.lobbySeen.add(peer.peer_id);
   }
 }
@@ -397,6 +404,8 @@ async function onMessage(message) {
     case "welcome":
       if (call.peerId && call.peerId !== message.peer_id) dropAllPeers(); // a new seat: start over
       call.peerId = message.peer_id;
+      call.consultationId = message.consultation_id || call.consultationId;
+      keepResume(message.resume);
       call.polite = Boolean(message.polite);
       call.iceServers = Array.isArray(message.ice_servers) ? message.ice_servers : [];
       call.consultationId = message.consultation_id || call.consultationId;
@@ -427,9 +436,14 @@ async function onMessage(message) {
       if (name) notify(t("call.peer_left", { name }));
       break;
     }
-    case "offer":
+    case "offer": {
+      // An offer from another peer connection than the one we know (the peer reloaded its page and resumed):
+      // the old connection is dead, start a new one.
+      const known = call.links.get(message.from);
+      if (known && known.fromAnotherConnection(message.sdp)) dropPeer(message.from);
       await linkTo(message.from).receiveDescription({ type: "offer", sdp: message.sdp });
       break;
+    }
     case "answer": {
       const link = call.links.get(message.from);
       if (link) await link.receiveDescription({ type: "answer", sdp: message.sdp });
@@ -447,10 +461,13 @@ async function onMessage(message) {
       await finishEnded();
       break;
     case "denied":
+      forgetResume();
       finish("left", t("denied.title"), t("denied.text"));
       break;
     case "removed":
+      forgetResume();
       if (message.reason === "replaced") finish("left", t("removed.title"), t("removed.replaced"), { rejoin: true });
+      else if (message.reason === "link_revoked") finish("left", t("removed.title"), t("removed.link_revoked"));
       else finish("left", t("removed.title"), t("removed.text"));
       break;
     case "error":
@@ -475,23 +492,61 @@ function onStatus(status, error) {
   if (status === "reconnecting") setState("reconnecting");
   else if (status === "failed") {
     if (error && error.code === "ended") finishEnded();
+    else if (!isDoctor && ui.joinForm && error && error.status === 401) showPrejoin(); // the link must be used again
     else finish("left", t("reconnect.failed"), error ? errorText(error) : "", { rejoin: true });
   }
 }
 
-function openSignaling(ticket) {
+function openSignaling(ticket, resume = null) {
   if (call.signaling) call.signaling.stop();
   call.signaling = new Signaling({ credentials: freshTicket, onMessage, onStatus });
-  call.signaling.connect(ticket);
+  call.signaling.connect(ticket, { resume });
 }
 
-/** Media first (the permission prompt may take a while), then a ticket, then the socket. */
-async function connect(ticket = null) {
+// --- the resume token, kept for this tab alone --------------------------------------------------------------
+// A reload (a frozen page, a phone that killed the tab) comes back into the call at once with it, still
+// admitted; another tab or device has none and goes through the waiting room. sessionStorage is per tab.
+
+function resumeKey() {
+  return call.consultationId ? `teleconsult.resume.${call.consultationId}` : null;
+}
+
+function keepResume(token) {
+  const key = resumeKey();
+  try {
+    if (key && token) sessionStorage.setItem(key, token);
+  } catch {
+    // storage refused (private mode): a reload then goes through the waiting room
+  }
+}
+
+function forgetResume() {
+  const key = resumeKey();
+  try {
+    if (key) sessionStorage.removeItem(key);
+  } catch {
+    // nothing kept
+  }
+}
+
+function keptResume() {
+  const key = resumeKey();
+  try {
+    return key ? sessionStorage.getItem(key) : null;
+  } catch {
+    return null;
+  }
+}
+
+/** Media first (the permission prompt may take a while), then a ticket (or the tab's resume token), then the
+ * socket. */
+async function connect(ticket = null, { resume = null } = {}) {
   call.finished = false;
   ui.outcome.hidden = true;
   ui.callUi.hidden = false;
   setState("connecting");
   await startMedia();
+  if (resume) return openSignaling(null, resume);
   let fresh = ticket;
   try {
     if (!fresh) fresh = await freshTicket();
@@ -531,6 +586,7 @@ function finish(state, title, text, { rejoin = false } = {}) {
 }
 
 async function finishEnded() {
+  forgetResume();
   if (call.finished && call.state === "ended") return;
   call.finished = false;
   finish("ended", t("ended.title"), isDoctor ? "" : t("ended.patient_text"));
@@ -573,6 +629,7 @@ function renderBilling(billing) {
 }
 
 function hangUp() {
+  forgetResume();
   if (call.signaling) call.signaling.leave();
   call.signaling = null;
   finish("left", t("left.title"), t("left.text"), { rejoin: true });
@@ -604,6 +661,18 @@ function showJoinError(text) {
   ui.joinError.hidden = false;
 }
 
+/** Back to the consent form (this tab's participant cookie no longer works: the link was resent, or expired). */
+function showPrejoin() {
+  forgetResume();
+  teardown();
+  ui.callUi.hidden = true;
+  ui.outcome.hidden = true;
+  ui.prejoin.hidden = false;
+  const button = ui.joinForm.querySelector('[type="submit"]');
+  button.disabled = false;
+  if (button.dataset.label) button.textContent = button.dataset.label;
+}
+
 async function join(event) {
   event.preventDefault();
   ui.joinError.hidden = true;
@@ -614,6 +683,7 @@ async function join(event) {
   }
   const button = ui.joinForm.querySelector('[type="submit"]');
   const label = button.textContent;
+  button.dataset.label = label;
   button.disabled = true;
   button.textContent = button.dataset.busyLabel || label;
   let grant;
@@ -658,7 +728,10 @@ window.addEventListener("pagehide", () => {
 
 if (isDoctor) {
   if (config.status === "ended" || config.status === "cancelled" || config.status === "no_show") finishEnded();
-  else connect();
+  else connect(null, { resume: keptResume() });
+} else if (ui.joinForm && keptResume()) {
+  ui.prejoin.hidden = true; // this tab was in the consultation: back in without the form
+  connect(null, { resume: keptResume() });
 } else if (ui.joinForm) {
   ui.joinForm.addEventListener("submit", join);
   ui.consent.addEventListener("change", () => {

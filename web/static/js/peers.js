@@ -21,6 +21,12 @@ function gatheringComplete(pc, timeoutMs) {
   });
 }
 
+/** The session id of an SDP (`o=<user> <sess-id> <version> ...`): fixed for the life of a peer connection. */
+function sessionId(sdp) {
+  const origin = /^o=\S+ (\S+) /m.exec(sdp || "");
+  return origin ? origin[1] : null;
+}
+
 export class PeerLink {
   /**
    * @param {object} o
@@ -102,6 +108,17 @@ export class PeerLink {
       this.makingOffer = false;
       this.holding = false;
     }
+  }
+
+  /**
+   * True when `sdp` comes from another RTCPeerConnection than the one this link talks to: its session id (the
+   * `o=` line) differs. That happens when the peer reloaded its page and came back with its resume token: the
+   * old connection is dead and a new link must answer.
+   */
+  fromAnotherConnection(sdp) {
+    const current = this.pc.remoteDescription;
+    if (!current || !current.sdp) return false;
+    return sessionId(current.sdp) !== sessionId(sdp);
   }
 
   /** An offer or answer from the peer. */
