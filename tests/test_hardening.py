@@ -243,7 +243,7 @@ async def test_behind_the_proxy_one_clients_failed_logins_do_not_lock_out_the_ot
     proxied: tuple[Running, Nginx],
 ) -> None:
     """Before: every client had the proxy's address, so five failures from anyone locked everybody out."""
-    live, nginx = proxied
+    _live, nginx = proxied
     async with from_address(nginx.url, "127.0.0.2") as attacker, from_address(nginx.url, "127.0.0.3") as doctor:
         for n in range(5):
             status, _ = await post_json(attacker, "/api/login", {"email": f"x{n}@example.org", "password": "guess"})
