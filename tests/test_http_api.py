@@ -99,10 +99,10 @@ async def test_cross_origin_websocket_is_refused(clients: Any) -> None:
 @pytest.mark.parametrize(
     ("body", "field"),
     [
-        ({"patient_name": "", "patient_email": "a@b.fr"}, "name"),
-        ({"patient_name": "Jeanne", "patient_email": "not-an-email"}, "email"),
-        ({"patient_name": "Jeanne", "patient_email": "a@b.fr", "nurse_name": "Inès"}, "nurse"),
-        ({"patient_name": "Jeanne", "patient_email": "a@b.fr", "scheduled_at": upcoming().iso[:19]}, "offset"),
+        ({"patient_name": "", "patient_email": "a@b.fr"}, "patient_name"),
+        ({"patient_name": "Jeanne", "patient_email": "not-an-email"}, "patient_email"),
+        ({"patient_name": "Jeanne", "patient_email": "a@b.fr", "nurse_name": "Inès"}, "nurse_email"),
+        ({"patient_name": "Jeanne", "patient_email": "a@b.fr", "scheduled_at": upcoming().iso[:19]}, "scheduled_at"),
         ({"patient_name": "Jeanne"}, "patient_email"),
         ({"patient_name": ["x"], "patient_email": "a@b.fr"}, "patient_name"),
     ],
@@ -113,7 +113,7 @@ async def test_invalid_consultations_are_refused_with_a_reason(clients: Any, bod
     response = await client.post("/api/consultations", json=body, headers={"X-CSRF-Token": csrf})
     assert response.status == 400
     payload = await response.json()
-    assert payload["error"] == "bad_request" and field in payload["message"]
+    assert payload["error"] == "bad_request" and payload["field"] == field and payload["message"]
 
 
 async def test_malformed_json_bodies(clients: Any) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Annotated, TypeVar
 
@@ -57,12 +58,21 @@ async def read_all(request: web.Request, limit: int) -> bytes:
     return bytes(body)
 
 
+_PATH = re.compile(r"at `\$\.([^`]+)`|required field `([^`]+)`")
+
+
+def _field_of(error: msgspec.ValidationError) -> str | None:
+    """The field msgspec names (``$.guests[0].email``, or a missing ``patient_email``)."""
+    match = _PATH.search(str(error))
+    return (match.group(1) or match.group(2)) if match else None
+
+
 async def read_body(request: web.Request, kind: type[T]) -> T:
     raw = await read_all(request, MAX_JSON_BYTES)
     try:
         return msgspec.json.decode(raw, type=kind)
     except msgspec.ValidationError as exc:
-        raise TeleconsultError(ErrorCode.BAD_REQUEST, str(exc)) from None
+        raise TeleconsultError(ErrorCode.BAD_REQUEST, str(exc), field=_field_of(exc)) from None
     except (msgspec.DecodeError, RecursionError):
         raise TeleconsultError(ErrorCode.BAD_REQUEST, "The body must be a JSON object.") from None
 

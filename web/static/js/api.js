@@ -67,8 +67,8 @@ export async function api(path, { method = "GET", body, csrf = true, signal } = 
 /** A translated sentence for an error, from its code; `prefix` lets a page give its own wording first. */
 export function errorText(error, prefix = "") {
   const code = error && error.code ? error.code : "generic";
-  if (error && error.detail && has(`error.detail.${error.detail}`)) return t(`error.detail.${error.detail}`);
   if (prefix && has(`${prefix}.${code}`)) return t(`${prefix}.${code}`);
+  if (error && error.detail && has(`error.detail.${error.detail}`)) return t(`error.detail.${error.detail}`);
   if (has(`error.${code}`)) return t(`error.${code}`);
   return t("error.generic");
 }
