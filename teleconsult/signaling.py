@@ -375,6 +375,8 @@ class SignalingService:
             await self._depart(session)
         except TeleconsultError:
             log.warning("could not record the departure of a peer (database unavailable)")
+        except Exception:  # a bug: said, and the other rooms go on
+            log.exception("could not complete the departure of a peer")
 
     async def _depart(self, session: Session) -> None:
         """The peer is gone for good (left, or its grace ran out)."""

@@ -666,6 +666,7 @@ async def test_participant_cookies_take_the_host_prefix_behind_tls(proxied: tupl
     async with from_address(nginx.url, "127.0.0.3") as doctor, from_address(nginx.url, "127.0.0.4") as patient:
         async with doctor.post("/api/login", json={"email": DOCTOR_EMAIL, "password": DOCTOR_PASSWORD}) as response:
             assert response.cookies["__Host-tc_session"]["secure"]
+            assert response.headers["Strict-Transport-Security"].startswith("max-age=")  # TLS ends at the proxy
             csrf = (await response.json())["csrf_token"]
         status, created = await post_json(
             doctor,

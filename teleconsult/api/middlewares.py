@@ -8,7 +8,7 @@ from collections.abc import Awaitable, MutableMapping
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from teleconsult.api.keys import CATALOGS
+from teleconsult.api.keys import CATALOGS, SETTINGS
 from teleconsult.api.security import csrf_valid, has_credential_cookie, same_origin
 from teleconsult.errors import DEFAULT_MESSAGES, ErrorCode, TeleconsultError
 from teleconsult.i18n import negotiate
@@ -122,7 +122,7 @@ def _secure(request: web.Request, headers: MutableMapping[str, str]) -> None:
     headers.setdefault("X-Frame-Options", "DENY")
     headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
     headers.setdefault("Permissions-Policy", "camera=(self), microphone=(self), geolocation=()")
-    if request.secure:
+    if request.secure or request.app[SETTINGS].base_url.startswith("https://"):  # TLS here, or ended at the proxy
         headers.setdefault("Strict-Transport-Security", "max-age=31536000")
     if not request.path.startswith("/static/"):  # pages and answers are about someone: never kept by a cache
         headers.setdefault("Cache-Control", "no-store")
