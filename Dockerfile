@@ -19,5 +19,6 @@ EXPOSE 8080
 HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
     CMD python -c "import urllib.request,sys; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:8080/healthz', timeout=4).status == 200 else 1)"
 
-# Off loopback the server needs TLS: give a certificate, or set TELECONSULT_BEHIND_PROXY=1 behind a TLS proxy.
+# Off loopback the server needs TLS (a certificate, or TELECONSULT_BEHIND_PROXY=1 behind a TLS proxy) and the address
+# patients reach (TELECONSULT_PUBLIC_URL=https://tc.example.org), used in links and to check Origins.
 CMD ["teleconsult", "serve"]

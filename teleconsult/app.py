@@ -8,46 +8,53 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp_jinja2
-import jinja2
 from aiohttp import WSCloseCode, web
 
 from teleconsult import housekeeping
 from teleconsult.api import setup_routes
 from teleconsult.api.connection import close_all, heartbeat
 from teleconsult.api.keys import (
-    BUS,
     CATALOGS,
-    CHORES,
     CONSULTATIONS,
-    DATABASE,
     DOCTORS,
+    HEALTH,
     INVITATIONS,
     LINK_RATE,
-    OUTBOX,
     PENDING_HELLOS,
+    SEATS,
     SECRET,
     SETTINGS,
     SIGNALING,
     SOCKETS,
 )
 from teleconsult.api.middlewares import csrf, errors, security_headers
-from teleconsult.bus import LocalBus
-from teleconsult.chores import Chores
+from teleconsult.background import BackgroundLoops
+from teleconsult.billing import BillingService
+from teleconsult.bus import Bus, LocalBus
 from teleconsult.config import Settings
 from teleconsult.consultations import ConsultationService
 from teleconsult.crypto.sealing import Sealer
 from teleconsult.doctors import DoctorService
 from teleconsult.files import private_directory, write_private
+from teleconsult.health import HealthService
 from teleconsult.i18n import Catalogs
 from teleconsult.invitations import InvitationService
 from teleconsult.mail import transport_for
-from teleconsult.notifications import Notifier, mail_templates
+from teleconsult.notifications import Notifier
 from teleconsult.outbox import Outbox
 from teleconsult.ratelimit import PendingPerKey, RatePerKey
+from teleconsult.seats import SeatService
 from teleconsult.signaling import SignalingService
 from teleconsult.store import Database
+from teleconsult.templates import MailTemplates, page_loader
 
 log = logging.getLogger(__name__)
+
+# What only the composition root (and tests) reach: the HTTP layer never touches the store.
+DATABASE = web.AppKey("database", Database)
+BUS = web.AppKey("bus", Bus)
+OUTBOX = web.AppKey("outbox", Outbox)
+CHORES = web.AppKey("chores", BackgroundLoops)
 
 WEB_DIR = Path(__file__).resolve().parent.parent / "web"
 MAX_REQUEST_BYTES = 1024 * 1024
@@ -65,7 +72,7 @@ def create_app(settings: Settings) -> web.Application:
     app[SOCKETS] = set()
     app[PENDING_HELLOS] = PendingPerKey(settings.max_pending_per_ip)
     app[LINK_RATE] = RatePerKey(settings.link_rate_per_min)
-    aiohttp_jinja2.setup(app, loader=jinja2.FileSystemLoader(WEB_DIR / "templates"), autoescape=True)
+    aiohttp_jinja2.setup(app, loader=page_loader(WEB_DIR / "templates"), autoescape=True)
     app.router.add_static("/static", WEB_DIR / "static", append_version=False)
     setup_routes(app)
     app.cleanup_ctx.append(_resources)
@@ -81,18 +88,22 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     if database.is_sqlite:
         await database.upgrade()
     bus = LocalBus()
-    notifier = Notifier(mail_templates(str(WEB_DIR / "templates")), settings)
+    notifier = Notifier(MailTemplates(WEB_DIR / "templates"), settings)
     outbox = Outbox(database, settings, notifier, transport_for(settings), Sealer(app[SECRET], "outbox"))
-    consultations = ConsultationService(database, settings, outbox)
+    seats = SeatService(database, settings)
+    consultations = ConsultationService(database, settings, outbox, BillingService(settings))
+    invitations = InvitationService(database, settings, outbox)
+    chores = app[CHORES] = BackgroundLoops()
     app[DATABASE] = database
     app[BUS] = bus
     app[DOCTORS] = DoctorService(database, settings)
+    app[SEATS] = seats
     app[CONSULTATIONS] = consultations
-    app[INVITATIONS] = InvitationService(database, settings)
-    app[SIGNALING] = SignalingService(consultations, bus, settings)
+    app[INVITATIONS] = invitations
+    app[SIGNALING] = SignalingService(seats, consultations, invitations, bus, settings)
     app[OUTBOX] = outbox
+    app[HEALTH] = HealthService(database, bus, chores)
     sockets = app[SOCKETS]
-    chores = app[CHORES] = Chores()
     chores.start("housekeeping", housekeeping.run(database, HOUSEKEEPING_EVERY_S, chores))
     chores.start("outbox", outbox.run(chores))
     chores.start("heartbeat", heartbeat(sockets, settings.heartbeat_s, chores))

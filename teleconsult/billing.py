@@ -9,9 +9,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from teleconsult.ids import new_id
+from teleconsult.config import Settings
+from teleconsult.domain import BillingAct, BillingRecord, Consultation, Doctor
+from teleconsult.ids import BillingRecordId, new_id
 from teleconsult.rooms import Role
-from teleconsult.store.models import BillingAct, BillingRecord, Consultation, Doctor, Participant
+from teleconsult.store import Tx
+from teleconsult.store import billing as store
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,16 +51,16 @@ def build_record(
     ended_at: datetime,
     doctor_act: str,
     nurse_act: str,
-) -> tuple[BillingRecord, list[BillingAct]]:
+) -> BillingRecord:
     """The record and its acts: the doctor's act, plus the nurse's when a nurse was admitted."""
     started_at = consultation.started_at or ended_at
-    patient = _first(consultation.participants, Role.PATIENT)
+    patient = consultation.seat(Role.PATIENT.value)
     acts = [_line(act(doctor_act, Role.DOCTOR), doctor.name)]
-    nurse = _first(consultation.participants, Role.NURSE)
+    nurse = consultation.seat(Role.NURSE.value)
     if nurse is not None and nurse.admitted_at is not None:
         acts.append(_line(act(nurse_act, Role.NURSE), nurse.name))
-    record = BillingRecord(
-        id=new_id("b"),
+    return BillingRecord(
+        id=BillingRecordId(new_id("b")),
         consultation_id=consultation.id,
         doctor_id=doctor.id,
         doctor_name=doctor.name,
@@ -68,8 +71,8 @@ def build_record(
         duration_s=max(0, round((ended_at - started_at).total_seconds())),
         total_cents=sum(line.amount_cents for line in acts),
         currency="EUR",
+        acts=tuple(acts),
     )
-    return record, acts
 
 
 def _line(found: Act, performer: str) -> BillingAct:
@@ -78,5 +81,18 @@ def _line(found: Act, performer: str) -> BillingAct:
     )
 
 
-def _first(participants: list[Participant], role: Role) -> Participant | None:
-    return next((p for p in participants if p.role == role.value), None)
+class BillingService:
+    """Writes the billing record of a consultation that ends, inside the transaction that ends it."""
+
+    def __init__(self, settings: Settings):
+        self._doctor_act = settings.doctor_act
+        self._nurse_act = settings.nurse_act
+
+    async def record(self, tx: Tx, consultation: Consultation, doctor: Doctor, *, ended_at: datetime) -> BillingRecord:
+        built = build_record(
+            consultation, doctor, ended_at=ended_at, doctor_act=self._doctor_act, nurse_act=self._nurse_act
+        )
+        return await store.add_billing_record(tx, built)
+
+    async def existing(self, tx: Tx, consultation_id: str) -> BillingRecord | None:
+        return await store.billing_for_consultation(tx, consultation_id)

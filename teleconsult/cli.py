@@ -20,7 +20,7 @@ from teleconsult.crypto.tls import server_ssl_context
 from teleconsult.doctors import DoctorService
 from teleconsult.errors import TeleconsultError
 from teleconsult.files import private_directory, write_private
-from teleconsult.logging import setup_logging
+from teleconsult.logging import SERVER_ADDRESS, setup_logging
 from teleconsult.store import Database
 
 log = logging.getLogger("teleconsult")
@@ -48,14 +48,25 @@ def main(argv: list[str] | None = None) -> int:
     return result
 
 
+def _global_options(parser: argparse.ArgumentParser, default: Any) -> None:
+    """``--config``, ``--data-dir`` and ``--database-url``, accepted before or after the subcommand (DESIGN.md)."""
+    parser.add_argument("--config", type=Path, default=default, help="TOML file with settings")
+    parser.add_argument("--data-dir", type=Path, default=default)
+    parser.add_argument("--database-url", default=default)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="teleconsult", description="Teleconsultation server")
-    parser.add_argument("--config", type=Path, help="TOML file with settings")
-    parser.add_argument("--data-dir", type=Path)
-    parser.add_argument("--database-url")
+    _global_options(parser, None)
+    # After the subcommand, a given option overrides the one before it; an absent one leaves it alone.
+    after = argparse.ArgumentParser(add_help=False)
+    _global_options(after, argparse.SUPPRESS)
     sub = parser.add_subparsers(required=True)
 
-    serve = sub.add_parser("serve", help="run the server")
+    def command(name: str, help_text: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=help_text, parents=[after])
+
+    serve = command("serve", "run the server")
     serve.add_argument("--host")
     serve.add_argument("--port", type=int)
     serve.add_argument("--demo", action="store_true", default=None, help="create a demo doctor and print its login")
@@ -66,7 +77,7 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--public-url")
     serve.set_defaults(func=_serve)
 
-    doctor = sub.add_parser("create-doctor", help="create a doctor account")
+    doctor = command("create-doctor", "create a doctor account")
     doctor.add_argument("--email", required=True)
     doctor.add_argument("--name", required=True)
     doctor.add_argument("--rpps", required=True)
@@ -74,9 +85,9 @@ def _parser() -> argparse.ArgumentParser:
     doctor.add_argument("--phone", help="the practice's phone number, given to patients in mails and pages")
     doctor.set_defaults(func=_create_doctor)
 
-    db = sub.add_parser("db", help="database maintenance")
+    db = command("db", "database maintenance")
     db_sub = db.add_subparsers(required=True)
-    upgrade = db_sub.add_parser("upgrade", help="apply migrations")
+    upgrade = db_sub.add_parser("upgrade", help="apply migrations", parents=[after])
     upgrade.set_defaults(func=_db_upgrade)
     return parser
 
@@ -116,7 +127,13 @@ def _serve(settings: Settings, _args: argparse.Namespace) -> int:
             banner.append(f"  Demo doctor: {email}\n  Password:    {password}\n")
 
         app.on_startup.append(demo)
-    log.info("Teleconsult on %s", settings.base_url)
+    log.info(
+        "Teleconsult serving %s (listening on %s port %d)",
+        settings.base_url,
+        settings.host,
+        settings.port,
+        extra={SERVER_ADDRESS: True},
+    )
     # aiohttp calls ``print`` once the sockets listen: the banner never announces a server that cannot answer yet.
     # It is the one place a secret is printed: the developer's own terminal, for the demo account only.
     web.run_app(

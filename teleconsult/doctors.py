@@ -9,12 +9,13 @@ from collections.abc import Callable
 from datetime import timedelta
 
 from teleconsult import passwords
+from teleconsult.clock import now
 from teleconsult.config import Settings
+from teleconsult.domain import Doctor
 from teleconsult.errors import ErrorCode, TeleconsultError
 from teleconsult.ids import hash_token, new_id, new_token
 from teleconsult.store import Database
 from teleconsult.store import doctors as store
-from teleconsult.store.models import Doctor, utcnow
 from teleconsult.validation import display_name
 
 #: A doctor's address (set by an administrator, shown in mails as Reply-To): one mailbox, nothing that could start
@@ -104,15 +105,9 @@ class DoctorService:
         async with self._db.transaction() as tx:
             if await store.doctor_by_email(tx, email) is not None:
                 raise TeleconsultError(ErrorCode.CONFLICT, "A doctor with this email already exists.")
-            doctor = Doctor(
-                id=new_id("d"),
-                email=email,
-                name=name,
-                rpps=rpps,
-                password_hash=password_hash,
-                phone=phone,
+            return await store.add_doctor(
+                tx, doctor_id=new_id("d"), email=email, name=name, rpps=rpps, password_hash=password_hash, phone=phone
             )
-            return await store.add_doctor(tx, doctor)
 
     async def login(self, email: str, password: str, *, client: str) -> tuple[str, Doctor]:
         """Check the password; returns a new session token (shown once, stored hashed) and the doctor."""
@@ -122,14 +117,15 @@ class DoctorService:
         if wait > 0:
             raise TeleconsultError(ErrorCode.RATE_LIMITED, "Too many failed logins; try again later.", retry_after=wait)
         async with self._db.transaction() as tx:
-            doctor = await store.doctor_by_email(tx, email)
-        if not await passwords.verify_password(doctor.password_hash if doctor else None, password):
+            found = await store.credentials_by_email(tx, email)
+        if not await passwords.verify_password(found[1] if found else None, password):
             raise TeleconsultError(ErrorCode.INVALID_CREDENTIALS)
-        assert doctor is not None  # verify_password is False without a real hash
+        assert found is not None  # verify_password is False without a real hash
+        doctor = found[0]
         self.throttle.succeeded(keys, attempt, clear=keys[0])
         token = new_token()
         async with self._db.transaction() as tx:
-            await store.add_session(tx, hash_token(token), doctor.id, utcnow() + self._session_ttl)
+            await store.add_session(tx, hash_token(token), doctor.id, now() + self._session_ttl)
         return token, doctor
 
     async def logout(self, token: str) -> None:
@@ -138,7 +134,7 @@ class DoctorService:
 
     async def doctor_for_session(self, token: str) -> Doctor | None:
         async with self._db.transaction() as tx:
-            return await store.doctor_for_session(tx, hash_token(token), utcnow())
+            return await store.doctor_for_session(tx, hash_token(token), now())
 
     async def doctor_by_email(self, email: str) -> Doctor | None:
         async with self._db.transaction() as tx:

@@ -5,12 +5,12 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 
-from teleconsult.chores import Chores
+from teleconsult.background import BackgroundLoops
+from teleconsult.clock import now as clock_now
 from teleconsult.errors import TeleconsultError
 from teleconsult.store import Database
 from teleconsult.store import doctors as doctor_store
 from teleconsult.store import invitations as ticket_store
-from teleconsult.store.models import utcnow
 
 log = logging.getLogger(__name__)
 
@@ -19,13 +19,13 @@ TICKET_RETENTION = timedelta(hours=1)
 
 
 async def purge(database: Database) -> None:
-    now = utcnow()
+    now = clock_now()
     async with database.transaction() as tx:
         await doctor_store.delete_expired_sessions(tx, now)
         await ticket_store.delete_stale_tickets(tx, now - TICKET_RETENTION)
 
 
-async def run(database: Database, every_s: float, chores: Chores) -> None:
+async def run(database: Database, every_s: float, chores: BackgroundLoops) -> None:
     while not chores.stopping.is_set():
         try:
             await purge(database)

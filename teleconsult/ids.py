@@ -17,6 +17,7 @@ ParticipantId = NewType("ParticipantId", str)
 PeerId = NewType("PeerId", str)
 InvitationId = NewType("InvitationId", str)
 BillingRecordId = NewType("BillingRecordId", str)
+MailId = NewType("MailId", str)
 
 TOKEN_BYTES = 32
 

@@ -9,41 +9,48 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from teleconsult.clock import now as clock_now
 from teleconsult.config import Settings
+from teleconsult.domain import ConsultationCore, Doctor, Invitation, Participant
 from teleconsult.errors import ErrorCode, TeleconsultError
-from teleconsult.ids import hash_token, looks_like_token, new_id, new_token
+from teleconsult.ids import ConsultationId, InvitationId, ParticipantId, hash_token, looks_like_token, new_id, new_token
 from teleconsult.lifecycle import OPEN, Status
+from teleconsult.notifications import Letter
+from teleconsult.outbox import Outbox
 from teleconsult.rooms import Role
+from teleconsult.seats import require_open
 from teleconsult.store import Database, Tx, audit
 from teleconsult.store import consultations as consultation_store
 from teleconsult.store import doctors as doctor_store
 from teleconsult.store import invitations as store
-from teleconsult.store.models import Consultation, Invitation, Participant, utcnow
+from teleconsult.store import outbox as outbox_store
 from teleconsult.tickets import issue_ticket
+from teleconsult.validation import mailbox
 
 
-def invitation_expiry(settings: Settings, consultation: Consultation, now: datetime) -> datetime:
+def invitation_expiry(settings: Settings, consultation: ConsultationCore, now: datetime) -> datetime:
     if consultation.scheduled_at is not None:
         return consultation.scheduled_at + timedelta(seconds=settings.invitation_ttl_after_scheduled_s)
     return now + timedelta(seconds=settings.invitation_ttl_unscheduled_s)
 
 
 async def issue_invitation(
-    tx: Tx, settings: Settings, consultation: Consultation, participant: Participant, now: datetime
-) -> tuple[Invitation, str]:
-    """Store a new invitation for ``participant``; returns it with the raw link token (never stored)."""
+    tx: Tx, settings: Settings, consultation: ConsultationCore, participant: Participant, now: datetime
+) -> tuple[InvitationId, str]:
+    """Store a new invitation for ``participant``; returns its id and the link (its token is never stored)."""
     token = new_token()
     invitation = Invitation(
-        id=new_id("i"),
+        id=InvitationId(new_id("i")),
         consultation_id=consultation.id,
         participant_id=participant.id,
         role=participant.role,
-        token_hash=hash_token(token),
-        expires_at=invitation_expiry(settings, consultation, now),
         created_at=now,
+        expires_at=invitation_expiry(settings, consultation, now),
+        revoked_at=None,
+        redeemed_at=None,
     )
-    await store.add_invitation(tx, invitation)
-    return invitation, token
+    await store.add_invitation(tx, invitation, hash_token(token))
+    return invitation.id, join_link(settings, token)
 
 
 def join_link(settings: Settings, token: str) -> str:
@@ -68,11 +75,18 @@ class LinkUnusable(TeleconsultError):
 
 
 @dataclass(frozen=True, slots=True)
+class Resent:
+    participant_id: ParticipantId
+    role: str
+    link: str
+
+
+@dataclass(frozen=True, slots=True)
 class LinkInfo:
     """What the join page may show before anything is consumed."""
 
     role: Role
-    consultation_id: str
+    consultation_id: ConsultationId
     doctor_name: str
     participant_name: str
     scheduled_at: datetime | None
@@ -91,14 +105,15 @@ class JoinGrant:
 
 
 class InvitationService:
-    def __init__(self, db: Database, settings: Settings):
+    def __init__(self, db: Database, settings: Settings, outbox: Outbox):
         self._db = db
         self._settings = settings
+        self._outbox = outbox
 
     async def describe(self, token: str) -> LinkInfo:
         """Read-only look-up for GET /j/{token}; raises ``link_invalid`` for unknown, expired or revoked."""
         async with self._db.transaction() as tx:
-            invitation, consultation, participant = await self._valid(tx, token, utcnow())
+            invitation, consultation, participant = await self._valid(tx, token, clock_now())
             doctor = await doctor_store.doctor_by_id(tx, consultation.doctor_id)
         return LinkInfo(
             role=Role(invitation.role),
@@ -111,7 +126,7 @@ class InvitationService:
 
     async def redeem(self, token: str, *, consent: bool, ip: str | None, user_agent: str | None) -> JoinGrant:
         """Exchange a link for a WebSocket ticket and a participant credential (POST /api/join)."""
-        now = utcnow()
+        now = clock_now()
         async with self._db.transaction() as tx:
             invitation, consultation, participant = await self._valid(tx, token, now)
             if invitation.role == Role.PATIENT and not consent:
@@ -143,11 +158,65 @@ class InvitationService:
             participant_name=participant.name,
         )
 
-    async def _valid(self, tx: Tx, token: str, now: datetime) -> tuple[Invitation, Consultation, Participant]:
+    async def resend(
+        self, doctor: Doctor, consultation_id: str, *, participant_id: str | None, role: str | None, email: str | None
+    ) -> Resent:
+        """A new link for one invited participant (by id, or the patient's or nurse's by role), mailed again; the
+        old link stops working, and so does everything obtained with it."""
+        now = clock_now()
+        async with self._db.transaction() as tx:
+            consultation = await consultation_store.consultation_by_id(tx, consultation_id)
+            if consultation is None or consultation.doctor_id != doctor.id:
+                raise TeleconsultError(ErrorCode.NOT_FOUND)
+            require_open(consultation)
+            participant = next(
+                (
+                    p
+                    for p in consultation.participants
+                    if p.role != Role.DOCTOR.value
+                    and (p.id == participant_id or (participant_id is None and p.role == role))
+                ),
+                None,
+            )
+            if participant is None:
+                raise TeleconsultError(ErrorCode.NOT_FOUND, "No such invited participant.")
+            if invitation_expiry(self._settings, consultation, now) <= now:
+                raise TeleconsultError(
+                    ErrorCode.CONFLICT, "The appointment is more than a day past: create a new consultation."
+                )
+            # A corrected address (the doctor fixes a typo), or the stored one, checked again: a row written before
+            # addresses were checked strictly is refused here rather than sent.
+            address = mailbox(email if email is not None else participant.email or "", field="email")
+            await store.revoke(tx, consultation.id, now, participant.id)
+            # What the old link gave is taken back with it: the participant cookie, unused tickets, the right to
+            # resume, and the admission (whoever comes with the new link waits for the doctor). The live socket
+            # is cut by the signaling service (``link_revoked``).
+            await consultation_store.update_participant(
+                tx, participant.id, email=address, credential_hash=None, resume_hash=None, admitted_at=None
+            )
+            await store.revoke_tickets(tx, participant.id, now)
+            await outbox_store.cancel_queued(tx, consultation.id, participant.id, now)
+            consultation = await consultation_store.consultation_by_id(tx, consultation.id)
+            assert consultation is not None
+            participant = consultation.participant(participant.id) or participant
+            invitation_id, link = await issue_invitation(tx, self._settings, consultation, participant, now)
+            letter = Letter("invitation", consultation, doctor, participant, link)
+            await self._outbox.enqueue(tx, letter, invitation_id=invitation_id)
+            await audit.add_event(
+                tx,
+                action="invitation.resent",
+                actor=f"doctor:{doctor.id}",
+                consultation_id=consultation.id,
+                detail={"participant": participant.id, "address_changed": email is not None},
+            )
+        self._outbox.wake()
+        return Resent(participant.id, participant.role, link)
+
+    async def _valid(self, tx: Tx, token: str, now: datetime) -> tuple[Invitation, ConsultationCore, Participant]:
         invitation = await store.invitation_by_token_hash(tx, hash_token(token)) if looks_like_token(token) else None
         if invitation is None:
             raise LinkUnusable(ErrorCode.LINK_INVALID)
-        consultation = await consultation_store.consultation_alone(tx, invitation.consultation_id)
+        consultation = await consultation_store.consultation_core(tx, invitation.consultation_id)
         participant = await consultation_store.participant_by_id(tx, invitation.participant_id)
         if consultation is None or participant is None:
             raise LinkUnusable(ErrorCode.LINK_INVALID)

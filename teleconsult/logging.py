@@ -20,8 +20,16 @@ _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
 QUIET_LOGGERS = ("aioice", "aiortc", "aiohttp.access")
 
 
-def redact(text: str) -> str:
+#: Put ``extra={SERVER_ADDRESS: True}`` on a record that names the server's own address (the start-up line): IP
+#: addresses are redacted because they are clients'; tokens and emails are redacted in it all the same.
+SERVER_ADDRESS = "teleconsult_server_address"
+_IP_REPLACEMENT = "[ip]"
+
+
+def redact(text: str, *, keep_ips: bool = False) -> str:
     for pattern, replacement in _PATTERNS:
+        if keep_ips and replacement == _IP_REPLACEMENT:
+            continue
         text = pattern.sub(replacement, text)
     return text
 
@@ -35,7 +43,7 @@ class RedactingFilter(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
-        cleaned = redact(message)
+        cleaned = redact(message, keep_ips=bool(getattr(record, SERVER_ADDRESS, False)))
         if cleaned != message or record.args:
             record.msg = cleaned
             record.args = None

@@ -13,12 +13,12 @@ from email.utils import format_datetime, make_msgid
 from typing import Any
 from urllib.parse import urlsplit
 
-import jinja2
-
 from teleconsult.calendar import Appointment, ics
+from teleconsult.clock import now
 from teleconsult.config import Settings
+from teleconsult.domain import Consultation, Doctor, Participant
 from teleconsult.i18n import DEFAULT_LANGUAGE, LANGUAGES, format_paris
-from teleconsult.store.models import Consultation, Doctor, Participant, utcnow
+from teleconsult.templates import MailTemplates
 from teleconsult.validation import shown
 
 
@@ -42,7 +42,7 @@ def recipient_of(letter: Letter) -> str:
 
 
 class Notifier:
-    def __init__(self, templates: jinja2.Environment, settings: Settings):
+    def __init__(self, templates: MailTemplates, settings: Settings):
         self._templates = templates
         self._settings = settings
         self._domain = urlsplit(settings.base_url).hostname or "teleconsult.localhost"
@@ -56,7 +56,7 @@ class Notifier:
         # Built from parts, never from a string parsed back: a name is an encoded phrase whatever it holds.
         message["To"] = Address(display_name=shown(letter.participant.name), addr_spec=recipient_of(letter))
         message["Reply-To"] = Address(display_name=shown(letter.doctor.name), addr_spec=letter.doctor.email)
-        message["Date"] = format_datetime(utcnow())
+        message["Date"] = format_datetime(now())
         message["Message-ID"] = make_msgid(domain=self._domain)
         message["Auto-Submitted"] = "auto-generated"
         message.set_content(self._render(f"mail/{letter.kind}.{lang}.txt", context))
@@ -72,7 +72,7 @@ class Notifier:
         return message
 
     def _context(self, letter: Letter, lang: str) -> dict[str, Any]:
-        patient = next((p for p in letter.consultation.participants if p.role == "patient"), None)
+        patient = letter.consultation.seat("patient")
         return {
             "lang": lang,
             "role": letter.participant.role,
@@ -104,13 +104,4 @@ class Notifier:
         )
 
     def _render(self, name: str, context: dict[str, Any]) -> str:
-        return self._templates.get_template(name).render(context)
-
-
-def mail_templates(directory: str) -> jinja2.Environment:
-    return jinja2.Environment(
-        loader=jinja2.FileSystemLoader(directory),
-        autoescape=jinja2.select_autoescape(["html"]),
-        undefined=jinja2.StrictUndefined,
-        keep_trailing_newline=True,
-    )
+        return self._templates.render(name, context)

@@ -14,16 +14,17 @@ import logging
 from datetime import timedelta
 from email.message import EmailMessage
 
-from teleconsult.chores import Chores
+from teleconsult.background import BackgroundLoops
+from teleconsult.clock import now as clock_now
 from teleconsult.config import Settings
 from teleconsult.crypto.sealing import Sealer, SealError
+from teleconsult.domain import Mail
 from teleconsult.errors import TeleconsultError
-from teleconsult.ids import new_id
+from teleconsult.ids import InvitationId, MailId, new_id
 from teleconsult.mail import MailTransport, PermanentFailure, TemporaryFailure
 from teleconsult.notifications import Letter, Notifier, recipient_of
 from teleconsult.store import Database, Tx
 from teleconsult.store import outbox as store
-from teleconsult.store.models import OutgoingMail, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -44,10 +45,11 @@ class Outbox:
 
     # --- queueing (inside the caller's transaction) ----------------------------------------------------------
 
-    async def enqueue(self, tx: Tx, letter: Letter, *, invitation_id: str | None = None) -> OutgoingMail:
+    async def enqueue(self, tx: Tx, letter: Letter, *, invitation_id: InvitationId | None = None) -> Mail:
         message = self._notifier.compose(letter)
-        mail = OutgoingMail(
-            id=new_id("ml"),
+        now = clock_now()
+        mail = Mail(
+            id=MailId(new_id("ml")),
             consultation_id=letter.consultation.id,
             participant_id=letter.participant.id,
             invitation_id=invitation_id,
@@ -56,11 +58,13 @@ class Outbox:
             recipient=recipient_of(letter),
             status="queued",
             attempts=0,
-            next_attempt_at=utcnow(),
-            created_at=utcnow(),
+            next_attempt_at=now,
+            created_at=now,
+            sent_at=None,
+            failed_at=None,
+            last_error=None,
         )
-        mail.sealed_message = self._sealer.seal(bytes(message), mail.id)
-        await store.add_mail(tx, mail)
+        await store.add_mail(tx, mail, self._sealer.seal(bytes(message), mail.id))
         return mail
 
     def wake(self) -> None:
@@ -69,7 +73,7 @@ class Outbox:
 
     # --- delivering ------------------------------------------------------------------------------------------
 
-    async def run(self, chores: Chores) -> None:
+    async def run(self, chores: BackgroundLoops) -> None:
         """Deliver due mails until the server stops (between two mails, never in the middle of one)."""
         while not chores.stopping.is_set():
             try:
@@ -87,7 +91,7 @@ class Outbox:
 
     async def deliver_due(self) -> int:
         """Deliver (or reschedule) every due mail this sender can claim; returns how many it handled."""
-        now = utcnow()
+        now = clock_now()
         async with self._db.transaction() as tx:
             claimed = await store.claim_due(tx, now, now + HOLD, BATCH)
         for mail_id in claimed:
@@ -111,10 +115,10 @@ class Outbox:
             await self._fail(mail, f"unexpected {type(error).__name__}")
         else:
             async with self._db.transaction() as tx:
-                await store.mark_sent(tx, mail.id, utcnow())
+                await store.mark_sent(tx, mail.id, clock_now())
             log.info("mail %s delivered (%s to the %s)", mail.id, mail.kind, mail.recipient_role)
 
-    def _open(self, mail: OutgoingMail, sealed: bytes | None) -> EmailMessage:
+    def _open(self, mail: Mail, sealed: bytes | None) -> EmailMessage:
         if sealed is None:
             raise SealError("the message is gone")
         data = self._sealer.open(sealed, mail.id)
@@ -122,8 +126,8 @@ class Outbox:
         assert isinstance(message, EmailMessage)
         return message
 
-    async def _retry_or_give_up(self, mail: OutgoingMail, reason: str) -> None:
-        now = utcnow()
+    async def _retry_or_give_up(self, mail: Mail, reason: str) -> None:
+        now = clock_now()
         if now - mail.created_at >= timedelta(seconds=self._settings.mail_give_up_s):
             await self._fail(mail, f"gave up after {mail.attempts + 1} attempts: {reason}")
             return
@@ -132,7 +136,7 @@ class Outbox:
             await store.mark_retry(tx, mail.id, now + timedelta(seconds=delay), reason)
         log.warning("mail %s not delivered yet (attempt %d): %s", mail.id, mail.attempts + 1, reason)
 
-    async def _fail(self, mail: OutgoingMail, reason: str) -> None:
+    async def _fail(self, mail: Mail, reason: str) -> None:
         async with self._db.transaction() as tx:
-            await store.mark_failed(tx, mail.id, utcnow(), reason)
+            await store.mark_failed(tx, mail.id, clock_now(), reason)
         log.error("mail %s failed: %s", mail.id, reason)

@@ -11,7 +11,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
 from teleconsult.errors import ErrorCode, TeleconsultError
-from teleconsult.ids import PeerId
+from teleconsult.ids import ConsultationId, ParticipantId, PeerId
 
 
 class Role(enum.StrEnum):
@@ -73,8 +73,8 @@ class Peer:
     peer_id: PeerId
     role: Role
     name: str
-    #: The durable seat this peer occupies (a participant id): one live peer per seat.
-    seat: str
+    #: The durable seat this peer occupies: one live peer per seat (two while a second device waits).
+    seat: ParticipantId
     state: PeerState
     #: What the participant's device checks reported (devices, permission, network), shown in the lobby.
     ready: dict[str, str | bool | int | float] | None = None
@@ -111,7 +111,7 @@ class Admission:
 
 @dataclass(slots=True)
 class Room:
-    consultation_id: str
+    consultation_id: ConsultationId
     capacity: Capacity = field(default_factory=Capacity)
     ended: bool = False
     _peers: dict[PeerId, Peer] = field(default_factory=dict)
@@ -158,7 +158,7 @@ class Room:
 
     # --- transitions -------------------------------------------------------------------------------------------
 
-    def join(self, peer_id: PeerId, role: Role, name: str, seat: str, *, pre_admitted: bool) -> JoinResult:
+    def join(self, peer_id: PeerId, role: Role, name: str, seat: ParticipantId, *, pre_admitted: bool) -> JoinResult:
         """Seat a new connection (a ticket, never a resume).
 
         The doctor is always admitted, and a second tab of theirs replaces the first. Anyone else is admitted

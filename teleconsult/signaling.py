@@ -20,16 +20,19 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
 
+from teleconsult.background import settle
 from teleconsult.bus import Bus
-from teleconsult.chores import settle
+from teleconsult.clock import now as clock_now
 from teleconsult.config import Settings
-from teleconsult.consultations import ConsultationService, Seat
+from teleconsult.consultations import ConsultationService, Ended
+from teleconsult.domain import Consultation, Doctor, Seat
 from teleconsult.errors import ErrorCode, TeleconsultError
-from teleconsult.ids import PeerId, new_id, new_token
+from teleconsult.ids import ConsultationId, ParticipantId, PeerId, new_id, new_token
+from teleconsult.invitations import InvitationService, Resent
 from teleconsult.protocol import PROTOCOL_VERSION, ClientMessage, ServerMessage, encode
 from teleconsult.protocol import messages as m
 from teleconsult.rooms import Capacity, Peer, PeerState, Role, Room, polite
-from teleconsult.store.models import BillingRecord, utcnow
+from teleconsult.seats import SeatService
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +77,7 @@ class Session:
         return channel_of(self.peer)
 
     @property
-    def participant_id(self) -> str:
+    def participant_id(self) -> ParticipantId:
         return self.seat.participant_id
 
     def deliver(self, frame: bytes) -> None:
@@ -111,8 +114,17 @@ def peer_info(
 
 
 class SignalingService:
-    def __init__(self, consultations: ConsultationService, bus: Bus, settings: Settings):
+    def __init__(
+        self,
+        seats: SeatService,
+        consultations: ConsultationService,
+        invitations: InvitationService,
+        bus: Bus,
+        settings: Settings,
+    ):
+        self._seats = seats
         self._consultations = consultations
+        self._invitations = invitations
         self._bus = bus
         self._settings = settings
         self._capacity = Capacity(guest=settings.guest_seats)
@@ -156,7 +168,7 @@ class SignalingService:
         raise TeleconsultError(ErrorCode.UNAUTHORIZED, "A ticket or a resume token is required.")
 
     async def _take_seat(self, conn: Connection, ticket: str) -> Session:
-        seat = await self._consultations.open_ticket(ticket)
+        seat = await self._seats.open_ticket(ticket)
         room = await self._room_for(seat.consultation_id)
         # Only a resume token keeps an admission: a fresh ticket waits unless the doctor let the seat in beforehand.
         joined = room.join(
@@ -169,14 +181,14 @@ class SignalingService:
         if room.is_second_device(joined.peer):
             session.unsaved_resume = token  # the seat's holder stays recorded until the doctor chooses
         else:
-            await self._consultations.seat_taken(seat, session.peer.peer_id, token, admitted=session.peer.admitted)
+            await self._seats.seat_taken(seat, session.peer.peer_id, token, admitted=session.peer.admitted)
         self._welcome(session, token)
         await self._announce_arrival(session)
         return session
 
     async def _resume(self, conn: Connection, token: str) -> Session:
         fresh = new_token()
-        seat = await self._consultations.resume_seat(token, fresh)
+        seat = await self._seats.resume_seat(token, fresh)
         await self._room_for(seat.consultation_id)
         session = self._sessions.get(PeerId(seat.peer_id or ""))
         if session is None or session.closed:
@@ -198,7 +210,7 @@ class SignalingService:
         await self._bus.subscribe(session.channel, session.deliver)
         return session
 
-    async def _room_for(self, consultation_id: str) -> Room:
+    async def _room_for(self, consultation_id: ConsultationId) -> Room:
         """The live room, rebuilt from the seats still held in the database when this node has none."""
         room = self._rooms.get(consultation_id)
         if room is not None:
@@ -208,7 +220,7 @@ class SignalingService:
             room = self._rooms.get(consultation_id)
             if room is None:
                 room = Room(consultation_id, self._capacity)
-                for held in await self._consultations.seats_held(consultation_id):
+                for held in await self._seats.seats_held(consultation_id):
                     await self._restore(room, held)
                 self._rooms[consultation_id] = room
         self._room_locks.pop(consultation_id, None)
@@ -220,7 +232,7 @@ class SignalingService:
         peer = Peer(PeerId(seat.peer_id or ""), Role(seat.role), seat.name, seat.participant_id, state)
         room.restore(peer)
         session = await self._open_session(peer, room, seat, None)
-        elapsed = (utcnow() - seat.away_since).total_seconds() if seat.away_since else 0.0
+        elapsed = (clock_now() - seat.away_since).total_seconds() if seat.away_since else 0.0
         self._start_grace(session, max(0.0, self._settings.resume_grace_s - elapsed))
 
     def _welcome(self, session: Session, resume_token: str) -> None:
@@ -254,9 +266,7 @@ class SignalingService:
         for other in room.admitted(exclude=peer.peer_id):
             await self._send(other, m.PeerJoined(peer=peer_info(peer, other)))
         if room.is_in_progress():
-            await self._consultations.participant_admitted(
-                session.participant_id, room.consultation_id, in_progress=True
-            )
+            await self._seats.participant_admitted(session.participant_id, room.consultation_id, in_progress=True)
 
     # --- messages from a seated peer ---------------------------------------------------------------------------
 
@@ -315,13 +325,9 @@ class SignalingService:
         newcomer = self._sessions.get(target.peer_id)
         try:  # durable first: nobody is told of an admission the database does not hold
             if newcomer is not None and newcomer.unsaved_resume is not None:
-                await self._consultations.seat_taken(
-                    newcomer.seat, target.peer_id, newcomer.unsaved_resume, admitted=True
-                )
+                await self._seats.seat_taken(newcomer.seat, target.peer_id, newcomer.unsaved_resume, admitted=True)
                 newcomer.unsaved_resume = None
-            await self._consultations.participant_admitted(
-                target.seat, room.consultation_id, in_progress=room.is_in_progress()
-            )
+            await self._seats.participant_admitted(target.seat, room.consultation_id, in_progress=room.is_in_progress())
         except TeleconsultError:
             room.undo_admission(admission)
             raise
@@ -337,7 +343,7 @@ class SignalingService:
         room = session.room
         target = room.return_to_lobby(session.peer, target_id)
         try:
-            await self._consultations.participant_returned(target.seat)
+            await self._seats.participant_returned(target.seat)
         except TeleconsultError:
             target.state = PeerState.ADMITTED
             raise
@@ -358,7 +364,7 @@ class SignalingService:
             await self._depart(session)  # a second device cannot resume: nothing holds its seat for it
             return
         self._start_grace(session, self._settings.resume_grace_s)
-        await self._consultations.participants_away([session.participant_id])
+        await self._seats.participants_away([session.participant_id])
 
     def _start_grace(self, session: Session, delay: float) -> None:
         session.grace = asyncio.get_running_loop().call_later(delay, self._grace_over, session)
@@ -387,7 +393,7 @@ class SignalingService:
         if peer is not None:
             await self._announce_departure(session.room, peer)
         if session.durable:
-            await self._consultations.seat_released(session.participant_id)
+            await self._seats.seat_released(session.participant_id)
 
     async def _evict(
         self, peer: Peer, notice: ServerMessage, *, sent_away: bool = False, release_seat: bool = True
@@ -402,7 +408,7 @@ class SignalingService:
             await self._announce_departure(session.room, peer)
             release_seat = release_seat and session.durable  # a second device never held the seat
         if release_seat:
-            await self._consultations.seat_released(peer.seat, sent_away=sent_away)
+            await self._seats.seat_released(peer.seat, sent_away=sent_away)
 
     async def link_revoked(self, consultation_id: str, participant_id: str) -> None:
         """The participant's link was replaced (resent): whoever got in with the old one is cut off now."""
@@ -433,11 +439,27 @@ class SignalingService:
 
     # --- ending and shutting down ------------------------------------------------------------------------------
 
-    async def end_consultation(self, consultation_id: str, doctor_id: str) -> BillingRecord | None:
+    async def end_consultation(self, consultation_id: str, doctor_id: str) -> Ended:
         """End for everyone (from the doctor's ``end`` frame or the HTTP API): bill, tell the room, close."""
-        record = await self._consultations.end(consultation_id, doctor_id)
+        ended = await self._consultations.end(consultation_id, doctor_id)
         await self.close_room(consultation_id)
-        return record
+        return ended
+
+    async def cancel_consultation(self, doctor: Doctor, consultation_id: str) -> Consultation:
+        """Cancel before it took place (links revoked, the invited told), and empty its waiting room."""
+        consultation = await self._consultations.cancel(doctor, consultation_id)
+        await self.close_room(consultation.id)
+        return consultation
+
+    async def resend_invitation(
+        self, doctor: Doctor, consultation_id: str, *, participant_id: str | None, role: str | None, email: str | None
+    ) -> Resent:
+        """A new link for one participant, and whoever came in with the old one is cut off."""
+        resent = await self._invitations.resend(
+            doctor, consultation_id, participant_id=participant_id, role=role, email=email
+        )
+        await self.link_revoked(consultation_id, resent.participant_id)
+        return resent
 
     async def close_room(self, consultation_id: str) -> None:
         """The consultation is over (ended or cancelled): tell whoever is connected, close, forget the room."""
@@ -464,7 +486,7 @@ class SignalingService:
         # Departures already under way are written, not cut short in the middle of their transaction.
         await settle(list(self._chores), DEPARTURES_SETTLE_S)
         reconnect = encode(m.Reconnect(after_ms=self._settings.reconnect_after_ms))
-        seats = []
+        seats: list[ParticipantId] = []
         for session in list(self._sessions.values()):
             if session.durable:
                 seats.append(session.participant_id)
@@ -473,7 +495,7 @@ class SignalingService:
                 session.conn.close_soon(CLOSE_RESTART, "server restart")
                 session.conn = None
         try:
-            await self._consultations.participants_away(seats)
+            await self._seats.participants_away(seats)
         except TeleconsultError:
             log.warning("could not mark seats away at shutdown (database unavailable)")
 

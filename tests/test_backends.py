@@ -11,8 +11,9 @@ import pytest
 from aiohttp import ClientSession, ClientWebSocketResponse, CookieJar
 from sqlalchemy import func, insert, select
 
-from teleconsult.api.keys import CONSULTATIONS, DATABASE, DOCTORS, OUTBOX, SIGNALING
-from teleconsult.consultations import NewConsultation
+from teleconsult.api.keys import CONSULTATIONS, DOCTORS, SEATS, SIGNALING
+from teleconsult.app import DATABASE, OUTBOX
+from teleconsult.consultations import Ended, NewConsultation
 from teleconsult.errors import ErrorCode, TeleconsultError
 from teleconsult.store import Database
 from teleconsult.store import consultations as store
@@ -101,7 +102,7 @@ async def _started_consultation(live: Running) -> tuple[str, str]:
             .all()
         )
     for seat in seats:
-        await app[CONSULTATIONS].participant_admitted(seat.id, created.consultation.id, in_progress=True)
+        await app[SEATS].participant_admitted(seat.id, created.consultation.id, in_progress=True)
     return created.consultation.id, doctor.id
 
 
@@ -111,7 +112,7 @@ async def test_racing_ends_write_exactly_one_billing_record(running_any_db: Runn
     results = await asyncio.gather(
         *(app[SIGNALING].end_consultation(consultation_id, doctor_id) for _ in range(12)), return_exceptions=True
     )
-    records = [r for r in results if isinstance(r, BillingRecord)]
+    records = [r.billing for r in results if isinstance(r, Ended) and r.billing is not None]
     assert len(records) == 12, results
     assert len({r.id for r in records}) == 1
     async with app[DATABASE].transaction() as tx:
@@ -124,8 +125,8 @@ async def test_a_ticket_opens_once_under_contention(running_any_db: Running) -> 
     doctor = await app[DOCTORS].doctor_by_email(running_any_db.doctor_email)
     assert doctor is not None
     created = await app[CONSULTATIONS].create(doctor, NewConsultation("Jeanne", "jeanne@example.org"))
-    ticket = await app[CONSULTATIONS].ticket_for_doctor(doctor, created.consultation.id)
-    results = await asyncio.gather(*(app[CONSULTATIONS].open_ticket(ticket) for _ in range(20)), return_exceptions=True)
+    ticket = await app[SEATS].ticket_for_doctor(doctor, created.consultation.id)
+    results = await asyncio.gather(*(app[SEATS].open_ticket(ticket) for _ in range(20)), return_exceptions=True)
     outcomes = Counter("ok" if not isinstance(r, BaseException) else r.code for r in results)  # type: ignore[attr-defined]
     assert outcomes == {"ok": 1, ErrorCode.UNAUTHORIZED: 19}
 
@@ -184,8 +185,8 @@ async def test_housekeeping_purges_spent_tickets_and_expired_sessions(running_an
     doctor = await app[DOCTORS].doctor_by_email(running_any_db.doctor_email)
     assert doctor is not None
     created = await app[CONSULTATIONS].create(doctor, NewConsultation("Jeanne", "jeanne@example.org"))
-    fresh = await app[CONSULTATIONS].ticket_for_doctor(doctor, created.consultation.id)
-    await app[CONSULTATIONS].ticket_for_doctor(doctor, created.consultation.id)
+    fresh = await app[SEATS].ticket_for_doctor(doctor, created.consultation.id)
+    await app[SEATS].ticket_for_doctor(doctor, created.consultation.id)
     await app[DOCTORS].login(running_any_db.doctor_email, running_any_db.doctor_password, client="t")
     long_ago = datetime.now(UTC) - timedelta(days=1)
     async with app[DATABASE].transaction() as tx:
@@ -196,7 +197,7 @@ async def test_housekeeping_purges_spent_tickets_and_expired_sessions(running_an
     async with app[DATABASE].transaction() as tx:
         assert len((await tx.execute(select(Ticket))).scalars().all()) == 1
         assert (await tx.execute(select(DoctorSession))).scalars().all() == []
-    await app[CONSULTATIONS].open_ticket(fresh)  # the live ticket survived
+    await app[SEATS].open_ticket(fresh)  # the live ticket survived
 
 
 async def test_two_nodes_sending_mail_deliver_each_mail_once(database_url: str, smtp: Any, server_with: Any) -> None:

@@ -21,7 +21,8 @@ import pytest
 from playwright.async_api import Browser, BrowserContext, ConsoleMessage, Page, async_playwright, expect
 from sqlalchemy import select, update
 
-from teleconsult.api.keys import DATABASE, SIGNALING, SOCKETS
+from teleconsult.api.keys import SIGNALING, SOCKETS
+from teleconsult.app import DATABASE
 from teleconsult.store.models import Consultation, Participant
 
 pytestmark = pytest.mark.browser

@@ -88,8 +88,8 @@ def test_serve_refuses_a_public_address_without_tls(tmp_path: Path) -> None:
 def test_serve_demo_prints_a_login_that_works(tmp_path: Path) -> None:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("TELECONSULT_")}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "teleconsult", "--data-dir", str(tmp_path), "serve", "--demo", "--port", str(port)],
+    process = subprocess.Popen(  # the global option after the subcommand, as DESIGN.md writes it
+        [sys.executable, "-m", "teleconsult", "serve", "--data-dir", str(tmp_path), "--demo", "--port", str(port)],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -103,6 +103,8 @@ def test_serve_demo_prints_a_login_that_works(tmp_path: Path) -> None:
             lines.append(process.stdout.readline())
         output = "".join(lines)
         assert f"http://127.0.0.1:{port}/login" in output
+        # The start-up line names the server's own address in full (client addresses are what logs redact).
+        assert f"serving http://127.0.0.1:{port} (listening on 127.0.0.1 port {port})" in output
         password = next(line.split(":", 1)[1].strip() for line in lines if line.strip().startswith("Password:"))
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as response:
             assert response.status == 200
@@ -118,3 +120,22 @@ def test_serve_demo_prints_a_login_that_works(tmp_path: Path) -> None:
     finally:
         process.terminate()
         assert process.wait(timeout=15) == 0
+
+
+def test_global_options_are_accepted_after_the_subcommand(tmp_path: Path) -> None:
+    before, after = tmp_path / "before", tmp_path / "after"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TELECONSULT_")}
+    command = [
+        sys.executable,
+        "-m",
+        "teleconsult",
+        "--data-dir",
+        str(before),
+        "db",
+        "upgrade",
+        "--data-dir",
+        str(after),
+    ]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=60, env=env, check=False)
+    assert result.returncode == 0, result.stderr
+    assert (after / "teleconsult.db").exists() and not (before / "teleconsult.db").exists()  # the later one wins

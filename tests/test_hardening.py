@@ -18,7 +18,7 @@ import pytest
 from aiohttp import ClientSession, CookieJar, TCPConnector, WSServerHandshakeError
 from sqlalchemy import select, update
 
-from teleconsult.api.keys import CHORES, DATABASE
+from teleconsult.app import CHORES, DATABASE
 from teleconsult.logging import RedactingFilter
 from teleconsult.store.models import AuditEvent, OutgoingMail, Participant
 from tests.conftest import DOCTOR_EMAIL, DOCTOR_PASSWORD, Running, free_port, make_settings, start_server, unavailable

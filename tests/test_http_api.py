@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 
-from teleconsult.api.keys import DATABASE, DOCTORS
+from teleconsult.api.keys import DOCTORS
+from teleconsult.app import DATABASE
 from teleconsult.logging import RedactingFilter
 from tests.conftest import Running, make_settings, start_server
 from tests.helpers import create_consultation, join, login, token_of, upcoming

@@ -14,7 +14,7 @@ import pytest
 from icalendar import Calendar
 from sqlalchemy import select, text, update
 
-from teleconsult.api.keys import DATABASE
+from teleconsult.app import DATABASE
 from teleconsult.store.models import AuditEvent, Consultation, Invitation
 from tests.helpers import connect, create_consultation, join, login, token_of, upcoming
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -16,41 +17,19 @@ MODULES = sorted(
     if "migrations" not in path.parts and path.name != "__main__.py"
 )
 
+ARCHITECTURE = Path(__file__).resolve().parent.parent / "docs" / "architecture.md"
+
+
+def layer_table() -> dict[str, int]:
+    """The one layer table: the rows between the markers of docs/architecture.md (``| `module` | layer | … |``)."""
+    text = ARCHITECTURE.read_text(encoding="utf-8")
+    block = text.split("<!-- layers: begin -->", 1)[1].split("<!-- layers: end -->", 1)[0]
+    rows = re.findall(r"^\| `([\w.]+)` \| (\d) \|", block, flags=re.MULTILINE)
+    return {module: int(number) for module, number in rows}
+
+
 # Lower number = higher layer; a module may import only from its own layer or below (higher numbers).
-LAYERS: dict[str, int] = {
-    "teleconsult.app": 0,
-    "teleconsult.cli": 0,
-    "teleconsult.api": 1,
-    "teleconsult.signaling": 2,
-    "teleconsult.consultations": 2,
-    "teleconsult.invitations": 2,
-    "teleconsult.billing": 2,
-    "teleconsult.doctors": 2,
-    "teleconsult.tickets": 2,
-    "teleconsult.housekeeping": 2,
-    "teleconsult.outbox": 2,
-    "teleconsult.notifications": 2,
-    "teleconsult.store": 3,
-    "teleconsult.bus": 3,
-    "teleconsult.passwords": 3,
-    "teleconsult.crypto": 3,
-    "teleconsult.mail": 3,
-    "teleconsult.calendar": 3,
-    "teleconsult.i18n": 3,
-    "teleconsult.rooms": 4,
-    "teleconsult.lifecycle": 4,
-    "teleconsult.protocol": 4,
-    "teleconsult.config": 5,
-    "teleconsult.errors": 5,
-    "teleconsult.ids": 5,
-    "teleconsult.logging": 5,
-    "teleconsult.chores": 5,
-    "teleconsult.batching": 5,
-    "teleconsult.validation": 5,
-    "teleconsult.forwarding": 5,
-    "teleconsult.files": 5,
-    "teleconsult": 5,
-}
+LAYERS: dict[str, int] = layer_table()
 
 #: Each third-party library has one home.
 HOMES = {
@@ -63,6 +42,7 @@ HOMES = {
     "aiosmtplib": ("teleconsult.mail",),
     "icalendar": ("teleconsult.calendar",),
     "email_validator": ("teleconsult.validation",),
+    "jinja2": ("teleconsult.templates",),
     "msgspec": ("teleconsult.protocol", "teleconsult.api.bodies"),
 }
 
@@ -106,6 +86,18 @@ def test_no_upward_imports(module: str) -> None:
     for imported in imports(module):
         if imported.startswith("teleconsult"):
             assert layer(imported) >= layer(module), f"{module} (L{layer(module)}) imports {imported}"
+
+
+@pytest.mark.parametrize("module", [m for m in MODULES if m.startswith("teleconsult.api")])
+def test_the_http_layer_never_imports_the_store(module: str) -> None:
+    """Handlers see services and domain values; ORM rows and transactions stay below them."""
+    for imported in imports(module):
+        assert not imported.startswith("teleconsult.store"), f"{module} imports {imported}"
+
+
+def test_the_layer_table_names_only_modules_that_exist() -> None:
+    packages = {".".join(m.split(".")[:2]) for m in MODULES}
+    assert set(LAYERS) - packages - {"teleconsult"} == set()
 
 
 @pytest.mark.parametrize("module", MODULES)

@@ -9,8 +9,8 @@ from teleconsult.api.clients import client_ip
 from teleconsult.api.keys import DOCTORS, SETTINGS
 from teleconsult.api.security import csrf_token, session_cookie, session_token, set_cookie
 from teleconsult.api.serialize import doctor_json
+from teleconsult.domain import Doctor
 from teleconsult.errors import ErrorCode, TeleconsultError
-from teleconsult.store.models import Doctor
 
 routes = web.RouteTableDef()
 

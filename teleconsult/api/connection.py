@@ -21,7 +21,7 @@ from typing import Any, Final
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
-from teleconsult.chores import Chores, settle
+from teleconsult.background import BackgroundLoops, settle
 
 log = logging.getLogger(__name__)
 
@@ -167,7 +167,7 @@ async def _finish(write: Write, waiting_on: object) -> None:
         write.close()
 
 
-async def heartbeat(connections: Iterable[WsConnection], heartbeat_s: float, chores: Chores) -> None:
+async def heartbeat(connections: Iterable[WsConnection], heartbeat_s: float, chores: BackgroundLoops) -> None:
     """Tick every ``heartbeat_s / 2`` over every open socket until the server stops (see the module's
     docstring); ``connections`` is the live collection, read afresh at every tick."""
     tick = heartbeat_s / 2

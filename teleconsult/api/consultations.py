@@ -8,7 +8,7 @@ from aiohttp import web
 
 from teleconsult.api.auth import current_doctor, require_doctor
 from teleconsult.api.bodies import NewConsultationBody, ResendBody, read_body
-from teleconsult.api.keys import CONSULTATIONS, SIGNALING
+from teleconsult.api.keys import CONSULTATIONS, SEATS, SIGNALING
 from teleconsult.api.security import participant_credential
 from teleconsult.api.serialize import billing_json, consultation_json
 from teleconsult.consultations import PAGE_SIZE, Invitee, NewConsultation
@@ -65,7 +65,7 @@ async def get_one(request: web.Request) -> web.Response:
 async def ticket(request: web.Request) -> web.Response:
     """The doctor (session cookie) or a participant (their consultation's cookie) asks for a WebSocket ticket."""
     consultation_id = request.match_info["id"]
-    service = request.app[CONSULTATIONS]
+    service = request.app[SEATS]
     credential = participant_credential(request, consultation_id)
     doctor = await current_doctor(request)
     if doctor is not None:
@@ -81,9 +81,8 @@ async def ticket(request: web.Request) -> web.Response:
 async def end(request: web.Request) -> web.Response:
     doctor = await require_doctor(request)
     consultation_id = request.match_info["id"]
-    record = await request.app[SIGNALING].end_consultation(consultation_id, doctor.id)
-    consultation = await request.app[CONSULTATIONS].get_for_doctor(doctor, consultation_id)
-    return web.json_response({"status": consultation.status, "billing": billing_json(record)})
+    ended = await request.app[SIGNALING].end_consultation(consultation_id, doctor.id)
+    return web.json_response({"status": ended.status.value, "billing": billing_json(ended.billing)})
 
 
 def _int(raw: str | None, default: int, low: int, high: int) -> int:
@@ -113,27 +112,16 @@ async def resend(request: web.Request) -> web.Response:
     """Invite a participant again: a new link is mailed, the previous one stops working."""
     doctor = await require_doctor(request)
     body = await read_body(request, ResendBody)
-    service = request.app[CONSULTATIONS]
-    consultation = await service.get_for_doctor(doctor, request.match_info["id"])
-    participant = next(
-        (
-            p
-            for p in consultation.participants
-            if p.role != "doctor"
-            and (p.id == body.participant_id or (body.participant_id is None and p.role == body.role))
-        ),
-        None,
+    resent = await request.app[SIGNALING].resend_invitation(
+        doctor, request.match_info["id"], participant_id=body.participant_id, role=body.role, email=body.email
     )
-    if participant is None:
-        raise TeleconsultError(ErrorCode.NOT_FOUND, "No such invited participant.")
-    link = await service.resend(doctor, consultation.id, participant.id, email=body.email)
-    await request.app[SIGNALING].link_revoked(consultation.id, participant.id)
-    return web.json_response({"participant_id": participant.id, "role": participant.role, "link": link}, status=201)
+    return web.json_response(
+        {"participant_id": resent.participant_id, "role": resent.role, "link": resent.link}, status=201
+    )
 
 
 @routes.post("/api/consultations/{id}/cancel")
 async def cancel(request: web.Request) -> web.Response:
     doctor = await require_doctor(request)
-    consultation = await request.app[CONSULTATIONS].cancel(doctor, request.match_info["id"])
-    await request.app[SIGNALING].close_room(consultation.id)
+    consultation = await request.app[SIGNALING].cancel_consultation(doctor, request.match_info["id"])
     return web.json_response(consultation_json(consultation, detail=True))

@@ -10,7 +10,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from teleconsult.api.clients import client_ip
-from teleconsult.api.keys import BUS, CHORES, DATABASE, SETTINGS, SIGNALING, SOCKETS
+from teleconsult.api.keys import HEALTH, SETTINGS, SIGNALING, SOCKETS
 from teleconsult.forwarding import in_networks
 
 routes = web.RouteTableDef()
@@ -18,12 +18,14 @@ routes = web.RouteTableDef()
 
 @routes.get("/healthz")
 async def healthz(request: web.Request) -> web.Response:
-    database = await request.app[DATABASE].ping()
-    bus = await request.app[BUS].ping()
-    loops = request.app[CHORES].running()
-    healthy = database and bus and all(loops.values())
-    body = {"status": "ok" if healthy else "degraded", "database": database, "bus": bus, "loops": loops}
-    return web.json_response(body, status=200 if healthy else 503)
+    report = await request.app[HEALTH].check()
+    body = {
+        "status": "ok" if report.healthy else "degraded",
+        "database": report.database,
+        "bus": report.bus,
+        "loops": report.loops,
+    }
+    return web.json_response(body, status=200 if report.healthy else 503)
 
 
 @routes.get("/metrics")
@@ -31,7 +33,7 @@ async def metrics(request: web.Request) -> web.Response:
     if not in_networks(client_ip(request), request.app[SETTINGS].metrics_networks):
         raise web.HTTPNotFound()
     signaling = request.app[SIGNALING]
-    loops = request.app[CHORES].running()
+    loops = request.app[HEALTH].chores.running()
     lines = [
         "# HELP teleconsult_sessions Peers seated in a room on this node (connected or within their grace).",
         "# TYPE teleconsult_sessions gauge",

@@ -1,29 +1,31 @@
-"""Typed application keys: everything that outlives a request hangs off the app under one of these."""
+"""Typed application keys for what the HTTP layer uses: the services, the settings, the live sockets.
+
+What only the composition root and the tests reach (the database, the bus, the mail sender, the background loops)
+has its keys in ``teleconsult/app.py``: the HTTP layer never touches the store.
+"""
 
 from __future__ import annotations
 
 from aiohttp import web
 
 from teleconsult.api.connection import WsConnection
-from teleconsult.bus import Bus
-from teleconsult.chores import Chores
 from teleconsult.config import Settings
 from teleconsult.consultations import ConsultationService
 from teleconsult.doctors import DoctorService
+from teleconsult.health import HealthService
 from teleconsult.i18n import Catalogs
 from teleconsult.invitations import InvitationService
-from teleconsult.outbox import Outbox
 from teleconsult.ratelimit import PendingPerKey, RatePerKey
+from teleconsult.seats import SeatService
 from teleconsult.signaling import SignalingService
-from teleconsult.store import Database
 
 SETTINGS = web.AppKey("settings", Settings)
-DATABASE = web.AppKey("database", Database)
-BUS = web.AppKey("bus", Bus)
 DOCTORS = web.AppKey("doctors", DoctorService)
 CONSULTATIONS = web.AppKey("consultations", ConsultationService)
+SEATS = web.AppKey("seats", SeatService)
 INVITATIONS = web.AppKey("invitations", InvitationService)
 SIGNALING = web.AppKey("signaling", SignalingService)
+HEALTH = web.AppKey("health", HealthService)
 CATALOGS = web.AppKey("catalogs", Catalogs)
 SECRET = web.AppKey("secret", bytes)
 #: Open WebSockets (each handler adds its own and discards it when it returns): the heartbeat's round, and closed
@@ -32,6 +34,3 @@ SOCKETS: web.AppKey[set[WsConnection]] = web.AppKey("sockets")
 PENDING_HELLOS = web.AppKey("pending_hellos", PendingPerKey)
 #: Requests to the link endpoints (/j/{token}, /api/join) per client address.
 LINK_RATE = web.AppKey("link_rate", RatePerKey)
-OUTBOX = web.AppKey("outbox", Outbox)
-#: The background loops, for the health check.
-CHORES = web.AppKey("chores", Chores)

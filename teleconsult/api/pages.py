@@ -83,7 +83,7 @@ async def doctor_call(request: web.Request) -> web.Response:
         consultation = await request.app[CONSULTATIONS].get_for_doctor(doctor, request.match_info["id"])
     except TeleconsultError:
         raise web.HTTPNotFound() from None
-    patient = next((p for p in consultation.participants if p.role == "patient"), None)
+    patient = consultation.seat("patient")
     return render(
         request,
         "call.html",

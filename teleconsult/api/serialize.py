@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from teleconsult.store.models import BillingRecord, Consultation, Doctor, Invitation, OutgoingMail, Participant
+from teleconsult.domain import BillingRecord, Consultation, Doctor, Invitation, Mail, Participant
 
 
 def iso(value: datetime | None) -> str | None:
@@ -71,11 +71,11 @@ def invitations_json(consultation: Consultation, now: datetime | None = None) ->
     return views
 
 
-def _latest(mails: list[OutgoingMail], participant_id: str, kind: str) -> OutgoingMail | None:
+def _latest(mails: tuple[Mail, ...], participant_id: str, kind: str) -> Mail | None:
     return next((m for m in reversed(mails) if m.participant_id == participant_id and m.kind == kind), None)
 
 
-def _mail_json(mail: OutgoingMail | None) -> dict[str, Any] | None:
+def _mail_json(mail: Mail | None) -> dict[str, Any] | None:
     if mail is None:
         return None
     return {
@@ -89,7 +89,7 @@ def _mail_json(mail: OutgoingMail | None) -> dict[str, Any] | None:
     }
 
 
-def _reason(mail: OutgoingMail) -> str | None:
+def _reason(mail: Mail) -> str | None:
     """A stable code pages can translate: rejected (a 5xx), gave_up, superseded, or retrying (still queued)."""
     if mail.status == "sent" or not mail.last_error:
         return None
@@ -112,8 +112,7 @@ def _link_state(invitation: Invitation | None, now: datetime) -> str:
 
 
 def consultation_json(consultation: Consultation, *, detail: bool = False) -> dict[str, Any]:
-    patient = next((p for p in consultation.participants if p.role == "patient"), None)
-    nurse = next((p for p in consultation.participants if p.role == "nurse"), None)
+    patient, nurse = consultation.seat("patient"), consultation.seat("nurse")
     body: dict[str, Any] = {
         "id": consultation.id,
         "status": consultation.status,

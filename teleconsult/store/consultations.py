@@ -8,38 +8,70 @@ from datetime import datetime
 from sqlalchemy import ColumnElement, Select, Table, bindparam, select, tuple_, update
 from sqlalchemy.orm import raiseload
 
+from teleconsult import domain
+from teleconsult.store import values
 from teleconsult.store.database import Tx
 from teleconsult.store.models import Consultation, Participant
+
+Seated = tuple[domain.Participant, domain.ConsultationCore]
 
 #: Parameters per ``IN (…)``: PostgreSQL's protocol caps a statement's parameters at 32,767.
 IN_SLICE = 1000
 
 
-async def add_consultation(tx: Tx, consultation: Consultation, participants: Iterable[Participant]) -> None:
-    tx.add(consultation)
-    tx.add_all(list(participants))
+async def add_consultation(
+    tx: Tx, consultation: domain.ConsultationCore, participants: Iterable[domain.Participant]
+) -> None:
+    tx.add(
+        Consultation(
+            id=consultation.id,
+            doctor_id=consultation.doctor_id,
+            status=consultation.status,
+            reason=consultation.reason,
+            scheduled_at=consultation.scheduled_at,
+            language=consultation.language,
+            created_at=consultation.created_at,
+        )
+    )
+    tx.add_all(
+        Participant(
+            id=p.id,
+            consultation_id=p.consultation_id,
+            role=p.role,
+            name=p.name,
+            email=p.email,
+            doctor_id=consultation.doctor_id if p.role == "doctor" else None,
+            pre_admitted=p.pre_admitted,
+            created_at=p.created_at,
+        )
+        for p in participants
+    )
     await tx.flush()
 
 
-async def consultation_by_id(tx: Tx, consultation_id: str) -> Consultation | None:
-    return await tx.get(Consultation, consultation_id)
+async def consultation_by_id(tx: Tx, consultation_id: str) -> domain.Consultation | None:
+    """The consultation as it stands now, with its seats, links, mails and billing record."""
+    tx.expire_all()  # earlier statements in this transaction may have changed it behind the identity map
+    row = await tx.get(Consultation, consultation_id)
+    return values.consultation(row) if row is not None else None
 
 
-async def consultation_alone(tx: Tx, consultation_id: str) -> Consultation | None:
+async def consultation_core(tx: Tx, consultation_id: str) -> domain.ConsultationCore | None:
     """The consultation's own columns, none of its relationships: what a socket needs on the hot paths."""
     query = select(Consultation).where(Consultation.id == consultation_id).options(raiseload("*"))
-    return (await tx.execute(query)).scalar_one_or_none()
+    row = (await tx.execute(query)).scalar_one_or_none()
+    return values.consultation_core(row) if row is not None else None
 
 
 async def consultations_for_doctor(
     tx: Tx, doctor_id: str, *, limit: int, before: tuple[datetime, str] | None = None
-) -> Sequence[Consultation]:
+) -> list[domain.Consultation]:
     """Newest first; ``before`` is the (created_at, id) of the last row of the previous page."""
     query = select(Consultation).where(Consultation.doctor_id == doctor_id)
     if before is not None:
         query = query.where(tuple_(Consultation.created_at, Consultation.id) < tuple_(*before))
     query = query.order_by(Consultation.created_at.desc(), Consultation.id.desc()).limit(limit)
-    return (await tx.execute(query)).scalars().all()
+    return [values.consultation(row) for row in (await tx.execute(query)).scalars().all()]
 
 
 async def set_status(tx: Tx, consultation_id: str, new: str, *, allowed_from: Iterable[str], **times: datetime) -> bool:
@@ -56,18 +88,22 @@ async def set_status(tx: Tx, consultation_id: str, new: str, *, allowed_from: It
     return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
-async def participant_by_id(tx: Tx, participant_id: str) -> Participant | None:
-    return await tx.get(Participant, participant_id)
+async def participant_by_id(tx: Tx, participant_id: str) -> domain.Participant | None:
+    return await _participant(tx, Participant.id == participant_id)
 
 
-async def participant_by_credential(tx: Tx, credential_hash: str) -> Participant | None:
-    query = select(Participant).where(Participant.credential_hash == credential_hash)
-    return (await tx.execute(query)).scalar_one_or_none()
+async def participant_by_credential(tx: Tx, credential_hash: str) -> domain.Participant | None:
+    return await _participant(tx, Participant.credential_hash == credential_hash)
 
 
-async def doctor_participant(tx: Tx, consultation_id: str) -> Participant | None:
-    query = select(Participant).where(Participant.consultation_id == consultation_id, Participant.role == "doctor")
-    return (await tx.execute(query)).scalar_one_or_none()
+async def doctor_participant(tx: Tx, consultation_id: str) -> domain.Participant | None:
+    return await _participant(tx, Participant.consultation_id == consultation_id, Participant.role == "doctor")
+
+
+async def _participant(tx: Tx, *where: ColumnElement[bool]) -> domain.Participant | None:
+    query = select(Participant).where(*where).options(raiseload("*")).execution_options(populate_existing=True)
+    row = (await tx.execute(query)).scalar_one_or_none()
+    return values.participant(row) if row is not None else None
 
 
 async def update_participant(tx: Tx, participant_id: str, **values: object) -> None:
@@ -79,11 +115,12 @@ async def update_participant(tx: Tx, participant_id: str, **values: object) -> N
     )
 
 
-async def resumable(tx: Tx, resume_hashes: Collection[str]) -> list[tuple[Participant, Consultation]]:
-    """The seats these resume-token hashes hold; the seats are locked until the transaction ends (``FOR UPDATE`` on
-    PostgreSQL; SQLite has one writer at a time)."""
-    query = _with_consultation(Participant.resume_hash.in_(list(resume_hashes)))
-    return await _pairs(tx, query.with_for_update(of=Participant))
+async def resumable(tx: Tx, resume_hashes: Collection[str]) -> dict[str, Seated]:
+    """The seats these resume-token hashes hold, by hash; the seats are locked until the transaction ends
+    (``FOR UPDATE`` on PostgreSQL; SQLite has one writer at a time)."""
+    query = _with_consultation(Participant.resume_hash.in_(list(resume_hashes))).with_for_update(of=Participant)
+    rows = (await tx.execute(query.execution_options(populate_existing=True))).all()
+    return {p.resume_hash: (values.participant(p), values.consultation_core(c)) for p, c in rows if p.resume_hash}
 
 
 async def replace_resume_hashes(tx: Tx, changes: Sequence[tuple[str, str, str]]) -> None:
@@ -104,7 +141,7 @@ async def replace_resume_hashes(tx: Tx, changes: Sequence[tuple[str, str, str]])
     )
 
 
-async def seats_held_in(tx: Tx, consultation_ids: Collection[str]) -> list[tuple[Participant, Consultation]]:
+async def seats_held_in(tx: Tx, consultation_ids: Collection[str]) -> list[Seated]:
     """Participants with a live or resumable connection (a peer id) in these consultations."""
     query = _with_consultation(
         Participant.consultation_id.in_(list(consultation_ids)), Participant.peer_id.is_not(None)
@@ -122,8 +159,9 @@ def _with_consultation(*where: ColumnElement[bool]) -> Select[Participant, Consu
     )
 
 
-async def _pairs(tx: Tx, query: Select[Participant, Consultation]) -> list[tuple[Participant, Consultation]]:
-    return [(participant, consultation) for participant, consultation in (await tx.execute(query)).all()]
+async def _pairs(tx: Tx, query: Select[Participant, Consultation]) -> list[Seated]:
+    rows = (await tx.execute(query.execution_options(populate_existing=True))).all()
+    return [(values.participant(p), values.consultation_core(c)) for p, c in rows]
 
 
 async def release_seats(tx: Tx, consultation_id: str) -> None:

@@ -6,17 +6,30 @@ from datetime import datetime
 
 from sqlalchemy import delete, select, update
 
+from teleconsult import domain
+from teleconsult.store import values
 from teleconsult.store.database import Tx
 from teleconsult.store.models import Invitation, Ticket
 
 
-async def add_invitation(tx: Tx, invitation: Invitation) -> None:
-    tx.add(invitation)
+async def add_invitation(tx: Tx, invitation: domain.Invitation, token_hash: str) -> None:
+    tx.add(
+        Invitation(
+            id=invitation.id,
+            consultation_id=invitation.consultation_id,
+            participant_id=invitation.participant_id,
+            role=invitation.role,
+            token_hash=token_hash,
+            expires_at=invitation.expires_at,
+            created_at=invitation.created_at,
+        )
+    )
 
 
-async def invitation_by_token_hash(tx: Tx, token_hash: str) -> Invitation | None:
+async def invitation_by_token_hash(tx: Tx, token_hash: str) -> domain.Invitation | None:
     query = select(Invitation).where(Invitation.token_hash == token_hash)
-    return (await tx.execute(query)).scalar_one_or_none()
+    row = (await tx.execute(query)).scalar_one_or_none()
+    return values.invitation(row) if row is not None else None
 
 
 async def mark_redeemed(tx: Tx, invitation_id: str, now: datetime) -> None:

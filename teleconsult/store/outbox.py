@@ -6,12 +6,29 @@ from datetime import datetime
 
 from sqlalchemy import ColumnElement, or_, select, update
 
+from teleconsult import domain
+from teleconsult.store import values
 from teleconsult.store.database import Tx
 from teleconsult.store.models import OutgoingMail
 
 
-async def add_mail(tx: Tx, mail: OutgoingMail) -> None:
-    tx.add(mail)
+async def add_mail(tx: Tx, mail: domain.Mail, sealed_message: bytes) -> None:
+    tx.add(
+        OutgoingMail(
+            id=mail.id,
+            consultation_id=mail.consultation_id,
+            participant_id=mail.participant_id,
+            invitation_id=mail.invitation_id,
+            kind=mail.kind,
+            recipient_role=mail.recipient_role,
+            recipient=mail.recipient,
+            status=mail.status,
+            attempts=mail.attempts,
+            next_attempt_at=mail.next_attempt_at,
+            created_at=mail.created_at,
+            sealed_message=sealed_message,
+        )
+    )
 
 
 def _free(now: datetime) -> ColumnElement[bool]:
@@ -51,10 +68,11 @@ async def claim_due(tx: Tx, now: datetime, hold_until: datetime, limit: int) -> 
     return [mail_id for mail_id in candidates if mail_id in claimed]
 
 
-async def load(tx: Tx, mail_id: str) -> tuple[OutgoingMail, bytes | None]:
+async def load(tx: Tx, mail_id: str) -> tuple[domain.Mail, bytes | None]:
+    """A mail's state and its sealed message (None once delivered or given up on)."""
     mail = await tx.get_one(OutgoingMail, mail_id)
     sealed = (await tx.execute(select(OutgoingMail.sealed_message).where(OutgoingMail.id == mail_id))).scalar_one()
-    return mail, sealed
+    return values.mail(mail), sealed
 
 
 async def mark_sent(tx: Tx, mail_id: str, now: datetime) -> None:

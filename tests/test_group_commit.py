@@ -6,8 +6,8 @@ import asyncio
 
 import pytest
 
-from teleconsult.batching import GroupCommit
 from teleconsult.errors import ErrorCode, TeleconsultError
+from teleconsult.group_commit import GroupCommit
 
 
 class Recorder:

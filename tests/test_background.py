@@ -7,14 +7,14 @@ from pathlib import Path
 
 from sqlalchemy import text
 
-from teleconsult.chores import Chores, settle
+from teleconsult.background import BackgroundLoops, settle
 from teleconsult.store import Database
 
 
 async def test_a_step_under_way_finishes_before_the_loop_stops(tmp_path: Path) -> None:
     database = Database(f"sqlite+aiosqlite:///{tmp_path}/chores.db")
     await database.upgrade()
-    chores = Chores()
+    chores = BackgroundLoops()
     in_step = asyncio.Event()
     steps_done = 0
 
@@ -53,7 +53,7 @@ async def test_a_task_that_outlives_the_bound_is_cancelled() -> None:
 
 
 async def test_rest_returns_when_woken() -> None:
-    chores = Chores()
+    chores = BackgroundLoops()
     wake = asyncio.Event()
     resting = asyncio.create_task(chores.rest(60, wake=wake))
     await asyncio.sleep(0)

@@ -28,7 +28,7 @@ async def settle(tasks: Collection[asyncio.Task[Any]], within_s: float) -> None:
     await asyncio.gather(*tasks, return_exceptions=True)
 
 
-class Chores:
+class BackgroundLoops:
     """The server's background loops (mail sender, housekeeping, heartbeat) and their orderly stop.
 
     Each loop has a name; ``running`` says which are alive, for the health check. A loop that ends before the

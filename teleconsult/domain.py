@@ -1,0 +1,179 @@
+"""The domain values every layer passes around: frozen, plain, typed. Pure code.
+
+The store turns its rows into these (``store/values.py``) and never lets an ORM object out; services compute
+with them; the API serialises them. A value is a snapshot: to see a change, ask the store again.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from datetime import datetime
+
+from teleconsult.ids import (
+    BillingRecordId,
+    ConsultationId,
+    DoctorId,
+    InvitationId,
+    MailId,
+    ParticipantId,
+    PeerId,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Doctor:
+    id: DoctorId
+    email: str
+    name: str
+    rpps: str
+    phone: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Participant:
+    """A seat in a consultation: the doctor, the patient, a nurse or a guest."""
+
+    id: ParticipantId
+    consultation_id: ConsultationId
+    role: str
+    name: str
+    email: str | None
+    consent_at: datetime | None
+    joined_at: datetime | None
+    admitted_at: datetime | None
+    left_at: datetime | None
+    pre_admitted: bool
+    peer_id: PeerId | None
+    away_since: datetime | None
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Invitation:
+    id: InvitationId
+    consultation_id: ConsultationId
+    participant_id: ParticipantId
+    role: str
+    created_at: datetime
+    expires_at: datetime
+    revoked_at: datetime | None
+    redeemed_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class Mail:
+    """An outgoing mail's state (its sealed message stays in the store)."""
+
+    id: MailId
+    consultation_id: ConsultationId
+    participant_id: ParticipantId | None
+    invitation_id: InvitationId | None
+    kind: str
+    recipient_role: str
+    recipient: str | None
+    status: str
+    attempts: int
+    next_attempt_at: datetime
+    created_at: datetime
+    sent_at: datetime | None
+    failed_at: datetime | None
+    last_error: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class BillingAct:
+    role: str
+    performer_name: str
+    act_code: str
+    amount_cents: int
+
+
+@dataclass(frozen=True, slots=True)
+class BillingRecord:
+    id: BillingRecordId
+    consultation_id: ConsultationId
+    doctor_id: DoctorId
+    doctor_name: str
+    doctor_rpps: str
+    patient_name: str
+    started_at: datetime
+    ended_at: datetime
+    duration_s: int
+    total_cents: int
+    currency: str
+    acts: tuple[BillingAct, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ConsultationCore:
+    """A consultation's own columns: what the hot paths (tickets, seats, resumes) need."""
+
+    id: ConsultationId
+    doctor_id: DoctorId
+    status: str
+    reason: str | None
+    language: str
+    scheduled_at: datetime | None
+    created_at: datetime
+    started_at: datetime | None
+    ended_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class Consultation(ConsultationCore):
+    """A consultation with everything about it the doctor sees: seats, links, mails, the billing record."""
+
+    participants: tuple[Participant, ...]
+    invitations: tuple[Invitation, ...]
+    mails: tuple[Mail, ...]
+    billing: BillingRecord | None
+
+    @classmethod
+    def of(
+        cls,
+        core: ConsultationCore,
+        *,
+        participants: tuple[Participant, ...],
+        invitations: tuple[Invitation, ...],
+        mails: tuple[Mail, ...],
+        billing: BillingRecord | None,
+    ) -> Consultation:
+        own = {f.name: getattr(core, f.name) for f in fields(ConsultationCore)}
+        return cls(**own, participants=participants, invitations=invitations, mails=mails, billing=billing)
+
+    def seat(self, role: str) -> Participant | None:
+        """The first participant with ``role`` (there is one doctor, one patient, at most one nurse)."""
+        return next((p for p in self.participants if p.role == role), None)
+
+    def participant(self, participant_id: str) -> Participant | None:
+        return next((p for p in self.participants if p.id == participant_id), None)
+
+
+@dataclass(frozen=True, slots=True)
+class Seat:
+    """Who a consumed ticket or resume token lets in: plain values, so that a live connection (thousands per node)
+    holds nothing else."""
+
+    participant_id: ParticipantId
+    consultation_id: ConsultationId
+    doctor_id: DoctorId
+    role: str
+    name: str
+    admitted_at: datetime | None
+    pre_admitted: bool
+    peer_id: PeerId | None
+    away_since: datetime | None
+
+    @classmethod
+    def of(cls, participant: Participant, consultation: ConsultationCore) -> Seat:
+        return cls(
+            participant_id=participant.id,
+            consultation_id=consultation.id,
+            doctor_id=consultation.doctor_id,
+            role=participant.role,
+            name=participant.name,
+            admitted_at=participant.admitted_at,
+            pre_admitted=participant.pre_admitted,
+            peer_id=participant.peer_id,
+            away_since=participant.away_since,
+        )

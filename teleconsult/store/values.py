@@ -1,0 +1,116 @@
+"""Rows into domain values: the ORM never leaves ``store/`` (``teleconsult/domain.py``)."""
+
+from __future__ import annotations
+
+from teleconsult import domain
+from teleconsult.ids import (
+    BillingRecordId,
+    ConsultationId,
+    DoctorId,
+    InvitationId,
+    MailId,
+    ParticipantId,
+    PeerId,
+)
+from teleconsult.store import models
+
+
+def doctor(row: models.Doctor) -> domain.Doctor:
+    return domain.Doctor(id=DoctorId(row.id), email=row.email, name=row.name, rpps=row.rpps, phone=row.phone)
+
+
+def participant(row: models.Participant) -> domain.Participant:
+    return domain.Participant(
+        id=ParticipantId(row.id),
+        consultation_id=ConsultationId(row.consultation_id),
+        role=row.role,
+        name=row.name,
+        email=row.email,
+        consent_at=row.consent_at,
+        joined_at=row.joined_at,
+        admitted_at=row.admitted_at,
+        left_at=row.left_at,
+        pre_admitted=bool(row.pre_admitted),
+        peer_id=PeerId(row.peer_id) if row.peer_id else None,
+        away_since=row.away_since,
+        created_at=row.created_at,
+    )
+
+
+def invitation(row: models.Invitation) -> domain.Invitation:
+    return domain.Invitation(
+        id=InvitationId(row.id),
+        consultation_id=ConsultationId(row.consultation_id),
+        participant_id=ParticipantId(row.participant_id),
+        role=row.role,
+        created_at=row.created_at,
+        expires_at=row.expires_at,
+        revoked_at=row.revoked_at,
+        redeemed_at=row.redeemed_at,
+    )
+
+
+def mail(row: models.OutgoingMail) -> domain.Mail:
+    return domain.Mail(
+        id=MailId(row.id),
+        consultation_id=ConsultationId(row.consultation_id),
+        participant_id=ParticipantId(row.participant_id) if row.participant_id else None,
+        invitation_id=InvitationId(row.invitation_id) if row.invitation_id else None,
+        kind=row.kind,
+        recipient_role=row.recipient_role,
+        recipient=row.recipient,
+        status=row.status,
+        attempts=row.attempts,
+        next_attempt_at=row.next_attempt_at,
+        created_at=row.created_at,
+        sent_at=row.sent_at,
+        failed_at=row.failed_at,
+        last_error=row.last_error,
+    )
+
+
+def billing_record(row: models.BillingRecord) -> domain.BillingRecord:
+    return domain.BillingRecord(
+        id=BillingRecordId(row.id),
+        consultation_id=ConsultationId(row.consultation_id),
+        doctor_id=DoctorId(row.doctor_id),
+        doctor_name=row.doctor_name,
+        doctor_rpps=row.doctor_rpps,
+        patient_name=row.patient_name,
+        started_at=row.started_at,
+        ended_at=row.ended_at,
+        duration_s=row.duration_s,
+        total_cents=row.total_cents,
+        currency=row.currency,
+        acts=tuple(
+            domain.BillingAct(
+                role=act.role, performer_name=act.performer_name, act_code=act.act_code, amount_cents=act.amount_cents
+            )
+            for act in row.acts
+        ),
+    )
+
+
+def consultation_core(row: models.Consultation) -> domain.ConsultationCore:
+    return domain.ConsultationCore(
+        id=ConsultationId(row.id),
+        doctor_id=DoctorId(row.doctor_id),
+        status=row.status,
+        reason=row.reason,
+        language=row.language,
+        scheduled_at=row.scheduled_at,
+        created_at=row.created_at,
+        started_at=row.started_at,
+        ended_at=row.ended_at,
+    )
+
+
+def consultation(row: models.Consultation) -> domain.Consultation:
+    """With its relationships, which the query must have loaded (``selectin`` does)."""
+    return domain.Consultation.of(
+        consultation_core(row),
+        participants=tuple(participant(p) for p in row.participants),
+        invitations=tuple(invitation(i) for i in row.invitations),
+        mails=tuple(mail(m) for m in row.mails),
+        billing=billing_record(row.billing) if row.billing is not None else None,
+    )
