@@ -251,6 +251,10 @@ class Room:
         target.state = PeerState.WAITING
         return target
 
+    def undo_return(self, target: Peer) -> None:
+        """Sending ``target`` back to the waiting room could not be recorded: it stays in the room."""
+        target.state = PeerState.ADMITTED
+
     def set_ready(self, peer: Peer, checks: dict[str, str | bool | int | float]) -> None:
         self.authorize(peer, "ready")
         peer.ready = checks
@@ -270,8 +274,12 @@ class Room:
         return self._pop(peer) if peer is not None else None
 
     def end(self, actor: Peer) -> list[Peer]:
-        """Close the room; returns everyone who was in it."""
+        """``actor`` ends the consultation: the room closes; returns everyone who was in it."""
         self.authorize(actor, "end")
+        return self.close()
+
+    def close(self) -> list[Peer]:
+        """The consultation is over (ended, cancelled): nobody joins any more; returns everyone who was in it."""
         self.ended = True
         everyone = list(self._peers.values())
         self._peers.clear()

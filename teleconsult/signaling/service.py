@@ -1,24 +1,17 @@
-"""The signaling service: seats WebSocket peers in rooms, applies the room rules, relays, and drives the lifecycle.
+"""The signaling service: the dispatcher of protocol v1. It seats peers (``hello``, resume), applies each client
+message through the room's rules, relays, and applies to live rooms what changes them (end, cancel, a resent link).
 
-It sees protocol messages and domain objects only (no aiohttp). A ``Session`` is one peer's place in a room; it
-outlives its socket: when a socket drops without a goodbye the session waits ``resume_grace_s`` for the client to
-resume, buffering what is addressed to it, and the room sees nothing. Seats are durable (peer id, resume token
-hash, away time in the database), so a restarted node rebuilds a room from the seats still held and its clients
-resume with the same peer ids.
-
-Delivery between peers goes through the bus on ``peer:<peer_id>`` channels, so the room code does not care which
-connection (or, later, which node) holds a socket.
+It sees protocol messages and domain values only (no aiohttp). Its sessions are in a ``SessionRegistry``
+(``sessions.py``) and its rooms behind ``RoomOwnership`` (``ownership.py``). Delivery between peers goes through the
+bus on ``peer:<peer_id>`` channels, so nothing here cares which connection (or, later, which node) holds a socket.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections import deque
 from collections.abc import Iterable
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Protocol
 
 from teleconsult.background import settle
 from teleconsult.bus import Bus
@@ -27,12 +20,14 @@ from teleconsult.config import Settings
 from teleconsult.consultations import ConsultationService, Ended
 from teleconsult.domain import Consultation, Doctor, Seat
 from teleconsult.errors import ErrorCode, TeleconsultError
-from teleconsult.ids import ConsultationId, ParticipantId, PeerId, new_id, new_token
+from teleconsult.ids import ParticipantId, PeerId, new_id, new_token
 from teleconsult.invitations import InvitationService, Resent
 from teleconsult.protocol import PROTOCOL_VERSION, ClientMessage, ServerMessage, encode
 from teleconsult.protocol import messages as m
 from teleconsult.rooms import Capacity, Peer, PeerState, Role, Room, polite
 from teleconsult.seats import SeatService
+from teleconsult.signaling.ownership import LocalRooms, RoomOwnership
+from teleconsult.signaling.sessions import Connection, Session, SessionRegistry, channel_of
 
 log = logging.getLogger(__name__)
 
@@ -40,64 +35,6 @@ CLOSE_NORMAL = 1000
 CLOSE_RESTART = 1012
 #: How long shutdown waits for departures already being written (a grace period that ran out just before).
 DEPARTURES_SETTLE_S = 2.0
-
-
-class Connection(Protocol):
-    """One client socket as the service sees it."""
-
-    def send(self, frame: bytes) -> None:
-        """Queue a text frame; never blocks (a connection that cannot keep up is dropped by its owner)."""
-
-    def close_soon(self, code: int, reason: str) -> None:
-        """Close after the frames already queued have been written."""
-
-
-@dataclass(eq=False, slots=True)
-class Session:
-    peer: Peer
-    room: Room
-    seat: Seat
-    conn: Connection | None
-    away_buffer: int
-    #: Frames addressed to the peer while it is away, oldest first (made when first needed).
-    pending: deque[bytes] | None = None
-    grace: asyncio.TimerHandle | None = None
-    closed: bool = False
-    #: A second device waiting on a seat another connection holds: the database still records that other one, so
-    #: this session's resume token is kept here and written only if the doctor admits it (it is then durable).
-    unsaved_resume: str | None = None
-
-    @property
-    def durable(self) -> bool:
-        """The database records this session's seat (peer id, resume token, away time)."""
-        return self.unsaved_resume is None
-
-    @property
-    def channel(self) -> str:
-        return channel_of(self.peer)
-
-    @property
-    def participant_id(self) -> ParticipantId:
-        return self.seat.participant_id
-
-    def deliver(self, frame: bytes) -> None:
-        """The bus handler: to the socket, or kept in order while the client is away."""
-        if self.conn is not None:
-            self.conn.send(frame)
-        elif not self.closed:
-            if self.pending is None:
-                self.pending = deque(maxlen=self.away_buffer)  # the oldest frames go first when it is full
-            self.pending.append(frame)
-
-    def take_pending(self) -> list[bytes]:
-        """What arrived while the peer was away, in order; the buffer is emptied."""
-        frames, self.pending = list(self.pending or ()), None
-        return frames
-
-
-def channel_of(peer: Peer) -> str:
-    """The bus channel a peer's frames go through, wherever its socket is."""
-    return f"peer:{peer.peer_id}"
 
 
 def peer_info(
@@ -132,9 +69,8 @@ class SignalingService:
             m.IceServerInfo(urls=list(s.urls), username=s.username, credential=s.credential)
             for s in settings.ice_servers
         ]
-        self._rooms: dict[str, Room] = {}
-        self._room_locks: dict[str, asyncio.Lock] = {}
-        self._sessions: dict[PeerId, Session] = {}
+        self._sessions = SessionRegistry(bus, settings.away_buffer_frames)
+        self._rooms: RoomOwnership = LocalRooms(self._capacity, self._rebuild)
         self._chores: set[asyncio.Task[None]] = set()
         self._stopping = False
 
@@ -149,10 +85,10 @@ class SignalingService:
         return len(self._rooms)
 
     def session(self, peer_id: str) -> Session | None:
-        return self._sessions.get(PeerId(peer_id))
+        return self._sessions.get(peer_id)
 
     def peer_ids(self) -> set[str]:
-        return set(self._sessions)
+        return self._sessions.peer_ids()
 
     # --- joining and resuming ----------------------------------------------------------------------------------
 
@@ -169,14 +105,14 @@ class SignalingService:
 
     async def _take_seat(self, conn: Connection, ticket: str) -> Session:
         seat = await self._seats.open_ticket(ticket)
-        room = await self._room_for(seat.consultation_id)
+        room = await self._rooms.claim(seat.consultation_id)
         # Only a resume token keeps an admission: a fresh ticket waits unless the doctor let the seat in beforehand.
         joined = room.join(
             PeerId(new_id("p")), Role(seat.role), seat.name, seat.participant_id, pre_admitted=seat.pre_admitted
         )
         if joined.replaced is not None:
             await self._evict(joined.replaced, m.Removed(reason="replaced"), release_seat=False)
-        session = await self._open_session(joined.peer, room, seat, conn)
+        session = await self._sessions.open(joined.peer, room, seat, conn)
         token = new_token()
         if room.is_second_device(joined.peer):
             session.unsaved_resume = token  # the seat's holder stays recorded until the doctor chooses
@@ -189,13 +125,11 @@ class SignalingService:
     async def _resume(self, conn: Connection, token: str) -> Session:
         fresh = new_token()
         seat = await self._seats.resume_seat(token, fresh)
-        await self._room_for(seat.consultation_id)
-        session = self._sessions.get(PeerId(seat.peer_id or ""))
+        await self._rooms.claim(seat.consultation_id)
+        session = self._sessions.get(seat.peer_id or "")
         if session is None or session.closed:
             raise TeleconsultError(ErrorCode.UNAUTHORIZED, "This connection can no longer be resumed.")
-        if session.grace is not None:
-            session.grace.cancel()
-            session.grace = None
+        session.stop_grace()
         if session.conn is not None and session.conn is not conn:
             session.conn.close_soon(CLOSE_NORMAL, "resumed on another connection")
         session.conn = conn
@@ -204,34 +138,17 @@ class SignalingService:
             conn.send(frame)
         return session
 
-    async def _open_session(self, peer: Peer, room: Room, seat: Seat, conn: Connection | None) -> Session:
-        session = Session(peer, room, seat, conn, self._settings.away_buffer_frames)
-        self._sessions[peer.peer_id] = session
-        await self._bus.subscribe(session.channel, session.deliver)
-        return session
-
-    async def _room_for(self, consultation_id: ConsultationId) -> Room:
-        """The live room, rebuilt from the seats still held in the database when this node has none."""
-        room = self._rooms.get(consultation_id)
-        if room is not None:
-            return room
-        lock = self._room_locks.setdefault(consultation_id, asyncio.Lock())
-        async with lock:
-            room = self._rooms.get(consultation_id)
-            if room is None:
-                room = Room(consultation_id, self._capacity)
-                for held in await self._seats.seats_held(consultation_id):
-                    await self._restore(room, held)
-                self._rooms[consultation_id] = room
-        self._room_locks.pop(consultation_id, None)
-        return room
+    async def _rebuild(self, room: Room) -> None:
+        """A room this node did not hold: the seats still held come back as peers away until they resume."""
+        for held in await self._seats.seats_held(room.consultation_id):
+            await self._restore(room, held)
 
     async def _restore(self, room: Room, seat: Seat) -> None:
         """A seat held before this node started: the peer is away until it resumes or its grace runs out."""
         state = PeerState.ADMITTED if seat.admitted_at is not None else PeerState.WAITING
         peer = Peer(PeerId(seat.peer_id or ""), Role(seat.role), seat.name, seat.participant_id, state)
         room.restore(peer)
-        session = await self._open_session(peer, room, seat, None)
+        session = await self._sessions.open(peer, room, seat, None)
         elapsed = (clock_now() - seat.away_since).total_seconds() if seat.away_since else 0.0
         self._start_grace(session, max(0.0, self._settings.resume_grace_s - elapsed))
 
@@ -345,7 +262,7 @@ class SignalingService:
         try:
             await self._seats.participant_returned(target.seat)
         except TeleconsultError:
-            target.state = PeerState.ADMITTED
+            room.undo_return(target)
             raise
         await self._send(target, m.Waiting())
         await self._broadcast(room.admitted(), m.PeerLeft(peer_id=target.peer_id))
@@ -425,17 +342,10 @@ class SignalingService:
         else:
             await self._send_lobby(room)
         if not len(room):
-            self._rooms.pop(room.consultation_id, None)
+            self._rooms.release(room.consultation_id)
 
     async def _forget(self, session: Session) -> None:
-        session.closed = True
-        session.pending = None
-        if session.grace is not None:
-            session.grace.cancel()
-            session.grace = None
-        if self._sessions.get(session.peer.peer_id) is session:
-            del self._sessions[session.peer.peer_id]
-        await self._bus.unsubscribe(session.channel, session.deliver)
+        await self._sessions.forget(session)
 
     # --- ending and shutting down ------------------------------------------------------------------------------
 
@@ -463,31 +373,28 @@ class SignalingService:
 
     async def close_room(self, consultation_id: str) -> None:
         """The consultation is over (ended or cancelled): tell whoever is connected, close, forget the room."""
-        room = self._rooms.pop(consultation_id, None)
+        room = self._rooms.release(consultation_id)
         if room is None:
             return
-        room.ended = True
-        everyone = list(room)
-        await self._broadcast(everyone, m.Ended(consultation_id=consultation_id))
+        everyone = room.close()
+        await self._broadcast(everyone, m.Ended(consultation_id=room.consultation_id))
         for peer in everyone:
             session = self._sessions.get(peer.peer_id)
             if session is not None:
                 await self._forget(session)
                 if session.conn is not None:
                     session.conn.close_soon(CLOSE_NORMAL, "ended")
-            room.leave(peer.peer_id)
 
     async def shutdown(self) -> None:
         """Graceful stop: tell every client to reconnect, close, and keep every seat resumable from now."""
         self._stopping = True
-        for session in self._sessions.values():
-            if session.grace is not None:
-                session.grace.cancel()
+        for session in self._sessions:
+            session.stop_grace()
         # Departures already under way are written, not cut short in the middle of their transaction.
         await settle(list(self._chores), DEPARTURES_SETTLE_S)
         reconnect = encode(m.Reconnect(after_ms=self._settings.reconnect_after_ms))
         seats: list[ParticipantId] = []
-        for session in list(self._sessions.values()):
+        for session in self._sessions:
             if session.durable:
                 seats.append(session.participant_id)
             if session.conn is not None:

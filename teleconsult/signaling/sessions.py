@@ -1,0 +1,118 @@
+"""Sessions and their registry: each peer's place in a room, on this node, whether or not its socket is there.
+
+A ``Session`` outlives its socket: when the socket drops without a goodbye it waits ``resume_grace_s`` for the
+client to resume, keeping what is addressed to it, and the room sees nothing. The registry is the one table of
+sessions; it subscribes each to its bus channel (``peer:<peer_id>``) when opened and unsubscribes it when forgotten.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Protocol
+
+from teleconsult.bus import Bus
+from teleconsult.domain import Seat
+from teleconsult.ids import ParticipantId, PeerId
+from teleconsult.rooms import Peer, Room
+
+
+class Connection(Protocol):
+    """One client socket as the service sees it."""
+
+    def send(self, frame: bytes) -> None:
+        """Queue a text frame; never blocks (a connection that cannot keep up is dropped by its owner)."""
+
+    def close_soon(self, code: int, reason: str) -> None:
+        """Close after the frames already queued have been written."""
+
+
+@dataclass(eq=False, slots=True)
+class Session:
+    peer: Peer
+    room: Room
+    seat: Seat
+    conn: Connection | None
+    away_buffer: int
+    #: Frames addressed to the peer while it is away, oldest first (made when first needed).
+    pending: deque[bytes] | None = None
+    grace: asyncio.TimerHandle | None = None
+    closed: bool = False
+    #: A second device waiting on a seat another connection holds: the database still records that other one, so
+    #: this session's resume token is kept here and written only if the doctor admits it (it is then durable).
+    unsaved_resume: str | None = None
+
+    @property
+    def durable(self) -> bool:
+        """The database records this session's seat (peer id, resume token, away time)."""
+        return self.unsaved_resume is None
+
+    @property
+    def channel(self) -> str:
+        return channel_of(self.peer)
+
+    @property
+    def participant_id(self) -> ParticipantId:
+        return self.seat.participant_id
+
+    def deliver(self, frame: bytes) -> None:
+        """The bus handler: to the socket, or kept in order while the client is away."""
+        if self.conn is not None:
+            self.conn.send(frame)
+        elif not self.closed:
+            if self.pending is None:
+                self.pending = deque(maxlen=self.away_buffer)  # the oldest frames go first when it is full
+            self.pending.append(frame)
+
+    def take_pending(self) -> list[bytes]:
+        """What arrived while the peer was away, in order; the buffer is emptied."""
+        frames, self.pending = list(self.pending or ()), None
+        return frames
+
+    def stop_grace(self) -> None:
+        if self.grace is not None:
+            self.grace.cancel()
+            self.grace = None
+
+
+def channel_of(peer: Peer) -> str:
+    """The bus channel a peer's frames go through, wherever its socket is."""
+    return f"peer:{peer.peer_id}"
+
+
+class SessionRegistry:
+    """This node's sessions, by peer id."""
+
+    def __init__(self, bus: Bus, away_buffer: int):
+        self._bus = bus
+        self._away_buffer = away_buffer
+        self._sessions: dict[PeerId, Session] = {}
+
+    async def open(self, peer: Peer, room: Room, seat: Seat, conn: Connection | None) -> Session:
+        session = Session(peer, room, seat, conn, self._away_buffer)
+        self._sessions[peer.peer_id] = session
+        await self._bus.subscribe(session.channel, session.deliver)
+        return session
+
+    async def forget(self, session: Session) -> None:
+        """The session is over: nothing more is kept or delivered for it."""
+        session.closed = True
+        session.pending = None
+        session.stop_grace()
+        if self._sessions.get(session.peer.peer_id) is session:
+            del self._sessions[session.peer.peer_id]
+        await self._bus.unsubscribe(session.channel, session.deliver)
+
+    def get(self, peer_id: str) -> Session | None:
+        return self._sessions.get(PeerId(peer_id))
+
+    def peer_ids(self) -> set[str]:
+        return set(self._sessions)
+
+    def __len__(self) -> int:
+        return len(self._sessions)
+
+    def __iter__(self) -> Iterator[Session]:
+        return iter(list(self._sessions.values()))
