@@ -105,10 +105,13 @@ class OutboxDirectory:
         self.directory = directory
 
     async def send(self, message: EmailMessage, *, recipient: str) -> None:
-        private_directory(self.directory)
         name = f"{datetime.now(UTC):%Y%m%dT%H%M%S%f}-{_safe(message['Message-ID'])}.eml"
         data = bytes(message)
-        handle, temporary = tempfile.mkstemp(dir=self.directory, suffix=".part")
+        try:
+            private_directory(self.directory)
+            handle, temporary = tempfile.mkstemp(dir=self.directory, suffix=".part")
+        except OSError as exc:  # the operator can fix it (a full disk, a file in the way): try again later
+            raise TemporaryFailure(f"cannot write to the outbox: {exc.strerror}") from exc
         try:
             with os.fdopen(handle, "wb") as file:
                 file.write(data)

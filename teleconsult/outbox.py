@@ -131,7 +131,7 @@ class Outbox:
         if now - mail.created_at >= timedelta(seconds=self._settings.mail_give_up_s):
             await self._fail(mail, f"gave up after {mail.attempts + 1} attempts: {reason}")
             return
-        delay = min(self._settings.mail_retry_base_s * 2**mail.attempts, MAX_DELAY_S)
+        delay = retry_delay(self._settings.mail_retry_base_s, mail.attempts)
         async with self._db.transaction() as tx:
             await store.mark_retry(tx, mail.id, now + timedelta(seconds=delay), reason)
         log.warning("mail %s not delivered yet (attempt %d): %s", mail.id, mail.attempts + 1, reason)
@@ -140,3 +140,8 @@ class Outbox:
         async with self._db.transaction() as tx:
             await store.mark_failed(tx, mail.id, clock_now(), reason)
         log.error("mail %s failed: %s", mail.id, reason)
+
+
+def retry_delay(base_s: float, attempts: int) -> float:
+    """How long to wait after ``attempts`` failed tries: ``base_s``, doubling, at most an hour."""
+    return float(min(base_s * 2**attempts, MAX_DELAY_S))

@@ -69,13 +69,16 @@ class Peer:
     async def expect(self, kind: str, timeout: float = 5.0, **where: Any) -> dict[str, Any]:
         """Read frames until one of ``kind`` arrives (other frames, such as lobby updates, may come first).
 
-        ``where`` names a predicate per field: ``waiting=bool`` waits for a lobby with someone in it.
+        ``where`` names a predicate per field: ``waiting=bool`` waits for a lobby with someone in it. An ``error``
+        frame on the way fails the test (unless an error is what is expected): a refusal is never skipped over.
         """
         deadline = asyncio.get_running_loop().time() + timeout
         while True:
             left = deadline - asyncio.get_running_loop().time()
             assert left > 0, f"no {kind!r} frame in time"
             frame = await self.recv(left)
+            if frame["type"] == "error" and kind != "error":
+                raise AssertionError(f"an error frame came while waiting for {kind!r}: {frame}")
             if frame["type"] == kind and all(test(frame.get(key)) for key, test in where.items()):
                 return frame
 
@@ -114,12 +117,20 @@ class Call:
     patient: Peer
 
 
+async def doctor_in_room(clients: Any, **consultation: Any) -> tuple[Client, str, dict[str, Any], Peer]:
+    """A doctor logged in, with a new consultation (``consultation`` fields as the API takes them), connected to its
+    room: ``(http client, csrf token, the consultation as created, the doctor's socket)``."""
+    doctor_http = await clients()
+    csrf = await login(doctor_http)
+    created = await create_consultation(doctor_http, csrf, **consultation)
+    doctor = await connect(doctor_http, await doctor_ticket(doctor_http, csrf, created["id"]))
+    return doctor_http, csrf, created, doctor
+
+
 async def admitted_call(clients: Any) -> Call:
     """Doctor logged in and connected, patient joined and admitted."""
-    doctor_http, patient_http = await clients(), await clients()
-    csrf = await login(doctor_http)
-    consultation = await create_consultation(doctor_http, csrf)
-    doctor = await connect(doctor_http, await doctor_ticket(doctor_http, csrf, consultation["id"]))
+    doctor_http, csrf, consultation, doctor = await doctor_in_room(clients)
+    patient_http = await clients()
     joined = await join(patient_http, consultation["patient_link"])
     patient = await connect(patient_http, joined["ticket"])
     await patient.expect("waiting")

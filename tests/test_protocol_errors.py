@@ -10,7 +10,7 @@ from aiohttp import WSMsgType
 
 from teleconsult.signaling import SignalingService
 from tests.conftest import Running
-from tests.helpers import admitted_call, connect, create_consultation, doctor_ticket, drop, join, login
+from tests.helpers import admitted_call, connect, create_consultation, doctor_in_room, doctor_ticket, drop, join, login
 
 
 async def hello_error(client: Any, frame: object) -> tuple[dict[str, Any], Any]:
@@ -109,10 +109,8 @@ async def test_binary_frames_are_refused_politely(clients: Any) -> None:
 
 
 async def test_a_waiting_patient_cannot_signal(clients: Any) -> None:
-    doctor_http, patient_http = await clients(), await clients()
-    csrf = await login(doctor_http)
-    consultation = await create_consultation(doctor_http, csrf)
-    doctor = await connect(doctor_http, await doctor_ticket(doctor_http, csrf, consultation["id"]))
+    _doctor_http, _csrf, consultation, doctor = await doctor_in_room(clients)
+    patient_http = await clients()
     patient = await connect(patient_http, (await join(patient_http, consultation["patient_link"]))["ticket"])
     for frame in ({"type": "offer", "to": doctor.peer_id, "sdp": "x"}, {"type": "chat", "text": "hi"}):
         await patient.send(**frame)

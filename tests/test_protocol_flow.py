@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.helpers import admitted_call, connect, create_consultation, doctor_ticket, join, login
+from tests.helpers import admitted_call, connect, doctor_in_room, join
 
 
 async def test_doctor_admits_patient_and_they_exchange_signaling(clients: Any) -> None:
@@ -62,10 +62,8 @@ async def test_patient_left_is_announced(clients: Any) -> None:
 
 
 async def test_denied_patient_is_told_and_closed(clients: Any) -> None:
-    doctor_http, patient_http = await clients(), await clients()
-    csrf = await login(doctor_http)
-    consultation = await create_consultation(doctor_http, csrf)
-    doctor = await connect(doctor_http, await doctor_ticket(doctor_http, csrf, consultation["id"]))
+    _doctor_http, _csrf, consultation, doctor = await doctor_in_room(clients)
+    patient_http = await clients()
     patient = await connect(patient_http, (await join(patient_http, consultation["patient_link"]))["ticket"])
     lobby = await doctor.expect("lobby", waiting=bool)
     await doctor.send(type="deny", peer_id=lobby["waiting"][0]["peer_id"])

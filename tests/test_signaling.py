@@ -12,7 +12,17 @@ from aiohttp import WSMsgType, WSServerHandshakeError
 
 from teleconsult.api.connection import WsConnection
 from teleconsult.api.keys import SIGNALING
-from tests.helpers import Peer, admitted_call, connect, create_consultation, doctor_ticket, drop, join, login
+from tests.helpers import (
+    Peer,
+    admitted_call,
+    connect,
+    create_consultation,
+    doctor_in_room,
+    doctor_ticket,
+    drop,
+    join,
+    login,
+)
 
 
 async def nothing_arrives(peer: Peer, within: float = 0.3) -> None:
@@ -86,10 +96,8 @@ async def test_after_the_grace_period_the_peer_has_left(server_with: Any) -> Non
 
 
 async def test_a_waiting_patient_resumes_into_the_waiting_room(clients: Any) -> None:
-    doctor_http, patient_http = await clients(), await clients()
-    csrf = await login(doctor_http)
-    consultation = await create_consultation(doctor_http, csrf)
-    doctor = await connect(doctor_http, await doctor_ticket(doctor_http, csrf, consultation["id"]))
+    _doctor_http, _csrf, consultation, doctor = await doctor_in_room(clients)
+    patient_http = await clients()
     patient = await connect(patient_http, (await join(patient_http, consultation["patient_link"]))["ticket"])
     await doctor.expect("lobby", waiting=bool)
     await drop(patient)
@@ -123,10 +131,8 @@ async def test_the_doctor_sends_a_patient_back_to_the_waiting_room(clients: Any)
 
 
 async def test_ready_checks_reach_the_doctors_lobby(clients: Any) -> None:
-    doctor_http, patient_http = await clients(), await clients()
-    csrf = await login(doctor_http)
-    consultation = await create_consultation(doctor_http, csrf)
-    doctor = await connect(doctor_http, await doctor_ticket(doctor_http, csrf, consultation["id"]))
+    _doctor_http, _csrf, consultation, doctor = await doctor_in_room(clients)
+    patient_http = await clients()
     patient = await connect(patient_http, (await join(patient_http, consultation["patient_link"]))["ticket"])
     await doctor.expect("lobby", waiting=bool)
     checks = {"camera": True, "microphone": True, "network": "good", "rtt_ms": 42}
@@ -191,10 +197,7 @@ async def test_room_full_over_the_wire(server_with: Any) -> None:
     live, clients = await server_with()
     from teleconsult.api.keys import SIGNALING
 
-    doctor_http = await clients()
-    csrf = await login(doctor_http)
-    consultation = await create_consultation(doctor_http, csrf)
-    doctor = await connect(doctor_http, await doctor_ticket(doctor_http, csrf, consultation["id"]))
+    _doctor_http, _csrf, consultation, doctor = await doctor_in_room(clients)
     session = live.app[SIGNALING].session(doctor.peer_id)
     assert session is not None
     session.room.capacity = type(session.room.capacity)(patient=0)  # a room configured with no patient seat
@@ -259,10 +262,8 @@ async def test_too_many_sockets_before_hello_from_one_address(server_with: Any) 
 
 async def test_a_dead_connection_is_noticed_by_heartbeat(server_with: Any) -> None:
     _, clients = await server_with(heartbeat_s=0.3, resume_grace_s=0.2)
-    doctor_http, patient_http = await clients(), await clients()
-    csrf = await login(doctor_http)
-    consultation = await create_consultation(doctor_http, csrf)
-    doctor = await connect(doctor_http, await doctor_ticket(doctor_http, csrf, consultation["id"]))
+    _doctor_http, _csrf, consultation, doctor = await doctor_in_room(clients)
+    patient_http = await clients()
     silent = await patient_http.ws_connect("/ws", autoping=False)
     joined = await join(patient_http, consultation["patient_link"])
     await silent.send_str(json.dumps({"type": "hello", "v": 1, "ticket": joined["ticket"]}))

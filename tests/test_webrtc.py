@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from bench.peers import MediaPeer, negotiate_until
-from tests.helpers import Client, Peer, connect, create_consultation, doctor_ticket, join, login
+from tests.helpers import Client, Peer, connect, doctor_in_room, join
 
 pytestmark = pytest.mark.webrtc
 
@@ -31,10 +31,8 @@ class MediaCall:
 @pytest.fixture
 async def media_call(clients: Any) -> AsyncIterator[MediaCall]:
     """Doctor and patient in an admitted call, their peer connections negotiated through the server."""
-    doctor_http, patient_http = await clients(), await clients()
-    csrf = await login(doctor_http)
-    consultation = await create_consultation(doctor_http, csrf)
-    doctor = await connect(doctor_http, await doctor_ticket(doctor_http, csrf, consultation["id"]))
+    doctor_http, csrf, consultation, doctor = await doctor_in_room(clients)
+    patient_http = await clients()
     patient = await connect(patient_http, (await join(patient_http, consultation["patient_link"]))["ticket"])
     doctor_media, patient_media = MediaPeer("doctor"), MediaPeer("patient")
     try:
