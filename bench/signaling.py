@@ -915,15 +915,16 @@ def bench_settings(data_dir: Path, port: int, keepalive: bool) -> Any:
 
 async def seed(data_dir: Path, rooms: int) -> list[tuple[str, str]]:
     """N consultations (doctor + patient seats) and one WebSocket ticket per seat, straight into the store."""
+    from datetime import timedelta
+
     from teleconsult.ids import hash_token, new_id, new_token
-    from teleconsult.invitations import issue_invitation
     from teleconsult.lifecycle import Status
     from teleconsult.store import Database
-    from teleconsult.store.models import Consultation, Doctor, OutgoingMail, Participant, utcnow
+    from teleconsult.store.models import Consultation, Doctor, Invitation, OutgoingMail, Participant, utcnow
     from teleconsult.tickets import issue_ticket
 
     settings = bench_settings(data_dir, 0, False)
-    db = Database(settings.database)
+    db = Database(settings.database_url)
     await db.upgrade()
     now = utcnow()
     doctor = Doctor(
@@ -957,14 +958,23 @@ async def seed(data_dir: Path, rooms: int) -> list[tuple[str, str]]:
             for consultation, doctor_seat, patient in batch:
                 # What a consultation holds once its patient has opened the emailed link: a redeemed invitation
                 # and a delivered (wiped) invitation mail; the server loads both with the consultation.
-                invitation, _link = await issue_invitation(tx, settings, consultation, patient, now)
-                invitation.redeemed_at = now
+                invitation = Invitation(
+                    id=new_id("i"),
+                    consultation_id=consultation.id,
+                    participant_id=patient.id,
+                    role="patient",
+                    token_hash=hash_token(new_token()),
+                    created_at=now,
+                    expires_at=now + timedelta(days=7),
+                    redeemed_at=now,
+                )
+                tx.add(invitation)
                 mail = OutgoingMail(id=new_id("ml"), consultation_id=consultation.id, participant_id=patient.id)
                 mail.invitation_id, mail.kind, mail.recipient_role = invitation.id, "invitation", "patient"
                 mail.status, mail.attempts, mail.next_attempt_at, mail.sent_at = "sent", 1, now, now
                 tx.add(mail)
-                doctor_ticket = await issue_ticket(tx, settings, doctor_seat.id, now)
-                tickets.append((doctor_ticket, await issue_ticket(tx, settings, patient.id, now)))
+                doctor_ticket = await issue_ticket(tx, settings.access, doctor_seat.id, now)
+                tickets.append((doctor_ticket, await issue_ticket(tx, settings.access, patient.id, now)))
     await db.close()
     return tickets
 

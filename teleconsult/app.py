@@ -38,7 +38,7 @@ from teleconsult.doctors import DoctorService
 from teleconsult.files import private_directory, write_private
 from teleconsult.health import HealthService
 from teleconsult.i18n import Catalogs
-from teleconsult.invitations import InvitationService
+from teleconsult.invitations import InvitationService, Links
 from teleconsult.mail import transport_for
 from teleconsult.notifications import Notifier
 from teleconsult.outbox import Outbox
@@ -70,8 +70,8 @@ def create_app(settings: Settings) -> web.Application:
     app[SETTINGS] = settings
     app[CATALOGS] = Catalogs(WEB_DIR / "locales")
     app[SOCKETS] = set()
-    app[PENDING_HELLOS] = PendingPerKey(settings.max_pending_per_ip)
-    app[LINK_RATE] = RatePerKey(settings.link_rate_per_min)
+    app[PENDING_HELLOS] = PendingPerKey(settings.signaling.max_pending_per_ip)
+    app[LINK_RATE] = RatePerKey(settings.access.link_rate_per_min)
     aiohttp_jinja2.setup(app, loader=page_loader(WEB_DIR / "templates"), autoescape=True)
     app.router.add_static("/static", WEB_DIR / "static", append_version=False)
     setup_routes(app)
@@ -82,31 +82,40 @@ def create_app(settings: Settings) -> web.Application:
 
 async def _resources(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
-    private_directory(settings.data_dir)
+    private_directory(settings.server.data_dir)
     app[SECRET] = _secret_key(settings)
-    database = Database(settings.database)
+    database = Database(settings.database_url)
     if database.is_sqlite:
         await database.upgrade()
     bus = LocalBus()
-    notifier = Notifier(MailTemplates(WEB_DIR / "templates"), settings)
-    outbox = Outbox(database, settings, notifier, transport_for(settings), Sealer(app[SECRET], "outbox"))
-    seats = SeatService(database, settings)
-    consultations = ConsultationService(database, settings, outbox, BillingService(settings))
-    invitations = InvitationService(database, settings, outbox)
+    notifier = Notifier(MailTemplates(WEB_DIR / "templates"), settings.mail, settings.server.base_url)
+    outbox = Outbox(
+        database,
+        settings.mail,
+        notifier,
+        transport_for(settings.mail, settings.server.data_dir),
+        Sealer(app[SECRET], "outbox"),
+    )
+    links = Links(settings.access, settings.server.base_url)
+    seats = SeatService(database, settings.access, settings.signaling)
+    consultations = ConsultationService(
+        database, links, outbox, BillingService(settings.billing), guest_seats=settings.signaling.guest_seats
+    )
+    invitations = InvitationService(database, links, outbox)
     chores = app[CHORES] = BackgroundLoops()
     app[DATABASE] = database
     app[BUS] = bus
-    app[DOCTORS] = DoctorService(database, settings)
+    app[DOCTORS] = DoctorService(database, settings.access)
     app[SEATS] = seats
     app[CONSULTATIONS] = consultations
     app[INVITATIONS] = invitations
-    app[SIGNALING] = SignalingService(seats, consultations, invitations, bus, settings)
+    app[SIGNALING] = SignalingService(seats, consultations, invitations, bus, settings.signaling)
     app[OUTBOX] = outbox
     app[HEALTH] = HealthService(database, bus, chores)
     sockets = app[SOCKETS]
     chores.start("housekeeping", housekeeping.run(database, HOUSEKEEPING_EVERY_S, chores))
     chores.start("outbox", outbox.run(chores))
-    chores.start("heartbeat", heartbeat(sockets, settings.heartbeat_s, chores))
+    chores.start("heartbeat", heartbeat(sockets, settings.signaling.heartbeat_s, chores))
     yield
     await chores.stop(within_s=CHORES_STOP_S)
     await bus.close()
@@ -122,9 +131,9 @@ async def _close_sockets(app: web.Application) -> None:
 
 def _secret_key(settings: Settings) -> bytes:
     """The HMAC key: from settings, or generated once into the data directory (mode 0600)."""
-    if settings.secret_key:
-        return settings.secret_key.encode()
-    path = settings.data_dir / "secret_key"
+    if settings.server.secret_key:
+        return settings.server.secret_key.encode()
+    path = settings.server.data_dir / "secret_key"
     if not path.exists():
         write_private(path, secrets.token_hex(32))
     return path.read_text().strip().encode()

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from teleconsult.config import Settings
+from teleconsult.config import BillingSettings
 from teleconsult.domain import BillingAct, BillingRecord, Consultation, Doctor
 from teleconsult.ids import BillingRecordId, new_id
 from teleconsult.rooms import Role
@@ -84,9 +84,9 @@ def _line(found: Act, performer: str) -> BillingAct:
 class BillingService:
     """Writes the billing record of a consultation that ends, inside the transaction that ends it."""
 
-    def __init__(self, settings: Settings):
-        self._doctor_act = settings.doctor_act
-        self._nurse_act = settings.nurse_act
+    def __init__(self, billing: BillingSettings):
+        self._doctor_act = billing.doctor_act
+        self._nurse_act = billing.nurse_act
 
     async def record(self, tx: Tx, consultation: Consultation, doctor: Doctor, *, ended_at: datetime) -> BillingRecord:
         built = build_record(

@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"teleconsult: {exc}", file=sys.stderr)
         return 2
-    setup_logging(settings.log_level)
+    setup_logging(settings.server.log_level)
     try:
         result: int = args.func(settings, args)
     except (ConfigError, TeleconsultError) as exc:
@@ -115,12 +115,12 @@ GC_YOUNG_THRESHOLD = 50_000
 
 
 def _serve(settings: Settings, _args: argparse.Namespace) -> int:
-    settings.check_serving()
+    settings.server.check_serving()
     gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
-    ssl_context = server_ssl_context(settings)
+    ssl_context = server_ssl_context(settings.server)
     app = create_app(settings)
-    banner = [f"\n  Teleconsult is running: {settings.base_url}/login\n"]
-    if settings.demo:
+    banner = [f"\n  Teleconsult is running: {settings.server.base_url}/login\n"]
+    if settings.server.demo:
 
         async def demo(_app: web.Application) -> None:
             email, password = await ensure_demo_doctor(settings)
@@ -129,17 +129,17 @@ def _serve(settings: Settings, _args: argparse.Namespace) -> int:
         app.on_startup.append(demo)
     log.info(
         "Teleconsult serving %s (listening on %s port %d)",
-        settings.base_url,
-        settings.host,
-        settings.port,
+        settings.server.base_url,
+        settings.server.host,
+        settings.server.port,
         extra={SERVER_ADDRESS: True},
     )
     # aiohttp calls ``print`` once the sockets listen: the banner never announces a server that cannot answer yet.
     # It is the one place a secret is printed: the developer's own terminal, for the demo account only.
     web.run_app(
         app,
-        host=settings.host,
-        port=settings.port,
+        host=settings.server.host,
+        port=settings.server.port,
         ssl_context=ssl_context,
         shutdown_timeout=10,
         access_log=None,
@@ -151,10 +151,10 @@ def _serve(settings: Settings, _args: argparse.Namespace) -> int:
 
 async def ensure_demo_doctor(settings: Settings) -> tuple[str, str]:
     """Create the demo doctor on first start; its password is kept in the data directory (mode 0600)."""
-    secret_file = settings.data_dir / "demo-login.txt"
-    database = Database(settings.database)
+    secret_file = settings.server.data_dir / "demo-login.txt"
+    database = Database(settings.database_url)
     try:
-        service = DoctorService(database, settings)
+        service = DoctorService(database, settings.access)
         if await service.doctor_by_email(DEMO_EMAIL) is not None and secret_file.exists():
             return DEMO_EMAIL, secret_file.read_text().strip()
         password = secrets.token_urlsafe(12)
@@ -173,10 +173,10 @@ def _create_doctor(settings: Settings, args: argparse.Namespace) -> int:
     password = args.password or getpass.getpass("Password: ")
 
     async def run() -> None:
-        database = Database(settings.database)
+        database = Database(settings.database_url)
         try:
             await _prepare(database, settings)
-            doctor = await DoctorService(database, settings).create_doctor(
+            doctor = await DoctorService(database, settings.access).create_doctor(
                 email=args.email, name=args.name, rpps=args.rpps, password=password, phone=args.phone
             )
             print(f"created doctor {doctor.id}")
@@ -189,7 +189,7 @@ def _create_doctor(settings: Settings, args: argparse.Namespace) -> int:
 
 def _db_upgrade(settings: Settings, _args: argparse.Namespace) -> int:
     async def run() -> None:
-        database = Database(settings.database)
+        database = Database(settings.database_url)
         try:
             await database.upgrade()
         finally:
@@ -201,6 +201,6 @@ def _db_upgrade(settings: Settings, _args: argparse.Namespace) -> int:
 
 
 async def _prepare(database: Database, settings: Settings) -> None:
-    private_directory(settings.data_dir)
+    private_directory(settings.server.data_dir)
     if database.is_sqlite:
         await database.upgrade()

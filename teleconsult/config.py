@@ -6,7 +6,6 @@ down to ``create_app``; nothing else looks settings up on its own.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import ipaddress
 import os
@@ -34,25 +33,15 @@ class IceServer:
 
 
 @dataclass(frozen=True, slots=True)
-class Settings:
+class ServerSettings:
+    """Where and how the server listens, who it trusts in front of it, where it keeps its files."""
+
     host: str = "127.0.0.1"
     port: int = 8080
     data_dir: Path = Path("var")
     demo: bool = False
-    #: SQLAlchemy async URL; defaults to a SQLite file under data_dir.
-    database_url: str = ""
-    redis_url: str = ""
-    #: smtp://user:pass@host:587 (STARTTLS when offered), smtps://host:465, or empty for files in data_dir/outbox.
-    smtp_url: str = ""
-    mail_from: str = "Teleconsult <no-reply@teleconsult.localhost>"
-    #: Retries back off from this delay, doubling, up to an hour; after mail_give_up_s a mail is marked failed.
-    mail_retry_base_s: float = 30.0
-    mail_give_up_s: int = 24 * 3600
-    mail_timeout_s: float = 20.0
-    #: The address patients reach (used in emailed links); defaults to the served address.
+    #: The address patients reach (used in emailed links and to check Origins); defaults to the served address.
     public_url: str = ""
-    turn_secret: str = ""
-    turn_urls: tuple[str, ...] = ()
     tls_cert: Path | None = None
     tls_key: Path | None = None
     #: Generate a self-signed certificate into certs/ when serving off loopback without one.
@@ -66,42 +55,9 @@ class Settings:
     #: Client addresses /metrics answers (after the trusted proxies); others get 404.
     metrics_from: tuple[str, ...] = ("127.0.0.0/8", "::1")
     certs_dir: Path = Path("certs")
-    #: Key for HMACs (CSRF tokens); read from data_dir/secret_key (generated) when empty.
+    #: Key for HMACs (CSRF tokens, sealing); read from data_dir/secret_key (generated) when empty.
     secret_key: str = ""
     log_level: str = "INFO"
-    # Sessions, tickets, links.
-    session_ttl_s: int = 12 * 3600
-    ticket_ttl_s: int = 60
-    resume_grace_s: int = 30
-    invitation_ttl_unscheduled_s: int = 7 * 24 * 3600
-    invitation_ttl_after_scheduled_s: int = 24 * 3600
-    login_max_failures: int = 5
-    login_window_s: int = 900
-    #: Requests per minute one client address may make to the link endpoints (GET /j/{token}, POST /api/join).
-    link_rate_per_min: int = 30
-    # Rooms and frames.
-    guest_seats: int = 0
-    max_frame_bytes: int = 64 * 1024
-    hello_timeout_s: float = 10.0
-    heartbeat_s: float = 15.0
-    send_queue_frames: int = 256
-    #: Frames kept for a peer that dropped, delivered in order when it resumes.
-    away_buffer_frames: int = 512
-    rate_per_s: float = 50.0
-    rate_burst: int = 200
-    #: The window over which a client sending at least twice its rate is closed (4429).
-    rate_sustained_s: float = 2.0
-    #: Sockets one address may hold open before saying hello.
-    max_pending_per_ip: int = 20
-    reconnect_after_ms: int = 1000
-    # Billing.
-    doctor_act: str = "TCG"
-    nurse_act: str = "TLS"
-    ice_servers: tuple[IceServer, ...] = field(default=())
-
-    @property
-    def database(self) -> str:
-        return self.database_url or f"sqlite+aiosqlite:///{self.data_dir / 'teleconsult.db'}"
 
     @property
     def tls_enabled(self) -> bool:
@@ -140,7 +96,7 @@ class Settings:
         return frozenset(allowed)
 
     def check_serving(self) -> None:
-        """Refuse to serve a non-loopback address in clear text (DESIGN.md)."""
+        """Refuse to serve a non-loopback address in clear text (DESIGN.md), or without the public address."""
         if self.tls_cert is not None and self.tls_key is None:
             raise ConfigError("tls_cert is set without tls_key")
         if not (is_loopback(self.host) or self.tls_enabled or self.behind_proxy):
@@ -155,6 +111,109 @@ class Settings:
             )
         if not self.public_url and self.host in WILDCARDS:
             raise ConfigError(f"serving on {self.host} needs public_url: the address patients reach")
+
+
+@dataclass(frozen=True, slots=True)
+class DatabaseSettings:
+    #: SQLAlchemy async URL; defaults to a SQLite file under data_dir.
+    database_url: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class BusSettings:
+    #: Redis for the bus between nodes (scale-out); empty for the in-process bus.
+    redis_url: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class MailSettings:
+    #: smtp://user:pass@host:587 (STARTTLS when offered), smtps://host:465, or empty for files in data_dir/outbox.
+    smtp_url: str = ""
+    mail_from: str = "Teleconsult <no-reply@teleconsult.localhost>"
+    #: Retries back off from this delay, doubling, up to an hour; after mail_give_up_s a mail is marked failed.
+    mail_retry_base_s: float = 30.0
+    mail_give_up_s: int = 24 * 3600
+    mail_timeout_s: float = 20.0
+
+
+@dataclass(frozen=True, slots=True)
+class AccessSettings:
+    """Sessions, tickets, links and their limits."""
+
+    session_ttl_s: int = 12 * 3600
+    ticket_ttl_s: int = 60
+    invitation_ttl_unscheduled_s: int = 7 * 24 * 3600
+    invitation_ttl_after_scheduled_s: int = 24 * 3600
+    login_max_failures: int = 5
+    login_window_s: int = 900
+    #: Requests per minute one client address may make to the link endpoints (GET /j/{token}, POST /api/join).
+    link_rate_per_min: int = 30
+
+
+@dataclass(frozen=True, slots=True)
+class SignalingSettings:
+    """Rooms, frames, sockets, resume, and the ICE servers given to clients."""
+
+    guest_seats: int = 0
+    resume_grace_s: int = 30
+    max_frame_bytes: int = 64 * 1024
+    hello_timeout_s: float = 10.0
+    heartbeat_s: float = 15.0
+    send_queue_frames: int = 256
+    #: Frames kept for a peer that dropped, delivered in order when it resumes.
+    away_buffer_frames: int = 512
+    rate_per_s: float = 50.0
+    rate_burst: int = 200
+    #: The window over which a client sending at least twice its rate is closed (4429).
+    rate_sustained_s: float = 2.0
+    #: Sockets one address may hold open before saying hello.
+    max_pending_per_ip: int = 20
+    reconnect_after_ms: int = 1000
+    turn_secret: str = ""
+    turn_urls: tuple[str, ...] = ()
+    ice_servers: tuple[IceServer, ...] = field(default=())
+
+
+@dataclass(frozen=True, slots=True)
+class BillingSettings:
+    doctor_act: str = "TCG"
+    nurse_act: str = "TLS"
+
+
+#: The sections, in the order the README's table lists them. Every field name is unique across sections: it is
+#: the setting's name in TOML files and, upper-cased after ``TELECONSULT_``, in the environment.
+SECTIONS: dict[str, type[Any]] = {
+    "server": ServerSettings,
+    "database": DatabaseSettings,
+    "bus": BusSettings,
+    "mail": MailSettings,
+    "access": AccessSettings,
+    "signaling": SignalingSettings,
+    "billing": BillingSettings,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Every setting, by section; each service receives the sections it needs."""
+
+    server: ServerSettings = field(default_factory=ServerSettings)
+    database: DatabaseSettings = field(default_factory=DatabaseSettings)
+    bus: BusSettings = field(default_factory=BusSettings)
+    mail: MailSettings = field(default_factory=MailSettings)
+    access: AccessSettings = field(default_factory=AccessSettings)
+    signaling: SignalingSettings = field(default_factory=SignalingSettings)
+    billing: BillingSettings = field(default_factory=BillingSettings)
+
+    @property
+    def database_url(self) -> str:
+        """The database to use: the configured URL, or the SQLite file under data_dir."""
+        return self.database.database_url or f"sqlite+aiosqlite:///{self.server.data_dir / 'teleconsult.db'}"
+
+
+def setting_names() -> dict[str, str]:
+    """Each setting's name and the section that holds it."""
+    return {f.name: section for section, kind in SECTIONS.items() for f in fields(kind)}
 
 
 WILDCARDS = frozenset({"0.0.0.0", "::", ""})  # noqa: S104 - names, not a bind
@@ -191,38 +250,48 @@ def load_settings(
     file = config_file or (Path(env[ENV_PREFIX + "CONFIG"]) if ENV_PREFIX + "CONFIG" in env else None)
     if file is not None:
         try:
-            values.update(tomllib.loads(file.read_text(encoding="utf-8")))
+            document = tomllib.loads(file.read_text(encoding="utf-8"))
         except (OSError, tomllib.TOMLDecodeError) as exc:
             raise ConfigError(f"cannot read config file {file}: {exc}") from exc
-    for f in fields(Settings):
-        name = ENV_PREFIX + f.name.upper()
+        for key, value in document.items():  # flat names, or grouped under their section ([mail] smtp_url = …)
+            if key in SECTIONS and isinstance(value, dict):
+                values.update(value)
+            else:
+                values[key] = value
+    for setting in setting_names():
+        name = ENV_PREFIX + setting.upper()
         if name in env:
-            values[f.name] = env[name]
+            values[setting] = env[name]
     values.update({k: v for k, v in (overrides or {}).items() if v is not None})
     return build_settings(values)
 
 
 def build_settings(values: Mapping[str, Any]) -> Settings:
-    hints = get_type_hints(Settings)
-    known = {f.name for f in fields(Settings)}
-    unknown = set(values) - known
+    """Settings from flat names (``smtp_url``, ``guest_seats``…), each put in its section."""
+    names = setting_names()
+    unknown = set(values) - set(names)
     if unknown:
         raise ConfigError(f"unknown setting(s): {', '.join(sorted(unknown))}")
-    converted = {name: _convert(name, hints[name], value) for name, value in values.items()}
-    settings = dataclasses.replace(Settings(), **converted)
+    sections: dict[str, dict[str, Any]] = {section: {} for section in SECTIONS}
+    for name, value in values.items():
+        section = names[name]
+        hint = get_type_hints(SECTIONS[section])[name]
+        sections[section][name] = _convert(name, hint, value)
+    settings = Settings(**{section: SECTIONS[section](**given) for section, given in sections.items()})
     _check(settings)
     return settings
 
 
 def _check(settings: Settings) -> None:
+    server = settings.server
     for name in ("trusted_proxies", "metrics_from"):
         try:
-            networks(getattr(settings, name))
+            networks(getattr(server, name))
         except ValueError as exc:
             raise ConfigError(f"setting {name}: {exc}") from exc
-    if settings.forwarded_header not in ("x-forwarded-for", "forwarded"):
+    if server.forwarded_header not in ("x-forwarded-for", "forwarded"):
         raise ConfigError("setting forwarded_header: x-forwarded-for or forwarded")
-    if settings.public_url and urlsplit(settings.public_url).scheme not in ("http", "https"):
+    if server.public_url and urlsplit(server.public_url).scheme not in ("http", "https"):
         raise ConfigError("setting public_url: an http:// or https:// address")
 
 

@@ -10,11 +10,10 @@ from typing import TypeGuard
 
 from teleconsult.billing import BillingService
 from teleconsult.clock import now as clock_now
-from teleconsult.config import Settings
 from teleconsult.domain import BillingRecord, Consultation, ConsultationCore, Doctor, Participant
 from teleconsult.errors import ErrorCode, TeleconsultError
 from teleconsult.ids import ConsultationId, ParticipantId, new_id
-from teleconsult.invitations import issue_invitation
+from teleconsult.invitations import Links
 from teleconsult.lifecycle import CLOSED, Status, closing_status, sources
 from teleconsult.notifications import Letter
 from teleconsult.outbox import Outbox
@@ -104,18 +103,20 @@ class Ended:
 
 
 class ConsultationService:
-    def __init__(self, db: Database, settings: Settings, outbox: Outbox, billing: BillingService):
+    def __init__(self, db: Database, links: Links, outbox: Outbox, billing: BillingService, *, guest_seats: int):
         self._db = db
-        self._settings = settings
+        self._links = links
         self._outbox = outbox
         self._billing = billing
+        self._guest_seats = guest_seats
 
     async def create(self, doctor: Doctor, new: NewConsultation) -> Created:
         now = clock_now()
         new = new.validated(now)
-        if len(new.guests) > self._settings.guest_seats:
+        if len(new.guests) > self._guest_seats:
             raise TeleconsultError(
-                ErrorCode.BAD_REQUEST, f"This server allows {self._settings.guest_seats} guest(s) per consultation."
+                ErrorCode.BAD_REQUEST,
+                f"This server allows {self._guest_seats} guest(s) per consultation.",
             )
         core = ConsultationCore(
             id=ConsultationId(new_id("c")),
@@ -145,9 +146,7 @@ class ConsultationService:
             consultation = await _reload(tx, core.id)
             links = {}
             for participant in invited:
-                invitation_id, links[participant.id] = await issue_invitation(
-                    tx, self._settings, consultation, participant, now
-                )
+                invitation_id, links[participant.id] = await self._links.issue(tx, consultation, participant, now)
                 letter = Letter("invitation", consultation, doctor, participant, links[participant.id])
                 await self._outbox.enqueue(tx, letter, invitation_id=invitation_id)
             await audit.add_event(

@@ -10,7 +10,7 @@ from datetime import timedelta
 
 from teleconsult import passwords
 from teleconsult.clock import now
-from teleconsult.config import Settings
+from teleconsult.config import AccessSettings
 from teleconsult.domain import Doctor
 from teleconsult.errors import ErrorCode, TeleconsultError
 from teleconsult.ids import hash_token, new_id, new_token
@@ -82,10 +82,10 @@ def normalise_email(email: str) -> str:
 
 
 class DoctorService:
-    def __init__(self, db: Database, settings: Settings):
+    def __init__(self, db: Database, access: AccessSettings):
         self._db = db
-        self._session_ttl = timedelta(seconds=settings.session_ttl_s)
-        self.throttle = LoginThrottle(settings.login_max_failures, settings.login_window_s)
+        self._session_ttl = timedelta(seconds=access.session_ttl_s)
+        self.throttle = LoginThrottle(access.login_max_failures, access.login_window_s)
 
     async def create_doctor(
         self, *, email: str, name: str, rpps: str, password: str, phone: str | None = None

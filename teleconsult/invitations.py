@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from teleconsult.clock import now as clock_now
-from teleconsult.config import Settings
+from teleconsult.config import AccessSettings
 from teleconsult.domain import ConsultationCore, Doctor, Invitation, Participant
 from teleconsult.errors import ErrorCode, TeleconsultError
 from teleconsult.ids import ConsultationId, InvitationId, ParticipantId, hash_token, looks_like_token, new_id, new_token
@@ -28,33 +28,38 @@ from teleconsult.tickets import issue_ticket
 from teleconsult.validation import mailbox
 
 
-def invitation_expiry(settings: Settings, consultation: ConsultationCore, now: datetime) -> datetime:
-    if consultation.scheduled_at is not None:
-        return consultation.scheduled_at + timedelta(seconds=settings.invitation_ttl_after_scheduled_s)
-    return now + timedelta(seconds=settings.invitation_ttl_unscheduled_s)
+class Links:
+    """How links are made: their lifetime (``access``) and the address patients reach (``base_url``)."""
 
+    def __init__(self, access: AccessSettings, base_url: str):
+        self.access = access
+        self.base_url = base_url
 
-async def issue_invitation(
-    tx: Tx, settings: Settings, consultation: ConsultationCore, participant: Participant, now: datetime
-) -> tuple[InvitationId, str]:
-    """Store a new invitation for ``participant``; returns its id and the link (its token is never stored)."""
-    token = new_token()
-    invitation = Invitation(
-        id=InvitationId(new_id("i")),
-        consultation_id=consultation.id,
-        participant_id=participant.id,
-        role=participant.role,
-        created_at=now,
-        expires_at=invitation_expiry(settings, consultation, now),
-        revoked_at=None,
-        redeemed_at=None,
-    )
-    await store.add_invitation(tx, invitation, hash_token(token))
-    return invitation.id, join_link(settings, token)
+    def expiry(self, consultation: ConsultationCore, now: datetime) -> datetime:
+        if consultation.scheduled_at is not None:
+            return consultation.scheduled_at + timedelta(seconds=self.access.invitation_ttl_after_scheduled_s)
+        return now + timedelta(seconds=self.access.invitation_ttl_unscheduled_s)
 
+    def link(self, token: str) -> str:
+        return f"{self.base_url}/j/{token}"
 
-def join_link(settings: Settings, token: str) -> str:
-    return f"{settings.base_url}/j/{token}"
+    async def issue(
+        self, tx: Tx, consultation: ConsultationCore, participant: Participant, now: datetime
+    ) -> tuple[InvitationId, str]:
+        """Store a new invitation for ``participant``; returns its id and the link (its token is never stored)."""
+        token = new_token()
+        invitation = Invitation(
+            id=InvitationId(new_id("i")),
+            consultation_id=consultation.id,
+            participant_id=participant.id,
+            role=participant.role,
+            created_at=now,
+            expires_at=self.expiry(consultation, now),
+            revoked_at=None,
+            redeemed_at=None,
+        )
+        await store.add_invitation(tx, invitation, hash_token(token))
+        return invitation.id, self.link(token)
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,9 +110,9 @@ class JoinGrant:
 
 
 class InvitationService:
-    def __init__(self, db: Database, settings: Settings, outbox: Outbox):
+    def __init__(self, db: Database, links: Links, outbox: Outbox):
         self._db = db
-        self._settings = settings
+        self._links = links
         self._outbox = outbox
 
     async def describe(self, token: str) -> LinkInfo:
@@ -137,7 +142,7 @@ class InvitationService:
                 values["consent_at"] = now
             await consultation_store.update_participant(tx, participant.id, **values)
             await store.mark_redeemed(tx, invitation.id, now)
-            ticket = await issue_ticket(tx, self._settings, participant.id, now)
+            ticket = await issue_ticket(tx, self._links.access, participant.id, now)
             doctor = await doctor_store.doctor_by_id(tx, consultation.doctor_id)
             await audit.add_event(
                 tx,
@@ -180,7 +185,7 @@ class InvitationService:
             )
             if participant is None:
                 raise TeleconsultError(ErrorCode.NOT_FOUND, "No such invited participant.")
-            if invitation_expiry(self._settings, consultation, now) <= now:
+            if self._links.expiry(consultation, now) <= now:
                 raise TeleconsultError(
                     ErrorCode.CONFLICT, "The appointment is more than a day past: create a new consultation."
                 )
@@ -199,7 +204,7 @@ class InvitationService:
             consultation = await consultation_store.consultation_by_id(tx, consultation.id)
             assert consultation is not None
             participant = consultation.participant(participant.id) or participant
-            invitation_id, link = await issue_invitation(tx, self._settings, consultation, participant, now)
+            invitation_id, link = await self._links.issue(tx, consultation, participant, now)
             letter = Letter("invitation", consultation, doctor, participant, link)
             await self._outbox.enqueue(tx, letter, invitation_id=invitation_id)
             await audit.add_event(

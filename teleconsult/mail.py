@@ -22,7 +22,7 @@ from urllib.parse import unquote, urlsplit
 
 import aiosmtplib
 
-from teleconsult.config import ConfigError, Settings
+from teleconsult.config import ConfigError, MailSettings
 from teleconsult.files import private_directory
 
 log = logging.getLogger(__name__)
@@ -124,17 +124,17 @@ class OutboxDirectory:
         log.info("mail written to %s", self.directory / name)
 
 
-def transport_for(settings: Settings) -> MailTransport:
-    if settings.smtp_url:
-        return SmtpTransport(SmtpServer.from_url(settings.smtp_url), settings.mail_timeout_s, envelope_sender(settings))
-    return OutboxDirectory(settings.data_dir / "outbox")
+def transport_for(mail: MailSettings, data_dir: Path) -> MailTransport:
+    if mail.smtp_url:
+        return SmtpTransport(SmtpServer.from_url(mail.smtp_url), mail.mail_timeout_s, envelope_sender(mail))
+    return OutboxDirectory(data_dir / "outbox")
 
 
-def envelope_sender(settings: Settings) -> str:
+def envelope_sender(mail: MailSettings) -> str:
     """The bare address of ``mail_from`` (``Teleconsult <no-reply@…>``), for MAIL FROM."""
-    _, address = parseaddr(settings.mail_from)
+    _, address = parseaddr(mail.mail_from)
     if "@" not in address:
-        raise ConfigError(f"mail_from must hold an address: {settings.mail_from!r}")
+        raise ConfigError(f"mail_from must hold an address: {mail.mail_from!r}")
     return address
 
 

@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 
 from teleconsult.calendar import Appointment, ics
 from teleconsult.clock import now
-from teleconsult.config import Settings
+from teleconsult.config import MailSettings
 from teleconsult.domain import Consultation, Doctor, Participant
 from teleconsult.i18n import DEFAULT_LANGUAGE, LANGUAGES, format_paris
 from teleconsult.templates import MailTemplates
@@ -42,17 +42,18 @@ def recipient_of(letter: Letter) -> str:
 
 
 class Notifier:
-    def __init__(self, templates: MailTemplates, settings: Settings):
+    def __init__(self, templates: MailTemplates, mail: MailSettings, base_url: str):
         self._templates = templates
-        self._settings = settings
-        self._domain = urlsplit(settings.base_url).hostname or "teleconsult.localhost"
+        self._mail_from = mail.mail_from
+        self._base_url = base_url
+        self._domain = urlsplit(base_url).hostname or "teleconsult.localhost"
 
     def compose(self, letter: Letter) -> EmailMessage:
         lang = letter.consultation.language if letter.consultation.language in LANGUAGES else DEFAULT_LANGUAGE
         context = self._context(letter, lang)
         message = EmailMessage()
         message["Subject"] = self._render(f"mail/{letter.kind}.subject.{lang}.txt", context).strip()
-        message["From"] = self._settings.mail_from
+        message["From"] = self._mail_from
         # Built from parts, never from a string parsed back: a name is an encoded phrase whatever it holds.
         message["To"] = Address(display_name=shown(letter.participant.name), addr_spec=recipient_of(letter))
         message["Reply-To"] = Address(display_name=shown(letter.doctor.name), addr_spec=letter.doctor.email)
@@ -94,7 +95,7 @@ class Notifier:
                 start=start,
                 summary=self._render(f"mail/calendar.summary.{context['lang']}.txt", context).strip(),
                 description=letter.link or "",
-                url=letter.link or self._settings.base_url,
+                url=letter.link or self._base_url,
                 organizer_name=letter.doctor.name,
                 organizer_email=letter.doctor.email,
                 attendee_email=letter.participant.email or "",

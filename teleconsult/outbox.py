@@ -16,7 +16,7 @@ from email.message import EmailMessage
 
 from teleconsult.background import BackgroundLoops
 from teleconsult.clock import now as clock_now
-from teleconsult.config import Settings
+from teleconsult.config import MailSettings
 from teleconsult.crypto.sealing import Sealer, SealError
 from teleconsult.domain import Mail
 from teleconsult.errors import TeleconsultError
@@ -35,9 +35,9 @@ IDLE_POLL_S = 15.0
 
 
 class Outbox:
-    def __init__(self, db: Database, settings: Settings, notifier: Notifier, transport: MailTransport, sealer: Sealer):
+    def __init__(self, db: Database, mail: MailSettings, notifier: Notifier, transport: MailTransport, sealer: Sealer):
         self._db = db
-        self._settings = settings
+        self._mail = mail
         self._notifier = notifier
         self.transport = transport
         self._sealer = sealer
@@ -87,7 +87,7 @@ class Outbox:
             if delivered:
                 continue
             self._wake.clear()
-            await chores.rest(min(IDLE_POLL_S, self._settings.mail_retry_base_s), wake=self._wake)
+            await chores.rest(min(IDLE_POLL_S, self._mail.mail_retry_base_s), wake=self._wake)
 
     async def deliver_due(self) -> int:
         """Deliver (or reschedule) every due mail this sender can claim; returns how many it handled."""
@@ -128,10 +128,10 @@ class Outbox:
 
     async def _retry_or_give_up(self, mail: Mail, reason: str) -> None:
         now = clock_now()
-        if now - mail.created_at >= timedelta(seconds=self._settings.mail_give_up_s):
+        if now - mail.created_at >= timedelta(seconds=self._mail.mail_give_up_s):
             await self._fail(mail, f"gave up after {mail.attempts + 1} attempts: {reason}")
             return
-        delay = retry_delay(self._settings.mail_retry_base_s, mail.attempts)
+        delay = retry_delay(self._mail.mail_retry_base_s, mail.attempts)
         async with self._db.transaction() as tx:
             await store.mark_retry(tx, mail.id, now + timedelta(seconds=delay), reason)
         log.warning("mail %s not delivered yet (attempt %d): %s", mail.id, mail.attempts + 1, reason)

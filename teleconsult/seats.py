@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from teleconsult.clock import now
-from teleconsult.config import Settings
+from teleconsult.config import AccessSettings, SignalingSettings
 from teleconsult.domain import ConsultationCore, Doctor, Participant, Seat
 from teleconsult.errors import ErrorCode, TeleconsultError
 from teleconsult.group_commit import GroupCommit
@@ -28,9 +28,10 @@ BATCH = 500
 
 
 class SeatService:
-    def __init__(self, db: Database, settings: Settings):
+    def __init__(self, db: Database, access: AccessSettings, signaling: SignalingSettings):
         self._db = db
-        self._settings = settings
+        self._access = access
+        self._grace = timedelta(seconds=signaling.resume_grace_s)
         self._resumes: GroupCommit[tuple[str, str], Seat] = GroupCommit(self._resume_batch, max_batch=BATCH)
         self._held: GroupCommit[ConsultationId, list[Seat]] = GroupCommit(self._held_batch, max_batch=BATCH)
 
@@ -45,7 +46,7 @@ class SeatService:
             seat = await store.doctor_participant(tx, consultation.id)
             if seat is None:
                 raise TeleconsultError(ErrorCode.NOT_FOUND)
-            return await issue_ticket(tx, self._settings, seat.id, now())
+            return await issue_ticket(tx, self._access, seat.id, now())
 
     async def ticket_for_participant(self, credential: str, consultation_id: str) -> str:
         async with self._db.transaction() as tx:
@@ -56,7 +57,7 @@ class SeatService:
             if consultation is None:
                 raise TeleconsultError(ErrorCode.NOT_FOUND)
             require_open(consultation)
-            return await issue_ticket(tx, self._settings, participant.id, now())
+            return await issue_ticket(tx, self._access, participant.id, now())
 
     async def open_ticket(self, ticket: str) -> Seat:
         """Consume a ticket (single use) and say whose seat it opens."""
@@ -105,7 +106,7 @@ class SeatService:
 
     async def _resume_batch(self, spends: list[tuple[str, str]]) -> list[Seat | Exception]:
         """``(presented hash, fresh hash)`` each: the seat, or why it cannot be resumed."""
-        deadline = now() - timedelta(seconds=self._settings.resume_grace_s)
+        deadline = now() - self._grace
         outcomes: list[Seat | Exception] = []
         async with self._db.transaction() as tx:
             held = await store.resumable(tx, [presented for presented, _ in spends])

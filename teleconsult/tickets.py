@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from teleconsult.config import Settings
+from teleconsult.config import AccessSettings
 from teleconsult.ids import hash_token, looks_like_token, new_token
 from teleconsult.store import Tx
 from teleconsult.store import invitations as store
 
 
-async def issue_ticket(tx: Tx, settings: Settings, participant_id: str, now: datetime) -> str:
+async def issue_ticket(tx: Tx, access: AccessSettings, participant_id: str, now: datetime) -> str:
     ticket = new_token()
-    await store.add_ticket(tx, hash_token(ticket), participant_id, now + timedelta(seconds=settings.ticket_ttl_s))
+    await store.add_ticket(tx, hash_token(ticket), participant_id, now + timedelta(seconds=access.ticket_ttl_s))
     return ticket
 
 

@@ -132,7 +132,7 @@ class Running:
 
 async def start_server(settings: Settings, *, with_doctor: bool = True) -> Running:
     app = create_app(settings)
-    server = TestServer(app, host="127.0.0.1", port=settings.port)
+    server = TestServer(app, host="127.0.0.1", port=settings.server.port)
     await server.start_server()
     if with_doctor:
         await app[DOCTORS].create_doctor(

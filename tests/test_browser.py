@@ -340,7 +340,7 @@ async def test_dashboard_shows_mail_status_resend_and_cancel(browser: Browser, l
         await expect(nurse_line.get_by_test_id("invitation-status")).to_have_attribute(
             "data-status", "sent", timeout=WAIT_MS
         )
-        assert list((live_server.settings.data_dir / "outbox").glob("*.eml"))
+        assert list((live_server.settings.server.data_dir / "outbox").glob("*.eml"))
 
         # Resend to the patient: a new link, shown to copy, mailed again.
         resend = patient_line.get_by_test_id("resend")
@@ -420,7 +420,7 @@ async def test_doctor_corrects_a_refused_address(browser: Browser, live_server: 
     watcher = PageErrors()
     doctor_context = await new_context(browser, live_server.url, DESKTOP)
     patient_context = await new_context(browser, live_server.url, PHONE, is_mobile=True, has_touch=True)
-    outbox = live_server.settings.data_dir / "outbox"
+    outbox = live_server.settings.server.data_dir / "outbox"
     mistyped, corrected = "jeanne.dupont@exemple.org", "jeanne.dupont@example.org"
     try:
         doctor = watcher.watch(await doctor_context.new_page(), "doctor")

@@ -601,7 +601,7 @@ async def test_the_data_directory_is_private_whatever_the_umask(tmp_path: Path) 
                     headers={"X-CSRF-Token": csrf},
                 )
                 assert created.status == 201
-                outbox = live.settings.data_dir / "outbox"
+                outbox = live.settings.server.data_dir / "outbox"
                 for _ in range(100):
                     if outbox.exists() and any(outbox.glob("*.eml")):
                         break
@@ -610,7 +610,7 @@ async def test_the_data_directory_is_private_whatever_the_umask(tmp_path: Path) 
             await live.server.close()
     finally:
         os.umask(previous)
-    data = live.settings.data_dir
+    data = live.settings.server.data_dir
     modes = {path.name: stat.S_IMODE(path.stat().st_mode) for path in [data, *data.rglob("*")]}
     assert modes["var"] == 0o700 and modes["outbox"] == 0o700
     assert modes["teleconsult.db"] == modes["secret_key"] == 0o600

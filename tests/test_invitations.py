@@ -168,7 +168,7 @@ async def test_a_refused_mail_fails_at_once_and_the_doctor_corrects_the_address(
 async def move_appointment(live: Any, consultation_id: str, when: datetime) -> None:
     """Put a consultation's appointment in the past, with the links as they would have been issued for it (a test
     cannot move time, and the API refuses past times)."""
-    expiry = when + timedelta(seconds=live.settings.invitation_ttl_after_scheduled_s)
+    expiry = when + timedelta(seconds=live.settings.access.invitation_ttl_after_scheduled_s)
     async with live.app[DATABASE].transaction() as tx:
         await tx.execute(update(Consultation).where(Consultation.id == consultation_id).values(scheduled_at=when))
         await tx.execute(
@@ -294,7 +294,7 @@ async def test_without_a_mail_server_mails_go_to_the_outbox_directory(
     live, clients = await server_with()
     doctor_http = await clients()
     created = await create_consultation(doctor_http, await login(doctor_http))
-    outbox: Path = live.settings.data_dir / "outbox"
+    outbox: Path = live.settings.server.data_dir / "outbox"
     for _ in range(100):
         files = list(outbox.glob("*.eml"))
         if files:

@@ -24,7 +24,7 @@ def test_retries_back_off_by_doubling_up_to_an_hour(attempts: int, delay: float)
 
 async def test_an_outbox_that_cannot_be_written_is_retried_then_delivered(server_with: Any) -> None:
     live, clients = await server_with(mail_retry_base_s=0.2)
-    outbox: Path = live.settings.data_dir / "outbox"
+    outbox: Path = live.settings.server.data_dir / "outbox"
     outbox.write_text("a file where the directory should be")  # a real fault: nothing can be written there
     doctor = await clients()
     created = await create_consultation(doctor, await login(doctor))

@@ -34,7 +34,7 @@ async def login(request: web.Request) -> web.Response:
     body = await read_body(request, LoginBody)
     token, doctor = await request.app[DOCTORS].login(body.email, body.password, client=client_ip(request))
     response = web.json_response({"doctor": doctor_json(doctor), "csrf_token": csrf_token(request, token)})
-    set_cookie(response, request, session_cookie(request), token, request.app[SETTINGS].session_ttl_s)
+    set_cookie(response, request, session_cookie(request), token, request.app[SETTINGS].access.session_ttl_s)
     return response
 
 

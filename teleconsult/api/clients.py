@@ -12,17 +12,17 @@ from teleconsult.forwarding import UNKNOWN, client_address, forwarded_hops, x_fo
 
 def client_ip(request: web.Request) -> str:
     settings = request.app[SETTINGS]
-    if not settings.behind_proxy:
+    if not settings.server.behind_proxy:
         address = client_address(request.remote, (), ())
-    elif settings.forwarded_header == "forwarded":
+    elif settings.server.forwarded_header == "forwarded":
         address = client_address(
-            request.remote, forwarded_hops(request.headers.getall("Forwarded", ())), settings.trusted_networks
+            request.remote, forwarded_hops(request.headers.getall("Forwarded", ())), settings.server.trusted_networks
         )
     else:
         address = client_address(
             request.remote,
             x_forwarded_for_hops(request.headers.getall("X-Forwarded-For", ())),
-            settings.trusted_networks,
+            settings.server.trusted_networks,
         )
     return address or UNKNOWN
 

@@ -30,7 +30,7 @@ async def healthz(request: web.Request) -> web.Response:
 
 @routes.get("/metrics")
 async def metrics(request: web.Request) -> web.Response:
-    if not in_networks(client_ip(request), request.app[SETTINGS].metrics_networks):
+    if not in_networks(client_ip(request), request.app[SETTINGS].server.metrics_networks):
         raise web.HTTPNotFound()
     signaling = request.app[SIGNALING]
     loops = request.app[HEALTH].chores.running()

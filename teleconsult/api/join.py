@@ -32,7 +32,7 @@ async def join(request: web.Request) -> web.Response:
             "doctor_name": grant.doctor_name,
             "name": grant.participant_name,
             "csrf_token": csrf_token(request, grant.credential),
-            "ticket_ttl_s": request.app[SETTINGS].ticket_ttl_s,
+            "ticket_ttl_s": request.app[SETTINGS].access.ticket_ttl_s,
         }
     )
     set_cookie(

@@ -22,7 +22,7 @@ CSRF_HEADER = "X-CSRF-Token"
 
 
 def _prefixed(request: web.Request, name: str) -> str:
-    return HOST_PREFIX + name if request.app[SETTINGS].secure_cookies else name
+    return HOST_PREFIX + name if request.app[SETTINGS].server.secure_cookies else name
 
 
 def session_cookie(request: web.Request) -> str:
@@ -77,7 +77,7 @@ def same_origin(request: web.Request) -> bool:
     if origin == "null":
         return False
     parts = urlsplit(origin.lower())
-    return f"{parts.scheme}://{parts.netloc}" in request.app[SETTINGS].origins
+    return f"{parts.scheme}://{parts.netloc}" in request.app[SETTINGS].server.origins
 
 
 def set_cookie(response: web.StreamResponse, request: web.Request, name: str, value: str, max_age: int) -> None:
@@ -88,5 +88,5 @@ def set_cookie(response: web.StreamResponse, request: web.Request, name: str, va
         path="/",
         httponly=True,
         samesite="Strict",
-        secure=request.app[SETTINGS].secure_cookies or request.secure,
+        secure=request.app[SETTINGS].server.secure_cookies or request.secure,
     )

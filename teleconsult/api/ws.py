@@ -69,14 +69,14 @@ async def websocket(request: web.Request) -> web.StreamResponse:
         pending.release(address)
         raise
     transport = request.transport
-    conn = WsConnection(ws, settings.send_queue_frames, transport.abort if transport else lambda: None)
+    conn = WsConnection(ws, settings.signaling.send_queue_frames, transport.abort if transport else lambda: None)
     sockets = request.app[SOCKETS]
     sockets.add(conn)
     signaling = request.app[SIGNALING]
     limits = Limits(
-        settings.max_frame_bytes,
-        settings.hello_timeout_s,
-        TokenBucket(settings.rate_per_s, settings.rate_burst, settings.rate_sustained_s),
+        settings.signaling.max_frame_bytes,
+        settings.signaling.hello_timeout_s,
+        TokenBucket(settings.signaling.rate_per_s, settings.signaling.rate_burst, settings.signaling.rate_sustained_s),
     )
     session: Session | None = None
     try:

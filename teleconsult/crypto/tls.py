@@ -12,15 +12,15 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from teleconsult.config import Settings
+from teleconsult.config import ServerSettings
 from teleconsult.files import private_directory, private_file
 
 
-def server_ssl_context(settings: Settings) -> ssl.SSLContext | None:
-    if settings.tls_cert is not None and settings.tls_key is not None:
-        cert, key = settings.tls_cert, settings.tls_key
-    elif settings.self_signed:
-        cert, key = ensure_self_signed(settings.certs_dir, settings.host)
+def server_ssl_context(server: ServerSettings) -> ssl.SSLContext | None:
+    if server.tls_cert is not None and server.tls_key is not None:
+        cert, key = server.tls_cert, server.tls_key
+    elif server.self_signed:
+        cert, key = ensure_self_signed(server.certs_dir, server.host)
     else:
         return None
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)

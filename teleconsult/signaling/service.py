@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from teleconsult.background import settle
 from teleconsult.bus import Bus
 from teleconsult.clock import now as clock_now
-from teleconsult.config import Settings
+from teleconsult.config import SignalingSettings
 from teleconsult.consultations import ConsultationService, Ended
 from teleconsult.domain import Consultation, Doctor, Seat
 from teleconsult.errors import ErrorCode, TeleconsultError
@@ -57,7 +57,7 @@ class SignalingService:
         consultations: ConsultationService,
         invitations: InvitationService,
         bus: Bus,
-        settings: Settings,
+        settings: SignalingSettings,
     ):
         self._seats = seats
         self._consultations = consultations
