@@ -43,6 +43,7 @@ HOMES = {
     "icalendar": ("teleconsult.calendar",),
     "email_validator": ("teleconsult.validation",),
     "jinja2": ("teleconsult.templates",),
+    "bech32": ("teleconsult.crypto",),
     "msgspec": ("teleconsult.protocol", "teleconsult.api.bodies"),
 }
 
