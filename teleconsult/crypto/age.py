@@ -269,6 +269,41 @@ def _chunk_nonce(counter: int, last: bool) -> bytes:
     return counter.to_bytes(11, "big") + (b"\x01" if last else b"\x00")
 
 
+class _Pending:
+    """Cuts a stream into blocks of ``size`` without copying what passes through, and always keeps the newest
+    block (full or not) back: only more data shows that a block is not the last."""
+
+    def __init__(self, size: int):
+        self._size = size
+        self._held = bytearray()
+
+    def feed(self, data: bytes) -> list[bytes | memoryview]:
+        view = memoryview(data)
+        blocks: list[bytes | memoryview] = []
+        if self._held:
+            need = self._size - len(self._held)
+            if len(view) <= need:
+                self._held += view
+                return blocks
+            self._held += view[:need]
+            view = view[need:]
+            blocks.append(bytes(self._held))
+            self._held = bytearray()
+        at = 0
+        while len(view) - at > self._size:
+            blocks.append(view[at : at + self._size])
+            at += self._size
+        self._held = bytearray(view[at:])
+        return blocks
+
+    def rest(self) -> bytes:
+        held, self._held = bytes(self._held), bytearray()
+        return held
+
+    def __len__(self) -> int:
+        return len(self._held)
+
+
 class Encryptor:
     """``header`` first, then what ``update`` and ``finalize`` return, in order, is the whole file."""
 
@@ -279,7 +314,7 @@ class Encryptor:
         nonce = os.urandom(NONCE_SIZE)
         self.header = _header(file_key, [_wrap(file_key, r) for r in recipients]) + nonce
         self._aead = ChaCha20Poly1305(_hkdf(file_key, nonce, b"payload"))
-        self._buffer = bytearray()
+        self._pending = _Pending(CHUNK)
         self._counter = 0
         self._done = False
 
@@ -287,21 +322,16 @@ class Encryptor:
         """Sealed chunks ready so far; a full chunk is held back until more data shows it is not the last."""
         if self._done:
             raise ValueError("already finalized")
-        self._buffer += data
-        out = bytearray()
-        while len(self._buffer) > CHUNK:
-            out += self._seal(bytes(self._buffer[:CHUNK]), last=False)
-            del self._buffer[:CHUNK]
-        return bytes(out)
+        return b"".join(self._seal(chunk, last=False) for chunk in self._pending.feed(data))
 
     def finalize(self) -> bytes:
         """The last chunk (empty only if the whole plaintext is)."""
         if self._done:
             raise ValueError("already finalized")
         self._done = True
-        return self._seal(bytes(self._buffer), last=True)
+        return self._seal(self._pending.rest(), last=True)
 
-    def _seal(self, chunk: bytes, *, last: bool) -> bytes:
+    def _seal(self, chunk: bytes | memoryview, *, last: bool) -> bytes:
         sealed = self._aead.encrypt(_chunk_nonce(self._counter, last), chunk, None)
         self._counter += 1
         return sealed
@@ -313,7 +343,8 @@ class Decryptor:
 
     def __init__(self, identities: Sequence[Identity]):
         self._identities = identities
-        self._buffer = bytearray()
+        self._head = bytearray()  # until the header and the nonce are read
+        self._pending = _Pending(SEALED_CHUNK)
         self._aead: ChaCha20Poly1305 | None = None
         self._counter = 0
         self._ended = False
@@ -322,22 +353,20 @@ class Decryptor:
     def update(self, data: bytes) -> bytes:
         if self._ended:
             raise AgeError("data after the last chunk")
-        self._buffer += data
-        if self._aead is None and not self._read_header():
-            return b""
-        out = bytearray()
-        while len(self._buffer) > SEALED_CHUNK:  # more follows: this chunk is not the last
-            out += self._open(bytes(self._buffer[:SEALED_CHUNK]), last=False)
-            del self._buffer[:SEALED_CHUNK]
-        return bytes(out)
+        if self._aead is None:
+            self._head += data
+            if not self._read_header():
+                return b""
+            data, self._head = bytes(self._head), bytearray()
+        # A sealed chunk is opened once more data follows it: only then is it known not to be the last.
+        return b"".join(self._open(chunk, last=False) for chunk in self._pending.feed(data))
 
     def finalize(self) -> bytes:
         if self._aead is None:
             raise AgeError("truncated file")
         if self._ended:
             raise AgeError("already finalized")
-        rest = bytes(self._buffer)
-        self._buffer.clear()
+        rest = self._pending.rest()
         if len(rest) < TAG:
             raise AgeError("truncated file: no last chunk")
         if len(rest) == TAG and self._counter > 0:
@@ -347,20 +376,21 @@ class Decryptor:
         return plain
 
     def _read_header(self) -> bool:
-        end = header_end(bytes(self._buffer[: MAX_HEADER + NONCE_SIZE]))
-        if end is None or len(self._buffer) < end + NONCE_SIZE:
-            if len(self._buffer) > MAX_HEADER + NONCE_SIZE:
+        """Once the header and the nonce are in, the file key is opened and ``_head`` keeps what follows them."""
+        end = header_end(bytes(self._head[: MAX_HEADER + NONCE_SIZE]))
+        if end is None or len(self._head) < end + NONCE_SIZE:
+            if len(self._head) > MAX_HEADER + NONCE_SIZE:
                 raise AgeError("header too large")
             return False
-        header = bytes(self._buffer[:end])
-        nonce = bytes(self._buffer[end : end + NONCE_SIZE])
+        header = bytes(self._head[:end])
+        nonce = bytes(self._head[end : end + NONCE_SIZE])
         file_key = _open_header(header, self._identities)
         self.header = header
         self._aead = ChaCha20Poly1305(_hkdf(file_key, nonce, b"payload"))
-        del self._buffer[: end + NONCE_SIZE]
+        del self._head[: end + NONCE_SIZE]
         return True
 
-    def _open(self, sealed: bytes, *, last: bool) -> bytes:
+    def _open(self, sealed: bytes | memoryview, *, last: bool) -> bytes:
         assert self._aead is not None
         try:
             plain = self._aead.decrypt(_chunk_nonce(self._counter, last), sealed, None)
