@@ -83,7 +83,7 @@ def create_app(settings: Settings) -> web.Application:
 async def _resources(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     private_directory(settings.server.data_dir)
-    app[SECRET] = _secret_key(settings)
+    app[SECRET] = server_secret(settings)
     database = Database(settings.database_url)
     if database.is_sqlite:
         await database.upgrade()
@@ -129,7 +129,7 @@ async def _close_sockets(app: web.Application) -> None:
     await close_all(sockets, WSCloseCode.GOING_AWAY, "server shutdown", within_s=SHUTDOWN_CLOSE_S)
 
 
-def _secret_key(settings: Settings) -> bytes:
+def server_secret(settings: Settings) -> bytes:
     """The HMAC key: from settings, or generated once into the data directory (mode 0600)."""
     if settings.server.secret_key:
         return settings.server.secret_key.encode()

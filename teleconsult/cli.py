@@ -14,8 +14,9 @@ from typing import Any
 
 from aiohttp import web
 
-from teleconsult.app import create_app
+from teleconsult.app import create_app, server_secret
 from teleconsult.config import ConfigError, Settings, load_settings
+from teleconsult.crypto.keyring import KeyRing
 from teleconsult.crypto.tls import server_ssl_context
 from teleconsult.doctors import DoctorService
 from teleconsult.errors import TeleconsultError
@@ -84,6 +85,15 @@ def _parser() -> argparse.ArgumentParser:
     doctor.add_argument("--password", help="prompted for when absent")
     doctor.add_argument("--phone", help="the practice's phone number, given to patients in mails and pages")
     doctor.set_defaults(func=_create_doctor)
+
+    keys = command("keys", "the document key ring")
+    keys_sub = keys.add_subparsers(required=True)
+    rotate = keys_sub.add_parser(
+        "rotate", help="add a service key; new documents use it, old ones stay readable", parents=[after]
+    )
+    rotate.set_defaults(func=_keys_rotate)
+    listing = keys_sub.add_parser("list", help="the keys: ids, public halves, which is active", parents=[after])
+    listing.set_defaults(func=_keys_list)
 
     db = command("db", "database maintenance")
     db_sub = db.add_subparsers(required=True)
@@ -197,6 +207,32 @@ def _db_upgrade(settings: Settings, _args: argparse.Namespace) -> int:
 
     asyncio.run(run())
     print("database is up to date")
+    return 0
+
+
+def key_ring(settings: Settings) -> KeyRing:
+    """The document key ring in the data directory, sealed under the server secret."""
+    private_directory(settings.server.data_dir)
+    return KeyRing.open(
+        settings.server.data_dir / "keys", server_secret(settings), settings.documents.escrow_recipients
+    )
+
+
+def _keys_rotate(settings: Settings, _args: argparse.Namespace) -> int:
+    entry = key_ring(settings).rotate()
+    print(f"new active key {entry.key_id} ({entry.public}); older keys stay for the documents they open")
+    return 0
+
+
+def _keys_list(settings: Settings, _args: argparse.Namespace) -> int:
+    for entry in key_ring(settings).entries():
+        if entry.kind == "escrow":
+            role = "escrow: every document is also encrypted for it (private half kept offline)"
+        elif entry.active:
+            role = "active: new documents are encrypted for it; opens every document since it was made"
+        else:
+            role = "decrypt-only: opens the documents made before the next rotation"
+        print(f"{entry.key_id}\t{entry.public}\t{role}")
     return 0
 
 

@@ -175,6 +175,12 @@ class SignalingSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class DocumentsSettings:
+    #: Offline escrow keys (``age1…``): every document is also encrypted for them; their private halves stay away.
+    escrow_recipients: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class BillingSettings:
     doctor_act: str = "TCG"
     nurse_act: str = "TLS"
@@ -189,6 +195,7 @@ SECTIONS: dict[str, type[Any]] = {
     "mail": MailSettings,
     "access": AccessSettings,
     "signaling": SignalingSettings,
+    "documents": DocumentsSettings,
     "billing": BillingSettings,
 }
 
@@ -203,6 +210,7 @@ class Settings:
     mail: MailSettings = field(default_factory=MailSettings)
     access: AccessSettings = field(default_factory=AccessSettings)
     signaling: SignalingSettings = field(default_factory=SignalingSettings)
+    documents: DocumentsSettings = field(default_factory=DocumentsSettings)
     billing: BillingSettings = field(default_factory=BillingSettings)
 
     @property

@@ -1,0 +1,73 @@
+"""The document key ring: made on first use, rotated, sealed under the server secret, and driven by the CLI."""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from teleconsult.crypto.age import AgeError, Identity, decrypt, encrypt, rewrap
+from teleconsult.crypto.keyring import KeyRing, KeyRingError
+
+SECRET = b"a server secret for the tests"
+
+
+def test_rotate_read_an_old_document_rotate_again_drop_the_oldest_and_old_documents_still_open(tmp_path: Path) -> None:
+    escrow = Identity.generate("offline")
+    ring = KeyRing.open(tmp_path / "keys", SECRET, (str(escrow.recipient()),))
+    assert [e.key_id for e in ring.entries()] == ["service:v1", "escrow:1"]
+    old = encrypt(b"resultat d'analyse", ring.recipients())
+    assert decrypt(old, [escrow]) == b"resultat d'analyse"  # the escrow key opens it, offline
+
+    assert ring.rotate().key_id == "service:v2"
+    ring = KeyRing.open(tmp_path / "keys", SECRET, (str(escrow.recipient()),))  # as after a restart
+    assert ring.active.key_id == "service:v2"
+    assert decrypt(old, ring.identities()) == b"resultat d'analyse"  # v1 stays, decrypt-only
+    new = encrypt(b"ordonnance", ring.recipients())
+    with pytest.raises(AgeError):
+        decrypt(new, [i for i in ring.identities() if i.key_id == "service:v1"])
+
+    ring.rotate()  # v3
+    header, length = rewrap(old[:4096], ring.identities(), ring.recipients())
+    old = header + old[length:]  # the header gains the newest key; the contents are not re-encrypted
+    ring.drop("service:v1")
+    ring.drop("service:v2")
+    assert [e.key_id for e in ring.entries() if e.kind == "service"] == ["service:v3"]
+    assert decrypt(old, ring.identities()) == b"resultat d'analyse"
+    with pytest.raises(AgeError):
+        decrypt(new, ring.identities())  # only v2 opened it, and v2 is gone: crypto-shredded
+    with pytest.raises(KeyRingError, match="active"):
+        ring.drop("service:v3")
+
+
+def test_key_files_are_private_and_open_only_with_the_servers_secret(tmp_path: Path) -> None:
+    ring = KeyRing.open(tmp_path / "keys", SECRET)
+    files = list((tmp_path / "keys").iterdir())
+    assert {f.name for f in files} == {"ring.json", "service-v1.key"}
+    assert all(stat.S_IMODE(f.stat().st_mode) == 0o600 for f in files)
+    assert stat.S_IMODE((tmp_path / "keys").stat().st_mode) == 0o700
+    assert b"AGE-SECRET-KEY" not in b"".join(f.read_bytes() for f in files)  # sealed, never in clear
+    assert str(ring.active) not in (tmp_path / "keys" / "ring.json").read_text()
+    with pytest.raises(KeyRingError, match="secret"):
+        KeyRing.open(tmp_path / "keys", b"another server's secret")
+
+
+def test_the_cli_rotates_and_lists_the_keys(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TELECONSULT_")}
+    escrow = Identity.generate("offline")
+    env["TELECONSULT_ESCROW_RECIPIENTS"] = str(escrow.recipient())
+
+    def run(*args: str) -> str:
+        command = [sys.executable, "-m", "teleconsult", "keys", *args, "--data-dir", str(tmp_path)]
+        result = subprocess.run(command, capture_output=True, text=True, timeout=60, env=env, check=False)
+        assert result.returncode == 0, result.stderr
+        return result.stdout
+
+    assert "service:v2" in run("rotate")  # the first key is made on first use, the rotation adds the second
+    listed = run("list").splitlines()
+    assert [line.split("\t")[0] for line in listed] == ["service:v1", "service:v2", "escrow:1"]
+    assert "decrypt-only" in listed[0] and "active" in listed[1] and str(escrow.recipient()) in listed[2]
