@@ -17,6 +17,7 @@ from teleconsult.api.keys import (
     CATALOGS,
     CONSULTATIONS,
     DOCTORS,
+    DOCUMENTS,
     HEALTH,
     INVITATIONS,
     LINK_RATE,
@@ -33,8 +34,11 @@ from teleconsult.billing import BillingService
 from teleconsult.bus import Bus, LocalBus
 from teleconsult.config import Settings
 from teleconsult.consultations import ConsultationService
+from teleconsult.crypto.keyring import KeyRing
 from teleconsult.crypto.sealing import Sealer
 from teleconsult.doctors import DoctorService
+from teleconsult.documents.files import DocumentFiles
+from teleconsult.documents.service import DocumentService
 from teleconsult.files import private_directory, write_private
 from teleconsult.health import HealthService
 from teleconsult.i18n import Catalogs
@@ -112,6 +116,9 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     app[SIGNALING] = SignalingService(seats, consultations, invitations, bus, settings.signaling)
     app[OUTBOX] = outbox
     app[HEALTH] = HealthService(database, bus, chores)
+    keys = KeyRing.open(settings.server.data_dir / "keys", app[SECRET], settings.documents.escrow_recipients)
+    files = DocumentFiles(settings.server.data_dir / "documents")
+    app[DOCUMENTS] = DocumentService(database, files, keys, settings.documents, app[SIGNALING].document_added)
     sockets = app[SOCKETS]
     chores.start("housekeeping", housekeeping.run(database, HOUSEKEEPING_EVERY_S, chores))
     chores.start("outbox", outbox.run(chores))

@@ -178,6 +178,9 @@ class SignalingSettings:
 class DocumentsSettings:
     #: Offline escrow keys (``age1…``): every document is also encrypted for them; their private halves stay away.
     escrow_recipients: tuple[str, ...] = ()
+    #: The largest file one upload may hold, and what one consultation's documents may hold in all.
+    max_document_bytes: int = 50 * 1024 * 1024
+    documents_quota_bytes: int = 500 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)

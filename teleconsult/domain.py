@@ -13,6 +13,7 @@ from teleconsult.ids import (
     BillingRecordId,
     ConsultationId,
     DoctorId,
+    DocumentId,
     InvitationId,
     MailId,
     ParticipantId,
@@ -177,3 +178,20 @@ class Seat:
             peer_id=participant.peer_id,
             away_since=participant.away_since,
         )
+
+
+@dataclass(frozen=True, slots=True)
+class Document:
+    """A stored document's record: what it is, who gave it, and what binds the file on disk to it."""
+
+    id: DocumentId
+    consultation_id: ConsultationId
+    uploaded_by: ParticipantId
+    kind: str
+    name: str
+    mime: str
+    size: int
+    sealed_size: int
+    sha256: str
+    key_ids: tuple[str, ...]
+    created_at: datetime

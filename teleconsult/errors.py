@@ -27,6 +27,7 @@ class ErrorCode(enum.StrEnum):
     LINK_INVALID = "link_invalid"
     CSRF = "csrf"
     CONFLICT = "conflict"
+    UNSUPPORTED_TYPE = "unsupported_type"
     UNAVAILABLE = "unavailable"
     INTERNAL = "internal"
 
@@ -47,6 +48,7 @@ HTTP_STATUS: dict[ErrorCode, int] = {
     ErrorCode.ROOM_FULL: 409,
     ErrorCode.ENDED: 409,
     ErrorCode.TOO_LARGE: 413,
+    ErrorCode.UNSUPPORTED_TYPE: 415,
     ErrorCode.RATE_LIMITED: 429,
     ErrorCode.UNAVAILABLE: 503,
     ErrorCode.INTERNAL: 500,
@@ -69,6 +71,7 @@ DEFAULT_MESSAGES: dict[ErrorCode, str] = {
     ErrorCode.LINK_INVALID: "This link is unknown, expired or revoked.",
     ErrorCode.CSRF: "Cross-site request refused.",
     ErrorCode.CONFLICT: "Conflict with the current state.",
+    ErrorCode.UNSUPPORTED_TYPE: "This kind of file is not accepted.",
     ErrorCode.UNAVAILABLE: "Service temporarily unavailable.",
     ErrorCode.INTERNAL: "Internal error; it has been logged.",
 }

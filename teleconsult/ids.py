@@ -18,6 +18,7 @@ PeerId = NewType("PeerId", str)
 InvitationId = NewType("InvitationId", str)
 BillingRecordId = NewType("BillingRecordId", str)
 MailId = NewType("MailId", str)
+DocumentId = NewType("DocumentId", str)
 
 TOKEN_BYTES = 32
 

@@ -44,6 +44,7 @@ HOMES = {
     "email_validator": ("teleconsult.validation",),
     "jinja2": ("teleconsult.templates",),
     "bech32": ("teleconsult.crypto",),
+    "filetype": ("teleconsult.documents.kinds",),
     "msgspec": ("teleconsult.protocol", "teleconsult.api.bodies"),
 }
 

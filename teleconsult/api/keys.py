@@ -12,6 +12,7 @@ from teleconsult.api.connection import WsConnection
 from teleconsult.config import Settings
 from teleconsult.consultations import ConsultationService
 from teleconsult.doctors import DoctorService
+from teleconsult.documents.service import DocumentService
 from teleconsult.health import HealthService
 from teleconsult.i18n import Catalogs
 from teleconsult.invitations import InvitationService
@@ -26,6 +27,7 @@ SEATS = web.AppKey("seats", SeatService)
 INVITATIONS = web.AppKey("invitations", InvitationService)
 SIGNALING = web.AppKey("signaling", SignalingService)
 HEALTH = web.AppKey("health", HealthService)
+DOCUMENTS = web.AppKey("documents", DocumentService)
 CATALOGS = web.AppKey("catalogs", Catalogs)
 SECRET = web.AppKey("secret", bytes)
 #: Open WebSockets (each handler adds its own and discards it when it returns): the heartbeat's round, and closed

@@ -18,7 +18,7 @@ from teleconsult.bus import Bus
 from teleconsult.clock import now as clock_now
 from teleconsult.config import SignalingSettings
 from teleconsult.consultations import ConsultationService, Ended
-from teleconsult.domain import Consultation, Doctor, Seat
+from teleconsult.domain import Consultation, Doctor, Document, Participant, Seat
 from teleconsult.errors import ErrorCode, TeleconsultError
 from teleconsult.ids import ParticipantId, PeerId, new_id, new_token
 from teleconsult.invitations import InvitationService, Resent
@@ -326,6 +326,21 @@ class SignalingService:
             release_seat = release_seat and session.durable  # a second device never held the seat
         if release_seat:
             await self._seats.seat_released(peer.seat, sent_away=sent_away)
+
+    async def document_added(self, document: Document, seat: Participant) -> None:
+        """Show a new document to the room's admitted peers at once (a ``document`` frame)."""
+        room = self._rooms.get(document.consultation_id)
+        if room is None:
+            return
+        info = m.DocumentInfo(
+            id=document.id,
+            name=document.name,
+            size=document.size,
+            mime=document.mime,
+            kind="prescription" if document.kind == "prescription" else "document",
+            from_=seat.peer_id or seat.id,
+        )
+        await self._broadcast(room.admitted(), m.DocumentOut(document=info))
 
     async def link_revoked(self, consultation_id: str, participant_id: str) -> None:
         """The participant's link was replaced (resent): whoever got in with the old one is cut off now."""

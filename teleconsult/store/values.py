@@ -7,6 +7,7 @@ from teleconsult.ids import (
     BillingRecordId,
     ConsultationId,
     DoctorId,
+    DocumentId,
     InvitationId,
     MailId,
     ParticipantId,
@@ -113,4 +114,20 @@ def consultation(row: models.Consultation) -> domain.Consultation:
         invitations=tuple(invitation(i) for i in row.invitations),
         mails=tuple(mail(m) for m in row.mails),
         billing=billing_record(row.billing) if row.billing is not None else None,
+    )
+
+
+def document(row: models.Document) -> domain.Document:
+    return domain.Document(
+        id=DocumentId(row.id),
+        consultation_id=ConsultationId(row.consultation_id),
+        uploaded_by=ParticipantId(row.uploaded_by),
+        kind=row.kind,
+        name=row.name,
+        mime=row.mime,
+        size=row.size,
+        sealed_size=row.sealed_size,
+        sha256=row.sha256,
+        key_ids=tuple(k for k in row.key_ids.split(",") if k),
+        created_at=row.created_at,
     )

@@ -1,0 +1,122 @@
+"""Documents over HTTP: ``POST /api/consultations/{id}/documents`` (multipart, one file part, streamed) and
+``GET /api/documents/{id}`` (streamed back, as an attachment)."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+from urllib.parse import quote, unquote
+
+from aiohttp import BodyPartReader, web
+
+from teleconsult.api.auth import current_doctor
+from teleconsult.api.keys import DOCUMENTS
+from teleconsult.api.security import participant_credential
+from teleconsult.api.serialize import iso
+from teleconsult.documents.files import DocumentFileError
+from teleconsult.documents.service import Caller
+from teleconsult.domain import Document
+from teleconsult.errors import ErrorCode, TeleconsultError
+
+routes = web.RouteTableDef()
+
+PART_BYTES = 64 * 1024
+#: What a multipart envelope adds around the file at most (boundaries, part headers).
+ENVELOPE_BYTES = 16 * 1024
+
+
+def document_json(document: Document) -> dict[str, Any]:
+    return {
+        "id": document.id,
+        "consultation_id": document.consultation_id,
+        "name": document.name,
+        "mime": document.mime,
+        "size": document.size,
+        "kind": document.kind,
+        "uploaded_by": document.uploaded_by,
+        "created_at": iso(document.created_at),
+        "sha256_sealed": document.sha256,
+    }
+
+
+async def _caller(request: web.Request, consultation_id: str | None) -> Caller:
+    doctor = await current_doctor(request)
+    if doctor is not None:
+        return Caller(doctor=doctor)
+    return Caller(credential=participant_credential(request, consultation_id) if consultation_id else None)
+
+
+@routes.post("/api/consultations/{id}/documents")
+async def upload(request: web.Request) -> web.Response:
+    consultation_id = request.match_info["id"]
+    service = request.app[DOCUMENTS]
+    caller = await _caller(request, consultation_id)
+    if request.content_length is not None and request.content_length > service.max_bytes + ENVELOPE_BYTES:
+        raise TeleconsultError(ErrorCode.TOO_LARGE, "This file is too large.", detail="document_too_large")
+    try:
+        reader = await request.multipart()
+        part = await reader.next()
+    except (ValueError, AssertionError):
+        raise TeleconsultError(ErrorCode.BAD_REQUEST, "Send the file as multipart/form-data.") from None
+    if not isinstance(part, BodyPartReader) or part.filename is None:
+        raise TeleconsultError(ErrorCode.BAD_REQUEST, "Send one file part.", field="file")
+    # Browsers percent-encode some characters of a file name (Chrome: `"` and line breaks; aiohttp: anything not
+    # ASCII); the name is display text either way, cleaned by the documents service.
+    name = unquote(part.filename)
+    document = await service.upload(consultation_id, caller, name, _chunks(part))
+    return web.json_response(document_json(document), status=201)
+
+
+async def _chunks(part: BodyPartReader) -> AsyncIterator[bytes]:
+    while chunk := await part.read_chunk(PART_BYTES):
+        yield chunk
+
+
+@routes.get("/api/documents/{id}")
+async def download(request: web.Request) -> web.StreamResponse:
+    document_id = request.match_info["id"]
+    service = request.app[DOCUMENTS]
+    doctor = await current_doctor(request)
+    # A participant's cookie is named after their consultation: try each one the request carries.
+    callers = [Caller(doctor=doctor)] if doctor else [Caller(credential=c) for c in _participant_credentials(request)]
+    opened = None
+    for caller in callers or [Caller()]:
+        with contextlib.suppress(TeleconsultError):
+            opened = await service.open(document_id, caller)
+            break
+    if opened is None:
+        raise TeleconsultError(ErrorCode.NOT_FOUND)
+    document, plaintext = opened
+    try:
+        first = await anext(plaintext, b"")
+    except DocumentFileError:
+        raise TeleconsultError(ErrorCode.NOT_FOUND, "This document cannot be read.") from None
+    response = web.StreamResponse(headers=_download_headers(document))
+    response.content_length = document.size
+    await response.prepare(request)
+    try:
+        await response.write(first)
+        async for chunk in plaintext:
+            await response.write(chunk)
+    except DocumentFileError:
+        # Never finish as if complete: the client sees a reset, not a short file.
+        if request.transport is not None:
+            request.transport.abort()
+        return response
+    await response.write_eof()
+    return response
+
+
+def _participant_credentials(request: web.Request) -> list[str]:
+    return [v for k, v in request.cookies.items() if k.removeprefix("__Host-").startswith("tc_p_")]
+
+
+def _download_headers(document: Document) -> dict[str, str]:
+    ascii_name = "".join(c if 32 <= ord(c) < 127 and c not in '"\\;' else "_" for c in document.name)
+    return {
+        "Content-Type": document.mime,
+        "Content-Disposition": f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(document.name)}",
+        "X-Content-Type-Options": "nosniff",
+        "Cache-Control": "no-store",
+    }

@@ -1,0 +1,163 @@
+"""Who may give and read a consultation's documents, and the records that bind each file to its consultation.
+
+The consultation's doctor and its admitted participants (patient, nurse, guests) upload; the same people read. A
+participant still waiting, another consultation's participant or another doctor is told ``not_found`` and learns
+nothing. Every upload and download is an audit event (who, which document, when; never its name or content).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+
+from teleconsult.clock import now
+from teleconsult.config import DocumentsSettings
+from teleconsult.crypto.keyring import KeyRing
+from teleconsult.documents.files import DocumentFiles
+from teleconsult.documents.kinds import SNIFF_BYTES, detect, safe_name
+from teleconsult.domain import Doctor, Document, Participant
+from teleconsult.errors import ErrorCode, TeleconsultError
+from teleconsult.ids import DocumentId, hash_token, new_id
+from teleconsult.lifecycle import Status
+from teleconsult.store import Database, audit
+from teleconsult.store import consultations as consultation_store
+from teleconsult.store import documents as store
+
+#: Told when a document was added, to show it in the room: ``(document, the uploader's seat)``.
+Announce = Callable[[Document, Participant], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """Who asks: a logged-in doctor, or a participant with their consultation's credential (cookie)."""
+
+    doctor: Doctor | None = None
+    credential: str | None = None
+
+
+class DocumentService:
+    def __init__(
+        self, db: Database, files: DocumentFiles, keys: KeyRing, settings: DocumentsSettings, announce: Announce
+    ):
+        self._db = db
+        self._files = files
+        self._keys = keys
+        self._settings = settings
+        self._announce = announce
+
+    @property
+    def max_bytes(self) -> int:
+        return self._settings.max_document_bytes
+
+    async def upload(
+        self, consultation_id: str, caller: Caller, name: str | None, chunks: AsyncIterator[bytes]
+    ) -> Document:
+        """Store one file: typed by its content, encrypted as it streams, counted against the limits."""
+        seat = await self._seat(consultation_id, caller)
+        async with self._db.transaction() as tx:
+            consultation = await consultation_store.consultation_core(tx, consultation_id)
+            if consultation is None or consultation.status == Status.CANCELLED.value:
+                raise TeleconsultError(ErrorCode.NOT_FOUND)
+            room_left = self._settings.documents_quota_bytes - await store.stored_bytes(tx, consultation_id)
+        limit = min(self.max_bytes, room_left)
+        head, rest = await _head(chunks, SNIFF_BYTES)
+        mime = detect(head)
+        document_id = DocumentId(new_id("doc"))
+        recipients = self._keys.recipients()
+        written = await self._files.write(document_id, _bounded(head, rest, limit, room_left), recipients)
+        document = Document(
+            id=document_id,
+            consultation_id=seat.consultation_id,
+            uploaded_by=seat.id,
+            kind="document",
+            name=safe_name(name, mime),
+            mime=mime,
+            size=written.size,
+            sealed_size=written.sealed_size,
+            sha256=written.sha256,
+            key_ids=tuple(r.key_id for r in recipients),
+            created_at=now(),
+        )
+        try:
+            async with self._db.transaction() as tx:
+                await store.add_document(tx, document)
+                await audit.add_event(
+                    tx,
+                    action="document.uploaded",
+                    actor=f"{seat.role}:{seat.id}",
+                    consultation_id=seat.consultation_id,
+                    detail={"document": document.id, "size": document.size, "mime": mime},
+                )
+        except BaseException:
+            self._files.remove(document_id)  # no file without its record
+            raise
+        await self._announce(document, seat)
+        return document
+
+    async def open(self, document_id: str, caller: Caller) -> tuple[Document, AsyncIterator[bytes]]:
+        """The record and the plaintext stream of a document the caller may read."""
+        async with self._db.transaction() as tx:
+            document = await store.document_by_id(tx, document_id)
+        if document is None:
+            raise TeleconsultError(ErrorCode.NOT_FOUND)
+        seat = await self._seat(document.consultation_id, caller)
+        async with self._db.transaction() as tx:
+            await audit.add_event(
+                tx,
+                action="document.downloaded",
+                actor=f"{seat.role}:{seat.id}",
+                consultation_id=document.consultation_id,
+                detail={"document": document.id},
+            )
+        return document, self._files.read(document.id, document.sha256, self._keys.identities())
+
+    async def documents_of(self, consultation_id: str, caller: Caller) -> list[Document]:
+        await self._seat(consultation_id, caller)
+        async with self._db.transaction() as tx:
+            return await store.documents_of(tx, consultation_id)
+
+    async def _seat(self, consultation_id: str, caller: Caller) -> Participant:
+        """The caller's seat in the consultation, if they may see its documents; ``not_found`` otherwise."""
+        async with self._db.transaction() as tx:
+            if caller.doctor is not None:
+                consultation = await consultation_store.consultation_core(tx, consultation_id)
+                seat = await consultation_store.doctor_participant(tx, consultation_id) if consultation else None
+                if consultation is None or consultation.doctor_id != caller.doctor.id or seat is None:
+                    raise TeleconsultError(ErrorCode.NOT_FOUND)
+                return seat
+            if caller.credential:
+                seat = await consultation_store.participant_by_credential(tx, hash_token(caller.credential))
+                if seat is not None and seat.consultation_id == consultation_id and seat.admitted_at is not None:
+                    return seat
+        raise TeleconsultError(ErrorCode.NOT_FOUND)
+
+
+async def _head(chunks: AsyncIterator[bytes], size: int) -> tuple[bytes, AsyncIterator[bytes]]:
+    """The first ``size`` bytes (fewer if the file is shorter), and the stream of what follows them."""
+    head = bytearray()
+    async for chunk in chunks:
+        head += chunk
+        if len(head) >= size:
+            break
+    return bytes(head), chunks
+
+
+async def _bounded(head: bytes, rest: AsyncIterator[bytes], limit: int, room_left: int) -> AsyncIterator[bytes]:
+    """``head`` then ``rest``, refused (413) as soon as it passes ``limit``."""
+    total = len(head)
+    if total > limit:
+        raise _too_large(room_left < limit or total > room_left)
+    yield head
+    async for chunk in rest:
+        total += len(chunk)
+        if total > limit:
+            raise _too_large(total > room_left)
+        yield chunk
+
+
+def _too_large(quota: bool) -> TeleconsultError:
+    if quota:
+        return TeleconsultError(
+            ErrorCode.TOO_LARGE, "This consultation holds all the documents it may.", detail="quota"
+        )
+    return TeleconsultError(ErrorCode.TOO_LARGE, "This file is too large.", detail="document_too_large")
