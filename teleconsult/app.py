@@ -22,6 +22,7 @@ from teleconsult.api.keys import (
     INVITATIONS,
     LINK_RATE,
     PENDING_HELLOS,
+    PRESCRIPTIONS,
     SEATS,
     SECRET,
     SETTINGS,
@@ -35,6 +36,7 @@ from teleconsult.bus import Bus, LocalBus
 from teleconsult.config import Settings
 from teleconsult.consultations import ConsultationService
 from teleconsult.crypto.keyring import KeyRing
+from teleconsult.crypto.pki import CertificateAuthority
 from teleconsult.crypto.sealing import Sealer
 from teleconsult.doctors import DoctorService
 from teleconsult.documents.files import DocumentFiles
@@ -46,6 +48,7 @@ from teleconsult.invitations import InvitationService, Links
 from teleconsult.mail import transport_for
 from teleconsult.notifications import Notifier
 from teleconsult.outbox import Outbox
+from teleconsult.prescriptions.service import PrescriptionService
 from teleconsult.ratelimit import PendingPerKey, RatePerKey
 from teleconsult.seats import SeatService
 from teleconsult.signaling import SignalingService
@@ -118,7 +121,12 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     app[HEALTH] = HealthService(database, bus, chores)
     keys = KeyRing.open(settings.server.data_dir / "keys", app[SECRET], settings.documents.escrow_recipients)
     files = DocumentFiles(settings.server.data_dir / "documents")
-    app[DOCUMENTS] = DocumentService(database, files, keys, settings.documents, app[SIGNALING].document_added)
+    documents = DocumentService(database, files, keys, settings.documents, app[SIGNALING].document_added)
+    app[DOCUMENTS] = documents
+    authority = CertificateAuthority.open(settings.server.data_dir / "pki", app[SECRET])
+    app[PRESCRIPTIONS] = PrescriptionService(
+        database, authority, files, keys, documents, settings.server.base_url, app[SIGNALING].document_added
+    )
     sockets = app[SOCKETS]
     chores.start("housekeeping", housekeeping.run(database, HOUSEKEEPING_EVERY_S, chores))
     chores.start("outbox", outbox.run(chores))

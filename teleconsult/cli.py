@@ -84,6 +84,7 @@ def _parser() -> argparse.ArgumentParser:
     doctor.add_argument("--rpps", required=True)
     doctor.add_argument("--password", help="prompted for when absent")
     doctor.add_argument("--phone", help="the practice's phone number, given to patients in mails and pages")
+    doctor.add_argument("--address", help="the practice's address, printed on prescriptions")
     doctor.set_defaults(func=_create_doctor)
 
     keys = command("keys", "the document key ring")
@@ -187,7 +188,12 @@ def _create_doctor(settings: Settings, args: argparse.Namespace) -> int:
         try:
             await _prepare(database, settings)
             doctor = await DoctorService(database, settings.access).create_doctor(
-                email=args.email, name=args.name, rpps=args.rpps, password=password, phone=args.phone
+                email=args.email,
+                name=args.name,
+                rpps=args.rpps,
+                password=password,
+                phone=args.phone,
+                address=args.address,
             )
             print(f"created doctor {doctor.id}")
         finally:

@@ -88,7 +88,7 @@ class DoctorService:
         self.throttle = LoginThrottle(access.login_max_failures, access.login_window_s)
 
     async def create_doctor(
-        self, *, email: str, name: str, rpps: str, password: str, phone: str | None = None
+        self, *, email: str, name: str, rpps: str, password: str, phone: str | None = None, address: str | None = None
     ) -> Doctor:
         email = normalise_email(email)
         if not EMAIL.match(email):
@@ -97,6 +97,7 @@ class DoctorService:
             raise TeleconsultError(ErrorCode.BAD_REQUEST, "The RPPS number has 11 digits.")
         name = display_name(name, field="name")
         phone = display_name(phone, field="phone", max_length=40) if phone and phone.strip() else None
+        address = display_name(address, field="address", max_length=300) if address and address.strip() else None
         if len(password) < passwords.MIN_LENGTH:
             raise TeleconsultError(
                 ErrorCode.BAD_REQUEST, f"The password needs at least {passwords.MIN_LENGTH} characters."
@@ -106,7 +107,14 @@ class DoctorService:
             if await store.doctor_by_email(tx, email) is not None:
                 raise TeleconsultError(ErrorCode.CONFLICT, "A doctor with this email already exists.")
             return await store.add_doctor(
-                tx, doctor_id=new_id("d"), email=email, name=name, rpps=rpps, password_hash=password_hash, phone=phone
+                tx,
+                doctor_id=new_id("d"),
+                email=email,
+                name=name,
+                rpps=rpps,
+                password_hash=password_hash,
+                phone=phone,
+                address=address,
             )
 
     async def login(self, email: str, password: str, *, client: str) -> tuple[str, Doctor]:

@@ -28,6 +28,7 @@ class Doctor:
     name: str
     rpps: str
     phone: str | None
+    address: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,3 +196,19 @@ class Document:
     sha256: str
     key_ids: tuple[str, ...]
     created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Prescription:
+    id: str
+    document_id: DocumentId
+    consultation_id: ConsultationId
+    doctor_id: DoctorId
+    number: str
+    doctor_name: str
+    rpps: str
+    patient_initials: str
+    signed_sha256: str
+    signed_size: int
+    issued_at: datetime
+    revoked_at: datetime | None

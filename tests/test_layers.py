@@ -45,6 +45,8 @@ HOMES = {
     "jinja2": ("teleconsult.templates",),
     "bech32": ("teleconsult.crypto",),
     "filetype": ("teleconsult.documents.kinds",),
+    "fpdf": ("teleconsult.prescriptions.pdf",),
+    "segno": ("teleconsult.prescriptions.pdf",),
     "msgspec": ("teleconsult.protocol", "teleconsult.api.bodies"),
 }
 

@@ -84,3 +84,16 @@ class ResendBody(msgspec.Struct):
     role: Annotated[str, Meta(max_length=16)] | None = None
     #: A corrected address (after a mistyped one was refused).
     email: Short | None = None
+
+
+class ItemBody(msgspec.Struct):
+    """One line of a prescription."""
+
+    drug: Annotated[str, Meta(max_length=200)]
+    dosage: Annotated[str, Meta(max_length=200)]
+    duration: Annotated[str, Meta(max_length=80)]
+
+
+class PrescriptionBody(msgspec.Struct):
+    items: Annotated[list[ItemBody], Meta(max_length=30)]
+    notes: Annotated[str, Meta(max_length=2000)] | None = None

@@ -79,7 +79,7 @@ async def download(request: web.Request) -> web.StreamResponse:
     service = request.app[DOCUMENTS]
     doctor = await current_doctor(request)
     # A participant's cookie is named after their consultation: try each one the request carries.
-    callers = [Caller(doctor=doctor)] if doctor else [Caller(credential=c) for c in _participant_credentials(request)]
+    callers = [Caller(doctor=doctor)] if doctor else [Caller(credential=c) for c in participant_credentials(request)]
     opened = None
     for caller in callers or [Caller()]:
         with contextlib.suppress(TeleconsultError):
@@ -108,7 +108,7 @@ async def download(request: web.Request) -> web.StreamResponse:
     return response
 
 
-def _participant_credentials(request: web.Request) -> list[str]:
+def participant_credentials(request: web.Request) -> list[str]:
     return [v for k, v in request.cookies.items() if k.removeprefix("__Host-").startswith("tc_p_")]
 
 

@@ -16,6 +16,7 @@ from teleconsult.documents.service import DocumentService
 from teleconsult.health import HealthService
 from teleconsult.i18n import Catalogs
 from teleconsult.invitations import InvitationService
+from teleconsult.prescriptions.service import PrescriptionService
 from teleconsult.ratelimit import PendingPerKey, RatePerKey
 from teleconsult.seats import SeatService
 from teleconsult.signaling import SignalingService
@@ -28,6 +29,7 @@ INVITATIONS = web.AppKey("invitations", InvitationService)
 SIGNALING = web.AppKey("signaling", SignalingService)
 HEALTH = web.AppKey("health", HealthService)
 DOCUMENTS = web.AppKey("documents", DocumentService)
+PRESCRIPTIONS = web.AppKey("prescriptions", PrescriptionService)
 CATALOGS = web.AppKey("catalogs", Catalogs)
 SECRET = web.AppKey("secret", bytes)
 #: Open WebSockets (each handler adds its own and discards it when it returns): the heartbeat's round, and closed

@@ -53,7 +53,7 @@ class DocumentService:
         self, consultation_id: str, caller: Caller, name: str | None, chunks: AsyncIterator[bytes]
     ) -> Document:
         """Store one file: typed by its content, encrypted as it streams, counted against the limits."""
-        seat = await self._seat(consultation_id, caller)
+        seat = await self.seat(consultation_id, caller)
         async with self._db.transaction() as tx:
             consultation = await consultation_store.consultation_core(tx, consultation_id)
             if consultation is None or consultation.status == Status.CANCELLED.value:
@@ -100,7 +100,7 @@ class DocumentService:
             document = await store.document_by_id(tx, document_id)
         if document is None:
             raise TeleconsultError(ErrorCode.NOT_FOUND)
-        seat = await self._seat(document.consultation_id, caller)
+        seat = await self.seat(document.consultation_id, caller)
         async with self._db.transaction() as tx:
             await audit.add_event(
                 tx,
@@ -112,11 +112,11 @@ class DocumentService:
         return document, self._files.read(document.id, document.sha256, self._keys.identities())
 
     async def documents_of(self, consultation_id: str, caller: Caller) -> list[Document]:
-        await self._seat(consultation_id, caller)
+        await self.seat(consultation_id, caller)
         async with self._db.transaction() as tx:
             return await store.documents_of(tx, consultation_id)
 
-    async def _seat(self, consultation_id: str, caller: Caller) -> Participant:
+    async def seat(self, consultation_id: str, caller: Caller) -> Participant:
         """The caller's seat in the consultation, if they may see its documents; ``not_found`` otherwise."""
         async with self._db.transaction() as tx:
             if caller.doctor is not None:

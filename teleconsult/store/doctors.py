@@ -13,9 +13,19 @@ from teleconsult.store.models import Doctor, DoctorSession
 
 
 async def add_doctor(
-    tx: Tx, *, doctor_id: str, email: str, name: str, rpps: str, password_hash: str, phone: str | None
+    tx: Tx,
+    *,
+    doctor_id: str,
+    email: str,
+    name: str,
+    rpps: str,
+    password_hash: str,
+    phone: str | None,
+    address: str | None = None,
 ) -> domain.Doctor:
-    row = Doctor(id=doctor_id, email=email, name=name, rpps=rpps, password_hash=password_hash, phone=phone)
+    row = Doctor(
+        id=doctor_id, email=email, name=name, rpps=rpps, password_hash=password_hash, phone=phone, address=address
+    )
     tx.add(row)
     await tx.flush()
     return values.doctor(row)

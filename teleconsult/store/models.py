@@ -63,6 +63,8 @@ class Doctor(Base):
     rpps: Mapped[str] = mapped_column(String(11))
     password_hash: Mapped[str] = mapped_column(String(200))
     phone: Mapped[str | None] = mapped_column(String(40))
+    #: The practice's address, printed on prescriptions.
+    address: Mapped[str | None] = mapped_column(String(300))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
@@ -245,3 +247,35 @@ class Document(Base):
     #: The keys the file's header is wrapped for, comma-separated (``service:v2,escrow:1``).
     key_ids: Mapped[str] = mapped_column(String(500))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class DoctorSigner(Base):
+    """A doctor's prescription-signing certificate (from the server's CA) and private key, sealed."""
+
+    __tablename__ = "doctor_signers"
+
+    doctor_id: Mapped[str] = mapped_column(ForeignKey("doctors.id", ondelete="CASCADE"), primary_key=True)
+    certificate_pem: Mapped[str] = mapped_column(Text)
+    sealed_key: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Prescription(Base):
+    """A signed prescription: its PDF is a document; its CMS file is stored encrypted beside it. ``code_hash`` is
+    the hash of the code the QR code carries (the code itself is never stored)."""
+
+    __tablename__ = "prescriptions"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    document_id: Mapped[str] = mapped_column(ForeignKey("documents.id", ondelete="CASCADE"), unique=True)
+    consultation_id: Mapped[str] = mapped_column(ForeignKey("consultations.id", ondelete="CASCADE"))
+    doctor_id: Mapped[str] = mapped_column(ForeignKey("doctors.id"))
+    number: Mapped[str] = mapped_column(String(32), unique=True)
+    code_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    doctor_name: Mapped[str] = mapped_column(String(200))
+    rpps: Mapped[str] = mapped_column(String(11))
+    patient_initials: Mapped[str] = mapped_column(String(16))
+    signed_sha256: Mapped[str] = mapped_column(String(64))
+    signed_size: Mapped[int] = mapped_column(BigInteger)
+    issued_at: Mapped[datetime]
+    revoked_at: Mapped[datetime | None]

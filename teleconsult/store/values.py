@@ -17,7 +17,9 @@ from teleconsult.store import models
 
 
 def doctor(row: models.Doctor) -> domain.Doctor:
-    return domain.Doctor(id=DoctorId(row.id), email=row.email, name=row.name, rpps=row.rpps, phone=row.phone)
+    return domain.Doctor(
+        id=DoctorId(row.id), email=row.email, name=row.name, rpps=row.rpps, phone=row.phone, address=row.address
+    )
 
 
 def participant(row: models.Participant) -> domain.Participant:
@@ -130,4 +132,21 @@ def document(row: models.Document) -> domain.Document:
         sha256=row.sha256,
         key_ids=tuple(k for k in row.key_ids.split(",") if k),
         created_at=row.created_at,
+    )
+
+
+def prescription(row: models.Prescription) -> domain.Prescription:
+    return domain.Prescription(
+        id=row.id,
+        document_id=DocumentId(row.document_id),
+        consultation_id=ConsultationId(row.consultation_id),
+        doctor_id=DoctorId(row.doctor_id),
+        number=row.number,
+        doctor_name=row.doctor_name,
+        rpps=row.rpps,
+        patient_initials=row.patient_initials,
+        signed_sha256=row.signed_sha256,
+        signed_size=row.signed_size,
+        issued_at=row.issued_at,
+        revoked_at=row.revoked_at,
     )
