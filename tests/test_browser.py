@@ -510,3 +510,59 @@ async def reschedule(live_server: Any, patient_email: str, when: datetime | None
     invited = select(Participant.consultation_id).where(Participant.email == patient_email)
     async with live_server.app[DATABASE].transaction() as tx:
         await tx.execute(update(Consultation).where(Consultation.id.in_(invited)).values(scheduled_at=when))
+
+
+async def test_a_document_and_a_prescription_go_through_the_call(
+    browser: Browser, live_server: Any, tmp_path: Path
+) -> None:
+    watcher = PageErrors()
+    doctor_context = await new_context(browser, live_server.url, DESKTOP, accept_downloads=True)
+    patient_context = await new_context(browser, live_server.url, PHONE, accept_downloads=True)
+    try:
+        doctor = watcher.watch(await doctor_context.new_page(), "doctor")
+        patient = watcher.watch(await patient_context.new_page(), "patient")
+        await log_in(doctor, live_server.doctor_email, live_server.doctor_password)
+        await doctor.get_by_test_id("new-patient-name").fill("Jeanne Dupont")
+        await doctor.get_by_test_id("new-patient-email").fill("jeanne.dupont@example.org")
+        await doctor.get_by_test_id("new-submit").click()
+        link_box = doctor.get_by_test_id("patient-link")
+        await expect(link_box).to_have_value(re.compile(r"^https?://.+/j/.+"), timeout=WAIT_MS)
+        await patient.goto(await link_box.input_value())
+        await patient.get_by_test_id("consent").check()
+        await patient.get_by_test_id("join").click()
+        await doctor.get_by_test_id("start-call").click()
+        await doctor.get_by_test_id("admit").click()
+        for page in (doctor, patient):
+            await expect(page.get_by_test_id("call-status")).to_have_attribute("data-state", "connected")
+
+        # The patient sends a lab result; a progress bar shows it going; the doctor sees it and downloads it.
+        result = tmp_path / "bilan sanguin.pdf"
+        result.write_bytes(b"%PDF-1.4\n" + os.urandom(3 * 1024 * 1024))
+        await patient.get_by_test_id("upload").set_input_files(str(result))
+        progress = patient.get_by_test_id("upload-progress")
+        await expect(progress).to_be_visible()
+        await expect(progress).to_have_attribute("data-state", "done")
+        entry = doctor.get_by_test_id("documents").get_by_test_id("document").first
+        await expect(entry).to_contain_text("bilan sanguin.pdf")
+        async with doctor.expect_download() as downloading:
+            await entry.get_by_test_id("document-download").click()
+        download = await downloading.value
+        assert Path(await download.path()).read_bytes() == result.read_bytes()
+        await shot(patient, "document-sent-phone")
+
+        # The doctor signs a prescription; the patient sees it and downloads the PDF.
+        await doctor.get_by_test_id("rx-drug").fill("Paracétamol 1 g")
+        await doctor.get_by_test_id("rx-dosage").fill("1 comprimé 3 fois par jour")
+        await doctor.get_by_test_id("rx-duration").fill("5 jours")
+        await doctor.get_by_test_id("rx-submit").click()
+        prescription = patient.locator('[data-testid="document"][data-kind="prescription"]')
+        await expect(prescription).to_have_count(1)
+        async with patient.expect_download() as downloading:
+            await prescription.get_by_test_id("document-download").click()
+        pdf = Path(await (await downloading.value).path()).read_bytes()
+        assert pdf.startswith(b"%PDF")
+        await shot(doctor, "prescription-desktop")
+        assert watcher.errors == []
+    finally:
+        await doctor_context.close()
+        await patient_context.close()

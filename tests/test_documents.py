@@ -169,3 +169,44 @@ async def test_a_file_moved_or_altered_on_disk_is_refused(clients: Any, running:
     with pytest.raises(aiohttp.ClientPayloadError):
         await response.read()  # ...and the download is cut, never finished as if complete
     await asyncio.sleep(0)
+
+
+def rss_bytes() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError("no VmRSS")
+
+
+async def test_a_256_mib_upload_and_its_download_keep_memory_flat(server_with: Any) -> None:
+    """The server runs in this process: its resident memory may grow by less than 64 MiB while 256 MiB go through
+    it both ways (the client streams from a generator and hashes what comes back)."""
+    import hashlib
+
+    _, clients = await server_with(max_document_bytes=300 * MIB, documents_quota_bytes=300 * MIB)
+    call = await admitted_call(clients)
+    csrf = await patient_csrf(call)
+    block = pdf(MIB)
+    sent = hashlib.sha256()
+
+    async def stream() -> Any:
+        for _ in range(256):
+            sent.update(block)
+            yield block
+
+    before = rss_bytes()
+    payload = aiohttp.FormData()
+    payload.add_field("file", stream(), filename="scanner.pdf", content_type="application/pdf")
+    response = await call.patient_http.post(
+        f"/api/consultations/{call.consultation['id']}/documents", data=payload, headers={"X-CSRF-Token": csrf}
+    )
+    assert response.status == 201, await response.text()
+    document = await response.json()
+    assert document["size"] == 256 * MIB
+    got = hashlib.sha256()
+    download = await call.doctor_http.get(f"/api/documents/{document['id']}")
+    async for chunk in download.content.iter_chunked(MIB):
+        got.update(chunk)
+    assert got.hexdigest() == sent.hexdigest()
+    growth = rss_bytes() - before
+    assert growth < 64 * MIB, f"resident memory grew by {growth / MIB:.0f} MiB"

@@ -68,6 +68,14 @@ async def upload(request: web.Request) -> web.Response:
     return web.json_response(document_json(document), status=201)
 
 
+@routes.get("/api/consultations/{id}/documents")
+async def listing(request: web.Request) -> web.Response:
+    """The consultation's documents, for its doctor and its admitted participants."""
+    consultation_id = request.match_info["id"]
+    documents = await request.app[DOCUMENTS].documents_of(consultation_id, await _caller(request, consultation_id))
+    return web.json_response({"items": [document_json(d) for d in documents]})
+
+
 async def _chunks(part: BodyPartReader) -> AsyncIterator[bytes]:
     while chunk := await part.read_chunk(PART_BYTES):
         yield chunk

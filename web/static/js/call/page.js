@@ -5,10 +5,12 @@ import { api, ApiError, errorText, setCsrfToken } from "../api.js";
 import { t } from "../i18n.js";
 import { Signaling } from "../signaling.js";
 import { Chat } from "./chat.js";
+import { DocumentsPanel } from "./documents.js";
 import { JoinForm } from "./join.js";
 import { Lobby } from "./lobby.js";
 import { LocalMedia } from "./media.js";
 import { Outcome, confirmEnd } from "./outcome.js";
+import { PrescriptionForm } from "./prescription.js";
 import { RemotePeers } from "./remotes.js";
 import { ResumeToken } from "./resume.js";
 import { StatusBar } from "./status.js";
@@ -38,6 +40,9 @@ export class CallPage {
       myPeerId: () => this.remotes.myPeerId,
     });
     this.outcome = new Outcome();
+    const consultationId = () => this.consultationId;
+    this.documents = new DocumentsPanel({ consultationId, notify });
+    this.prescription = new PrescriptionForm({ consultationId, notify, onIssued: (d) => this.documents.add(d) });
     this.resume = new ResumeToken(() => this.consultationId);
     this.join = new JoinForm({ token: config.token, doctorName: config.doctorName || "", onGrant: (g) => this.granted(g) });
   }
@@ -117,6 +122,7 @@ export class CallPage {
         else this.showWaiting(true);
         break;
       case "waiting":
+        this.documents.close();
         this.remotes.dropAll(); // sent back to the waiting room: media stops until the doctor admits again
         this.showWaiting(false);
         break;
@@ -148,6 +154,9 @@ export class CallPage {
       case "chat":
         this.chat.append(message);
         break;
+      case "document":
+        this.documents.add(message.document);
+        break;
       case "ended":
         await this.finishEnded();
         break;
@@ -170,6 +179,7 @@ export class CallPage {
     this.waiting.hidden = true;
     this.setState("connected");
     this.remotes.enter(peers);
+    this.documents.open();
   }
 
   showWaiting(report) {
@@ -210,6 +220,7 @@ export class CallPage {
   // --- the end -----------------------------------------------------------------------------------------------
 
   teardown() {
+    this.documents.close();
     if (this.signaling) this.signaling.stop();
     this.signaling = null;
     this.remotes.dropAll();
