@@ -22,7 +22,7 @@ from teleconsult.doctors import DoctorService
 from teleconsult.errors import TeleconsultError
 from teleconsult.files import private_directory, write_private
 from teleconsult.logging import SERVER_ADDRESS, setup_logging
-from teleconsult.store import Database
+from teleconsult.store import Database, audit
 
 log = logging.getLogger("teleconsult")
 
@@ -226,6 +226,17 @@ def key_ring(settings: Settings) -> KeyRing:
 
 def _keys_rotate(settings: Settings, _args: argparse.Namespace) -> int:
     entry = key_ring(settings).rotate()
+
+    async def record() -> None:  # every rotation is an audit event
+        database = Database(settings.database_url)
+        try:
+            await _prepare(database, settings)
+            async with database.transaction() as tx:
+                await audit.add_event(tx, action="keys.rotated", actor="cli", detail={"key": entry.key_id})
+        finally:
+            await database.close()
+
+    asyncio.run(record())
     print(f"new active key {entry.key_id} ({entry.public}); older keys stay for the documents they open")
     return 0
 

@@ -129,6 +129,7 @@ class Consultation(ConsultationCore):
     invitations: tuple[Invitation, ...]
     mails: tuple[Mail, ...]
     billing: BillingRecord | None
+    documents: tuple[Document, ...] = ()
 
     @classmethod
     def of(
@@ -139,9 +140,17 @@ class Consultation(ConsultationCore):
         invitations: tuple[Invitation, ...],
         mails: tuple[Mail, ...],
         billing: BillingRecord | None,
+        documents: tuple[Document, ...] = (),
     ) -> Consultation:
         own = {f.name: getattr(core, f.name) for f in fields(ConsultationCore)}
-        return cls(**own, participants=participants, invitations=invitations, mails=mails, billing=billing)
+        return cls(
+            **own,
+            participants=participants,
+            invitations=invitations,
+            mails=mails,
+            billing=billing,
+            documents=documents,
+        )
 
     def seat(self, role: str) -> Participant | None:
         """The first participant with ``role`` (there is one doctor, one patient, at most one nurse)."""

@@ -68,6 +68,11 @@ def test_the_cli_rotates_and_lists_the_keys(tmp_path: Path) -> None:
         return result.stdout
 
     assert "service:v2" in run("rotate")  # the first key is made on first use, the rotation adds the second
+    import sqlite3
+
+    with sqlite3.connect(tmp_path / "teleconsult.db") as db:
+        rows = db.execute("SELECT actor, detail FROM audit_events WHERE action = 'keys.rotated'").fetchall()
+    assert rows == [("cli", '{"key": "service:v2"}')]  # the rotation is in the audit trail
     listed = run("list").splitlines()
     assert [line.split("\t")[0] for line in listed] == ["service:v1", "service:v2", "escrow:1"]
     assert "decrypt-only" in listed[0] and "active" in listed[1] and str(escrow.recipient()) in listed[2]

@@ -136,6 +136,8 @@ async def test_the_pharmacists_page_says_valid_then_revoked_and_shows_only_initi
     assert revoked.status == 200 and (await revoked.json())["revoked_at"]
     html = await (await pharmacist.get(path)).text()
     assert 'data-state="revoked"' in html and "révoquée" in html
+    detail = await (await call.doctor_http.get(f"/api/consultations/{call.consultation['id']}")).json()
+    assert [(d["id"], d["kind"]) for d in detail["documents"]] == [(issued["id"], "prescription")]  # on its page
     unknown = await pharmacist.get("/verify/" + "z" * 43)
     assert unknown.status == 404 and 'data-state="unknown"' in await unknown.text()
     english = await (await pharmacist.get(path + "?lang=en")).text()

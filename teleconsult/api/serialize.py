@@ -129,4 +129,15 @@ def consultation_json(consultation: Consultation, *, detail: bool = False) -> di
     if detail:
         body["reason"] = consultation.reason
         body["participants"] = [participant_json(p) for p in consultation.participants]
+        body["documents"] = [
+            {
+                "id": d.id,
+                "name": d.name,
+                "mime": d.mime,
+                "size": d.size,
+                "kind": d.kind,
+                "created_at": iso(d.created_at),
+            }
+            for d in consultation.documents
+        ]
     return body

@@ -97,6 +97,7 @@ class Consultation(Base):
     billing: Mapped[BillingRecord | None] = relationship(lazy="selectin", uselist=False)
     invitations: Mapped[list[Invitation]] = relationship(lazy="selectin", order_by="Invitation.created_at")
     mails: Mapped[list[OutgoingMail]] = relationship(lazy="selectin", order_by="OutgoingMail.created_at")
+    documents: Mapped[list[Document]] = relationship(lazy="selectin", order_by="Document.created_at")
 
 
 class Participant(Base):

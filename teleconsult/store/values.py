@@ -116,6 +116,7 @@ def consultation(row: models.Consultation) -> domain.Consultation:
         invitations=tuple(invitation(i) for i in row.invitations),
         mails=tuple(mail(m) for m in row.mails),
         billing=billing_record(row.billing) if row.billing is not None else None,
+        documents=tuple(document(d) for d in row.documents),
     )
 
 
