@@ -18,7 +18,10 @@ from pathlib import Path
 from teleconsult.crypto.age import AgeError, Decryptor, Encryptor, Identity, Recipient
 from teleconsult.files import private_directory
 
-READ_BYTES = 256 * 1024
+READ_BYTES = 1024 * 1024
+#: Plaintext gathered before a trip to the worker thread (one hop per 64 KiB network read would cost more than the
+#: encryption itself).
+BATCH_BYTES = 1024 * 1024
 
 
 class DocumentFileError(Exception):
@@ -57,10 +60,17 @@ class DocumentFiles:
                     sealed += len(data)
 
                 put(encryptor.header)
+                batch: list[bytes] = []
+                batched = 0
                 async for chunk in chunks:
                     size += len(chunk)
-                    await asyncio.to_thread(lambda c=chunk: put(encryptor.update(c)))  # type: ignore[misc]
-                await asyncio.to_thread(lambda: put(encryptor.finalize()))
+                    batch.append(chunk)
+                    batched += len(chunk)
+                    if batched >= BATCH_BYTES:
+                        data, batch, batched = b"".join(batch), [], 0
+                        await asyncio.to_thread(lambda d=data: put(encryptor.update(d)))  # type: ignore[misc]
+                tail = b"".join(batch)
+                await asyncio.to_thread(lambda: put(encryptor.update(tail) + encryptor.finalize()))
                 await asyncio.to_thread(os.fsync, file.fileno())
             os.replace(temporary, self.path(document_id))
         except BaseException:
