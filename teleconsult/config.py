@@ -79,6 +79,11 @@ class ServerSettings:
         return self.tls_enabled or self.behind_proxy
 
     @property
+    def reached_over_tls(self) -> bool:
+        """Patients reach the server over HTTPS (its own TLS, or TLS ended at the proxy)."""
+        return self.base_url.startswith("https://")
+
+    @property
     def trusted_networks(self) -> tuple[Network, ...]:
         return networks(self.trusted_proxies) if self.trusted_proxies else LOOPBACK
 

@@ -59,10 +59,6 @@ class LoginThrottle:
             if key == clear or not attempts:
                 self._attempts.pop(key, None)
 
-    def retry_after(self, key: str) -> float:
-        """Seconds to wait before another attempt is allowed for ``key`` (0 when allowed now)."""
-        return self._retry_after(key, self._clock())
-
     def _retry_after(self, key: str, now: float) -> float:
         attempts = self._attempts.get(key)
         if not attempts:

@@ -500,11 +500,10 @@ async def test_odd_paths_and_cursors_are_not_server_errors(clients: Any, caplog:
     client = await clients()
     assert (await client.get("/static/" + "a" * 300)).status == 404  # before: 500 (file name too long)
     assert (await client.get("/static/" + "a/" * 1500)).status == 414
-    csrf = await login(client)
+    await login(client)
     for cursor in ("0001-01-01T00:00:00+05:00|x", "9999-12-31T23:59:59-12:00|x", "2026-01-01T00:00:00|x"):
         response = await client.get("/api/consultations", params={"before": cursor})
         assert response.status == 400, cursor
-    assert csrf
     assert "Traceback" not in caplog.text
 
 

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import quote, unquote
@@ -12,7 +11,7 @@ from aiohttp import BodyPartReader, web
 
 from teleconsult.api.auth import current_doctor
 from teleconsult.api.keys import DOCUMENTS
-from teleconsult.api.security import participant_credential
+from teleconsult.api.security import participant_credentials
 from teleconsult.api.serialize import iso
 from teleconsult.documents.files import DocumentFileError
 from teleconsult.documents.service import Caller
@@ -40,18 +39,17 @@ def document_json(document: Document) -> dict[str, Any]:
     }
 
 
-async def _caller(request: web.Request, consultation_id: str | None) -> Caller:
+async def caller_of(request: web.Request) -> Caller:
+    """The logged-in doctor, else the participant cookies the request carries."""
     doctor = await current_doctor(request)
-    if doctor is not None:
-        return Caller(doctor=doctor)
-    return Caller(credential=participant_credential(request, consultation_id) if consultation_id else None)
+    return Caller(doctor=doctor) if doctor is not None else Caller(credentials=participant_credentials(request))
 
 
 @routes.post("/api/consultations/{id}/documents")
 async def upload(request: web.Request) -> web.Response:
     consultation_id = request.match_info["id"]
     service = request.app[DOCUMENTS]
-    caller = await _caller(request, consultation_id)
+    caller = await caller_of(request)
     if request.content_length is not None and request.content_length > service.max_bytes + ENVELOPE_BYTES:
         raise TeleconsultError(ErrorCode.TOO_LARGE, "This file is too large.", detail="document_too_large")
     try:
@@ -72,7 +70,7 @@ async def upload(request: web.Request) -> web.Response:
 async def listing(request: web.Request) -> web.Response:
     """The consultation's documents, for its doctor and its admitted participants."""
     consultation_id = request.match_info["id"]
-    documents = await request.app[DOCUMENTS].documents_of(consultation_id, await _caller(request, consultation_id))
+    documents = await request.app[DOCUMENTS].documents_of(consultation_id, await caller_of(request))
     return web.json_response({"items": [document_json(d) for d in documents]})
 
 
@@ -83,19 +81,7 @@ async def _chunks(part: BodyPartReader) -> AsyncIterator[bytes]:
 
 @routes.get("/api/documents/{id}")
 async def download(request: web.Request) -> web.StreamResponse:
-    document_id = request.match_info["id"]
-    service = request.app[DOCUMENTS]
-    doctor = await current_doctor(request)
-    # A participant's cookie is named after their consultation: try each one the request carries.
-    callers = [Caller(doctor=doctor)] if doctor else [Caller(credential=c) for c in participant_credentials(request)]
-    opened = None
-    for caller in callers or [Caller()]:
-        with contextlib.suppress(TeleconsultError):
-            opened = await service.open(document_id, caller)
-            break
-    if opened is None:
-        raise TeleconsultError(ErrorCode.NOT_FOUND)
-    document, plaintext = opened
+    document, plaintext = await request.app[DOCUMENTS].open(request.match_info["id"], await caller_of(request))
     try:
         first = await anext(plaintext, b"")
     except DocumentFileError:
@@ -114,10 +100,6 @@ async def download(request: web.Request) -> web.StreamResponse:
         return response
     await response.write_eof()
     return response
-
-
-def participant_credentials(request: web.Request) -> list[str]:
-    return [v for k, v in request.cookies.items() if k.removeprefix("__Host-").startswith("tc_p_")]
 
 
 def _download_headers(document: Document) -> dict[str, str]:

@@ -122,9 +122,7 @@ def _secure(request: web.Request, headers: MutableMapping[str, str]) -> None:
     headers.setdefault("X-Frame-Options", "DENY")
     headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
     headers.setdefault("Permissions-Policy", "camera=(self), microphone=(self), geolocation=()")
-    if request.secure or request.app[SETTINGS].server.base_url.startswith(
-        "https://"
-    ):  # TLS here, or ended at the proxy
+    if request.secure or request.app[SETTINGS].server.reached_over_tls:  # TLS here, or ended at the proxy
         headers.setdefault("Strict-Transport-Security", "max-age=31536000")
     if not request.path.startswith("/static/"):  # pages and answers are about someone: never kept by a cache
         headers.setdefault("Cache-Control", "no-store")

@@ -7,18 +7,18 @@ from typing import Any
 
 from aiohttp import web
 
-from teleconsult.api.auth import current_doctor, require_doctor
+from teleconsult.api.auth import require_doctor
 from teleconsult.api.bodies import PrescriptionBody, read_body
 from teleconsult.api.clients import limit_links
-from teleconsult.api.documents import document_json, participant_credentials
+from teleconsult.api.documents import caller_of, document_json
 from teleconsult.api.keys import PRESCRIPTIONS
 from teleconsult.api.pages import page_language, render
 from teleconsult.api.serialize import iso
 from teleconsult.documents.files import DocumentFileError
-from teleconsult.documents.service import Caller
 from teleconsult.domain import Prescription
 from teleconsult.errors import ErrorCode, TeleconsultError
 from teleconsult.i18n import format_paris
+from teleconsult.ids import looks_like_token
 from teleconsult.prescriptions.pdf import Item
 
 routes = web.RouteTableDef()
@@ -48,29 +48,20 @@ async def issue(request: web.Request) -> web.Response:
 
 @routes.get("/api/documents/{id}/signed")
 async def signed(request: web.Request) -> web.StreamResponse:
-    document_id = request.match_info["id"]
-    doctor = await current_doctor(request)
-    callers = [Caller(doctor=doctor)] if doctor else [Caller(credential=c) for c in participant_credentials(request)]
-    service = request.app[PRESCRIPTIONS]
-    for caller in callers:
-        try:
-            prescription, stream = await service.signed(document_id, caller)
-        except TeleconsultError:
-            continue
-        try:
-            data = b"".join([chunk async for chunk in stream])  # a few tens of KiB
-        except DocumentFileError:
-            raise TeleconsultError(ErrorCode.NOT_FOUND, "This document cannot be read.") from None
-        return web.Response(
-            body=data,
-            headers={
-                "Content-Type": "application/pkcs7-mime; smime-type=signed-data",
-                "Content-Disposition": f'attachment; filename="ordonnance-{prescription.number}.p7m"',
-                "X-Content-Type-Options": "nosniff",
-                "Cache-Control": "no-store",
-            },
-        )
-    raise TeleconsultError(ErrorCode.NOT_FOUND)
+    prescription, stream = await request.app[PRESCRIPTIONS].signed(request.match_info["id"], await caller_of(request))
+    try:
+        data = b"".join([chunk async for chunk in stream])  # a few tens of KiB
+    except DocumentFileError:
+        raise TeleconsultError(ErrorCode.NOT_FOUND, "This document cannot be read.") from None
+    return web.Response(
+        body=data,
+        headers={
+            "Content-Type": "application/pkcs7-mime; smime-type=signed-data",
+            "Content-Disposition": f'attachment; filename="ordonnance-{prescription.number}.p7m"',
+            "X-Content-Type-Options": "nosniff",
+            "Cache-Control": "no-store",
+        },
+    )
 
 
 @routes.post("/api/documents/{id}/revoke")
@@ -94,7 +85,7 @@ async def verify(request: web.Request) -> web.Response:
     except TeleconsultError:
         return render(request, "verify.html", lang, http_status=429, state="rate_limited", prescription=None)
     code = request.match_info["code"]
-    prescription = await request.app[PRESCRIPTIONS].check(code) if len(code) == 43 else None
+    prescription = await request.app[PRESCRIPTIONS].check(code) if looks_like_token(code) else None
     if prescription is None:
         return render(request, "verify.html", lang, http_status=404, state="unknown", prescription=None)
     return render(

@@ -41,6 +41,11 @@ def participant_credential(request: web.Request, consultation_id: str) -> str | 
     return request.cookies.get(participant_cookie(request, consultation_id)) or None
 
 
+def participant_credentials(request: web.Request) -> tuple[str, ...]:
+    """Every participant cookie the request carries (one per consultation the browser joined)."""
+    return tuple(v for k, v in request.cookies.items() if k.removeprefix(HOST_PREFIX).startswith(PARTICIPANT_PREFIX))
+
+
 def _credentials(request: web.Request) -> list[str]:
     """Every credential cookie of ours the request carries (the doctor's session, participant cookies)."""
     return [value for name, value in request.cookies.items() if _is_credential(name.removeprefix(HOST_PREFIX))]

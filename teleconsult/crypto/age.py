@@ -300,9 +300,6 @@ class _Pending:
         held, self._held = bytes(self._held), bytearray()
         return held
 
-    def __len__(self) -> int:
-        return len(self._held)
-
 
 class Encryptor:
     """``header`` first, then what ``update`` and ``finalize`` return, in order, is the whole file."""

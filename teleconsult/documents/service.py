@@ -29,10 +29,11 @@ Announce = Callable[[Document, Participant], Awaitable[None]]
 
 @dataclass(frozen=True, slots=True)
 class Caller:
-    """Who asks: a logged-in doctor, or a participant with their consultation's credential (cookie)."""
+    """Who asks: a logged-in doctor, or a participant with the credentials (cookies) their browser holds, one per
+    consultation it joined; the one for the consultation at hand is used."""
 
     doctor: Doctor | None = None
-    credential: str | None = None
+    credentials: tuple[str, ...] = ()
 
 
 class DocumentService:
@@ -59,12 +60,13 @@ class DocumentService:
             if consultation is None or consultation.status == Status.CANCELLED.value:
                 raise TeleconsultError(ErrorCode.NOT_FOUND)
             room_left = self._settings.documents_quota_bytes - await store.stored_bytes(tx, consultation_id)
-        limit = min(self.max_bytes, room_left)
         head, rest = await _head(chunks, SNIFF_BYTES)
         mime = detect(head)
         document_id = DocumentId(new_id("doc"))
         recipients = self._keys.recipients()
-        written = await self._files.write(document_id, _bounded(head, rest, limit, room_left), recipients)
+        # Whichever is smaller bounds this file: the size limit, or what the consultation's quota has left.
+        bounded = _bounded(head, rest, min(self.max_bytes, room_left), quota=room_left < self.max_bytes)
+        written = await self._files.write(document_id, bounded, recipients)
         document = Document(
             id=document_id,
             consultation_id=seat.consultation_id,
@@ -125,8 +127,8 @@ class DocumentService:
                 if consultation is None or consultation.doctor_id != caller.doctor.id or seat is None:
                     raise TeleconsultError(ErrorCode.NOT_FOUND)
                 return seat
-            if caller.credential:
-                seat = await consultation_store.participant_by_credential(tx, hash_token(caller.credential))
+            for credential in caller.credentials:
+                seat = await consultation_store.participant_by_credential(tx, hash_token(credential))
                 if seat is not None and seat.consultation_id == consultation_id and seat.admitted_at is not None:
                     return seat
         raise TeleconsultError(ErrorCode.NOT_FOUND)
@@ -142,16 +144,16 @@ async def _head(chunks: AsyncIterator[bytes], size: int) -> tuple[bytes, AsyncIt
     return bytes(head), chunks
 
 
-async def _bounded(head: bytes, rest: AsyncIterator[bytes], limit: int, room_left: int) -> AsyncIterator[bytes]:
-    """``head`` then ``rest``, refused (413) as soon as it passes ``limit``."""
+async def _bounded(head: bytes, rest: AsyncIterator[bytes], limit: int, *, quota: bool) -> AsyncIterator[bytes]:
+    """``head`` then ``rest``, refused (413) as soon as it passes ``limit`` (``quota``: the consultation's)."""
     total = len(head)
     if total > limit:
-        raise _too_large(room_left < limit or total > room_left)
+        raise _too_large(quota)
     yield head
     async for chunk in rest:
         total += len(chunk)
         if total > limit:
-            raise _too_large(total > room_left)
+            raise _too_large(quota)
         yield chunk
 
 
