@@ -62,23 +62,10 @@ class DocumentService:
             room_left = self._settings.documents_quota_bytes - await store.stored_bytes(tx, consultation_id)
         head, rest = await _head(chunks, SNIFF_BYTES)
         mime = detect(head)
-        document_id = DocumentId(new_id("doc"))
-        recipients = self._keys.recipients()
         # Whichever is smaller bounds this file: the size limit, or what the consultation's quota has left.
         bounded = _bounded(head, rest, min(self.max_bytes, room_left), quota=room_left < self.max_bytes)
-        written = await self._files.write(document_id, bounded, recipients)
-        document = Document(
-            id=document_id,
-            consultation_id=seat.consultation_id,
-            uploaded_by=seat.id,
-            kind="document",
-            name=safe_name(name, mime),
-            mime=mime,
-            size=written.size,
-            sealed_size=written.sealed_size,
-            sha256=written.sha256,
-            key_ids=tuple(r.key_id for r in recipients),
-            created_at=now(),
+        document = await self.write(
+            DocumentId(new_id("doc")), seat, bounded, kind="document", name=safe_name(name, mime), mime=mime
         )
         try:
             async with self._db.transaction() as tx:
@@ -91,10 +78,37 @@ class DocumentService:
                     detail={"document": document.id, "size": document.size, "mime": mime},
                 )
         except BaseException:
-            self._files.remove(document_id)  # no file without its record
+            self._files.remove(document.id)  # no file without its record
             raise
         await self._announce(document, seat)
         return document
+
+    async def write(
+        self,
+        document_id: DocumentId,
+        seat: Participant,
+        chunks: AsyncIterator[bytes],
+        *,
+        kind: str,
+        name: str,
+        mime: str,
+    ) -> Document:
+        """Encrypt ``chunks`` into the document's file for the current keys; the record to store with it."""
+        recipients = self._keys.recipients()
+        written = await self._files.write(document_id, chunks, recipients)
+        return Document(
+            id=document_id,
+            consultation_id=seat.consultation_id,
+            uploaded_by=seat.id,
+            kind=kind,
+            name=name,
+            mime=mime,
+            size=written.size,
+            sealed_size=written.sealed_size,
+            sha256=written.sha256,
+            key_ids=tuple(r.key_id for r in recipients),
+            created_at=now(),
+        )
 
     async def open(self, document_id: str, caller: Caller) -> tuple[Document, AsyncIterator[bytes]]:
         """The record and the plaintext stream of a document the caller may read."""

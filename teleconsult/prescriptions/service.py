@@ -114,22 +114,11 @@ class PrescriptionService:
         )
         pdf = await asyncio.to_thread(render, ordonnance)
         signed = await asyncio.to_thread(self._ca.sign, pdf, signer, doctor.id)
-        recipients = self._keys.recipients()
-        written_pdf = await self._files.write(document_id, _once(pdf), recipients)
-        written_signed = await self._files.write(signed_file_id(document_id), _once(signed), recipients)
-        document = Document(
-            id=document_id,
-            consultation_id=consultation.id,
-            uploaded_by=seat.id,
-            kind="prescription",
-            name=f"ordonnance-{number}.pdf",
-            mime="application/pdf",
-            size=written_pdf.size,
-            sealed_size=written_pdf.sealed_size,
-            sha256=written_pdf.sha256,
-            key_ids=tuple(r.key_id for r in recipients),
-            created_at=issued_at,
+        name = f"ordonnance-{number}.pdf"
+        document = await self._documents.write(
+            document_id, seat, _once(pdf), kind="prescription", name=name, mime="application/pdf"
         )
+        written_signed = await self._files.write(signed_file_id(document_id), _once(signed), self._keys.recipients())
         prescription = Prescription(
             id=prescription_id,
             document_id=document_id,
