@@ -20,7 +20,7 @@ import binascii
 import hmac
 import os
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from hashlib import sha256
 
 import bech32
@@ -76,6 +76,12 @@ class Identity:
 
     key_id: str
     secret: bytes
+    #: The X25519 public key, derived once (each file opened needs it).
+    public: bytes = field(init=False, repr=False, compare=False, default=b"")
+
+    def __post_init__(self) -> None:
+        key = X25519PrivateKey.from_private_bytes(self.secret)
+        object.__setattr__(self, "public", key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw))
 
     @classmethod
     def generate(cls, key_id: str) -> Identity:
@@ -91,8 +97,7 @@ class Identity:
         return cls(key_id, _bech32_decode(lines[0], SECRET_HRP))
 
     def recipient(self) -> Recipient:
-        public = X25519PrivateKey.from_private_bytes(self.secret).public_key()
-        return Recipient(self.key_id, public.public_bytes(Encoding.Raw, PublicFormat.Raw))
+        return Recipient(self.key_id, self.public)
 
     def __str__(self) -> str:
         return _bech32_encode(SECRET_HRP, self.secret).upper()
@@ -223,8 +228,7 @@ def _unwrap(stanzas: list[_Stanza], identities: Sequence[Identity]) -> bytes:
                 raise AgeError("X25519 share gives the all-zero secret") from None
             if shared == bytes(32):
                 raise AgeError("X25519 share gives the all-zero secret")
-            public = identity.recipient().public
-            wrap_key = _hkdf(shared, share + public, X25519_LABEL)
+            wrap_key = _hkdf(shared, share + identity.public, X25519_LABEL)
             try:
                 return ChaCha20Poly1305(wrap_key).decrypt(bytes(12), stanza.body, None)
             except InvalidTag:
@@ -269,31 +273,34 @@ def _chunk_nonce(counter: int, last: bool) -> bytes:
     return counter.to_bytes(11, "big") + (b"\x01" if last else b"\x00")
 
 
-class _Pending:
-    """Cuts a stream into blocks of ``size`` without copying what passes through, and always keeps the newest
-    block (full or not) back: only more data shows that a block is not the last."""
+class _Blocks:
+    """Cuts a stream into blocks of ``size`` and always keeps the newest block (full or not) back: only more data
+    shows that a block is not the last. Blocks are views of the data given; only a block that straddles two calls
+    is copied, and what is kept back is copied only when the caller's buffer could change (not ``bytes``)."""
 
     def __init__(self, size: int):
         self._size = size
-        self._held = bytearray()
+        self._held: bytearray | memoryview = bytearray()
 
-    def feed(self, data: bytes) -> list[bytes | memoryview]:
-        view = memoryview(data)
-        blocks: list[bytes | memoryview] = []
-        if self._held:
+    def feed(self, data: bytes | bytearray | memoryview) -> list[memoryview]:
+        view = memoryview(data).cast("B")
+        blocks: list[memoryview] = []
+        if len(self._held):
             need = self._size - len(self._held)
+            straddling = self._held if isinstance(self._held, bytearray) else bytearray(self._held)
             if len(view) <= need:
-                self._held += view
+                straddling += view
+                self._held = straddling
                 return blocks
-            self._held += view[:need]
+            straddling += view[:need]
+            blocks.append(memoryview(straddling))
             view = view[need:]
-            blocks.append(bytes(self._held))
-            self._held = bytearray()
         at = 0
         while len(view) - at > self._size:
             blocks.append(view[at : at + self._size])
             at += self._size
-        self._held = bytearray(view[at:])
+        rest = view[at:]
+        self._held = rest if isinstance(rest.obj, bytes) else bytearray(rest)
         return blocks
 
     def rest(self) -> bytes:
@@ -301,8 +308,22 @@ class _Pending:
         return held
 
 
+class _Output:
+    """One buffer reused for every call's output, so a stream's chunks are sealed or opened in place rather than
+    each into fresh memory (fresh memory costs a page fault per 4 KiB; reused memory stays warm)."""
+
+    def __init__(self) -> None:
+        self._buffer = bytearray()
+
+    def take(self, size: int) -> memoryview:
+        if len(self._buffer) < size:
+            self._buffer = bytearray(size)
+        return memoryview(self._buffer)[:size]
+
+
 class Encryptor:
-    """``header`` first, then what ``update`` and ``finalize`` return, in order, is the whole file."""
+    """``header`` first, then what ``update`` (or ``update_view``) and ``finalize`` return, in order, is the whole
+    file."""
 
     def __init__(self, recipients: Sequence[Recipient]):
         if not recipients:
@@ -311,27 +332,43 @@ class Encryptor:
         nonce = os.urandom(NONCE_SIZE)
         self.header = _header(file_key, [_wrap(file_key, r) for r in recipients]) + nonce
         self._aead = ChaCha20Poly1305(_hkdf(file_key, nonce, b"payload"))
-        self._pending = _Pending(CHUNK)
+        self._blocks = _Blocks(CHUNK)
+        self._output = _Output()
         self._counter = 0
         self._done = False
 
-    def update(self, data: bytes) -> bytes:
+    def update(self, data: bytes | bytearray | memoryview) -> bytes:
         """Sealed chunks ready so far; a full chunk is held back until more data shows it is not the last."""
+        return bytes(self.update_view(data))
+
+    def update_view(self, data: bytes | bytearray | memoryview) -> memoryview:
+        """As ``update``, without a copy: the view is of a buffer the next call reuses, so use it before then
+        (write it to a file, hash it)."""
         if self._done:
             raise ValueError("already finalized")
-        return b"".join(self._seal(chunk, last=False) for chunk in self._pending.feed(data))
+        blocks = self._blocks.feed(data)
+        out = self._output.take(len(blocks) * SEALED_CHUNK)
+        at = 0
+        for block in blocks:
+            self._seal_into(block, out[at : at + len(block) + TAG], last=False)
+            at += len(block) + TAG
+        return out[:at]
 
     def finalize(self) -> bytes:
         """The last chunk (empty only if the whole plaintext is)."""
         if self._done:
             raise ValueError("already finalized")
         self._done = True
-        return self._seal(self._pending.rest(), last=True)
+        return self._seal(self._blocks.rest(), last=True)
 
-    def _seal(self, chunk: bytes | memoryview, *, last: bool) -> bytes:
-        sealed = self._aead.encrypt(_chunk_nonce(self._counter, last), chunk, None)
+    def _seal(self, chunk: bytes, *, last: bool) -> bytes:
+        out = bytearray(len(chunk) + TAG)
+        self._seal_into(memoryview(chunk), memoryview(out), last=last)
+        return bytes(out)
+
+    def _seal_into(self, chunk: memoryview, out: memoryview, *, last: bool) -> None:
+        self._aead.encrypt_into(_chunk_nonce(self._counter, last), chunk, None, out)
         self._counter += 1
-        return sealed
 
 
 class Decryptor:
@@ -341,13 +378,14 @@ class Decryptor:
     def __init__(self, identities: Sequence[Identity]):
         self._identities = identities
         self._head = bytearray()  # until the header and the nonce are read
-        self._pending = _Pending(SEALED_CHUNK)
+        self._blocks = _Blocks(SEALED_CHUNK)
         self._aead: ChaCha20Poly1305 | None = None
         self._counter = 0
         self._ended = False
         self.header: bytes | None = None
 
-    def update(self, data: bytes) -> bytes:
+    def update(self, data: bytes | bytearray | memoryview) -> bytes | bytearray:
+        """The plaintext of every chunk known not to be the last; a fresh buffer each call, the caller's to keep."""
         if self._ended:
             raise AgeError("data after the last chunk")
         if self._aead is None:
@@ -356,21 +394,29 @@ class Decryptor:
                 return b""
             data, self._head = bytes(self._head), bytearray()
         # A sealed chunk is opened once more data follows it: only then is it known not to be the last.
-        return b"".join(self._open(chunk, last=False) for chunk in self._pending.feed(data))
+        blocks = self._blocks.feed(data)
+        plain = bytearray(sum(len(block) - TAG for block in blocks))
+        view = memoryview(plain)
+        at = 0
+        for block in blocks:
+            self._open_into(block, view[at : at + len(block) - TAG], last=False)
+            at += len(block) - TAG
+        return plain
 
     def finalize(self) -> bytes:
         if self._aead is None:
             raise AgeError("truncated file")
         if self._ended:
             raise AgeError("already finalized")
-        rest = self._pending.rest()
+        rest = self._blocks.rest()
         if len(rest) < TAG:
             raise AgeError("truncated file: no last chunk")
         if len(rest) == TAG and self._counter > 0:
             raise AgeError("an empty last chunk after data")
-        plain = self._open(rest, last=True)
+        plain = bytearray(len(rest) - TAG)
+        self._open_into(memoryview(rest), memoryview(plain), last=True)
         self._ended = True
-        return plain
+        return bytes(plain)
 
     def _read_header(self) -> bool:
         """Once the header and the nonce are in, the file key is opened and ``_head`` keeps what follows them."""
@@ -387,14 +433,13 @@ class Decryptor:
         del self._head[: end + NONCE_SIZE]
         return True
 
-    def _open(self, sealed: bytes | memoryview, *, last: bool) -> bytes:
+    def _open_into(self, sealed: memoryview, out: memoryview, *, last: bool) -> None:
         assert self._aead is not None
         try:
-            plain = self._aead.decrypt(_chunk_nonce(self._counter, last), sealed, None)
+            self._aead.decrypt_into(_chunk_nonce(self._counter, last), sealed, None, out)
         except InvalidTag:
             raise AgeError("a chunk failed to authenticate (altered, dropped, moved or truncated)") from None
         self._counter += 1
-        return plain
 
 
 def encrypt(plaintext: bytes, recipients: Sequence[Recipient]) -> bytes:
@@ -404,7 +449,7 @@ def encrypt(plaintext: bytes, recipients: Sequence[Recipient]) -> bytes:
 
 def decrypt(ciphertext: bytes, identities: Sequence[Identity]) -> bytes:
     decryptor = Decryptor(identities)
-    return decryptor.update(ciphertext) + decryptor.finalize()
+    return bytes(decryptor.update(ciphertext)) + decryptor.finalize()
 
 
 def rewrap(prefix: bytes, identities: Sequence[Identity], recipients: Sequence[Recipient]) -> tuple[bytes, int]:

@@ -14,6 +14,7 @@ import os
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from teleconsult.crypto.age import AgeError, Decryptor, Encryptor, Identity, Recipient
 from teleconsult.files import private_directory
@@ -43,41 +44,35 @@ class DocumentFiles:
         return self._directory / f"{document_id}.age"
 
     async def write(self, document_id: str, chunks: AsyncIterator[bytes], recipients: Sequence[Recipient]) -> Written:
-        """Encrypt ``chunks`` into the document's file; nothing is left behind if they fail or stop half-way."""
+        """Encrypt ``chunks`` into the document's file; nothing is left behind if they fail or stop half-way.
+
+        One batch is sealed and written in the worker thread while the next is read from the network, so the
+        socket and the cipher work at the same time."""
         private_directory(self._directory)
         temporary = self._directory / f".{document_id}.part"
-        encryptor = Encryptor(recipients)
-        digest = hashlib.sha256()
-        size = sealed = 0
         descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        sink = _SealedSink(os.fdopen(descriptor, "wb"), Encryptor(recipients))
+        in_flight: asyncio.Future[None] | None = None
         try:
-            with os.fdopen(descriptor, "wb") as file:
-
-                def put(data: bytes) -> None:
-                    nonlocal sealed
-                    digest.update(data)
-                    file.write(data)
-                    sealed += len(data)
-
-                put(encryptor.header)
-                batch: list[bytes] = []
-                batched = 0
-                async for chunk in chunks:
-                    size += len(chunk)
-                    batch.append(chunk)
-                    batched += len(chunk)
-                    if batched >= BATCH_BYTES:
-                        data, batch, batched = b"".join(batch), [], 0
-                        await asyncio.to_thread(lambda d=data: put(encryptor.update(d)))  # type: ignore[misc]
-                tail = b"".join(batch)
-                await asyncio.to_thread(lambda: put(encryptor.update(tail) + encryptor.finalize()))
-                await asyncio.to_thread(os.fsync, file.fileno())
+            batch = _Batch()
+            async for chunk in chunks:
+                if batch.add(chunk) >= BATCH_BYTES:
+                    if in_flight is not None:
+                        await in_flight
+                    in_flight = asyncio.ensure_future(asyncio.to_thread(sink.seal, batch.take()))
+            if in_flight is not None:
+                await in_flight
+                in_flight = None
+            await asyncio.to_thread(sink.finish, batch.take())
             os.replace(temporary, self.path(document_id))
         except BaseException:
+            if in_flight is not None:  # the thread still writes to the file: let it end before the file goes
+                await asyncio.wait([in_flight])
+            sink.close()
             with contextlib.suppress(OSError):
                 temporary.unlink()
             raise
-        return Written(size=size, sealed_size=sealed, sha256=digest.hexdigest())
+        return Written(size=sink.size, sealed_size=sink.sealed_size, sha256=sink.digest.hexdigest())
 
     async def read(self, document_id: str, sha256: str, identities: Sequence[Identity]) -> AsyncIterator[bytes]:
         """The plaintext, chunk by chunk, each released only once it authenticated; raises ``DocumentFileError``
@@ -88,10 +83,8 @@ class DocumentFiles:
         decryptor = Decryptor(identities)
         try:
             with path.open("rb") as file:
-                while data := await asyncio.to_thread(file.read, READ_BYTES):
-                    plain = await asyncio.to_thread(decryptor.update, data)
-                    if plain:
-                        yield plain
+                while plain := await asyncio.to_thread(_read_plain, file, decryptor):
+                    yield plain
             last = decryptor.finalize()
         except (AgeError, OSError) as exc:
             raise DocumentFileError(str(exc)) from exc
@@ -101,6 +94,65 @@ class DocumentFiles:
     def remove(self, document_id: str) -> None:
         with contextlib.suppress(FileNotFoundError):
             self.path(document_id).unlink()
+
+
+class _Batch:
+    """Network reads gathered into one block (one hop per 64 KiB read would cost more than the encryption)."""
+
+    def __init__(self) -> None:
+        self._parts: list[bytes] = []
+        self._size = 0
+
+    def add(self, chunk: bytes) -> int:
+        self._parts.append(chunk)
+        self._size += len(chunk)
+        return self._size
+
+    def take(self) -> bytes:
+        data = b"".join(self._parts)
+        self._parts, self._size = [], 0
+        return data
+
+
+class _SealedSink:
+    """The temporary file a document's ciphertext goes to, with its digest; used from the worker thread."""
+
+    def __init__(self, file: BinaryIO, encryptor: Encryptor):
+        self._file = file
+        self._encryptor = encryptor
+        self.digest = hashlib.sha256()
+        self.size = 0
+        self.sealed_size = 0
+        self._put(encryptor.header)
+
+    def seal(self, plaintext: bytes) -> None:
+        self.size += len(plaintext)
+        self._put(self._encryptor.update_view(plaintext))
+
+    def finish(self, plaintext: bytes) -> None:
+        """The last plaintext, the last chunk, and the file synced and closed."""
+        self.seal(plaintext)
+        self._put(self._encryptor.finalize())
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        self._file.close()
+
+    def close(self) -> None:
+        self._file.close()
+
+    def _put(self, data: bytes | memoryview) -> None:
+        self.digest.update(data)
+        self._file.write(data)
+        self.sealed_size += len(data)
+
+
+def _read_plain(file: BinaryIO, decryptor: Decryptor) -> bytes | bytearray:
+    """The next authenticated plaintext, one trip to the worker thread; empty at the end of the file. A read
+    that ends inside a chunk yields nothing yet, so it reads on."""
+    while data := file.read(READ_BYTES):
+        if plain := decryptor.update(data):
+            return plain
+    return b""
 
 
 def _sha256_of(path: Path) -> str:
