@@ -218,9 +218,17 @@ class BillingAct(Base):
 
 
 class AuditEvent(Base):
+    """The audit trail: append-only, one hash chain in ``seq`` order (``store/audit.py``); never updated or deleted,
+    and no foreign key (nothing deleted elsewhere cascades into it)."""
+
     __tablename__ = "audit_events"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    #: One sequence per deployment, 1, 2, 3…: the order of the chain.
+    seq: Mapped[int] = mapped_column(BigInteger, unique=True, index=True)
+    #: The previous entry's ``hash`` (64 zeros for the first) and SHA-256 of it and this entry's canonical content.
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))
     at: Mapped[datetime] = mapped_column(default=utcnow)
     consultation_id: Mapped[str | None] = mapped_column(String(32), index=True)
     actor: Mapped[str] = mapped_column(String(64))
