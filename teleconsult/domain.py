@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 from datetime import datetime
+from enum import StrEnum
 
 from teleconsult.ids import (
     BillingRecordId,
@@ -221,6 +222,68 @@ class Prescription:
     signed_size: int
     issued_at: datetime
     revoked_at: datetime | None
+
+
+#: Who can be an audit entry's actor: a seat's role (``patient:u_…``), the command line, the public (a pharmacist
+#: checking a prescription), or the server itself.
+ACTOR_ROLES = frozenset({"doctor", "patient", "nurse", "guest", "cli", "public", "system"})
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    """One entry of the audit trail as a doctor sees it (ids and codes only)."""
+
+    seq: int
+    at: datetime
+    consultation_id: ConsultationId | None
+    #: ``<role>:<id>`` (``doctor:d_…``, ``patient:u_…``), or ``cli``, ``public``, ``system``.
+    actor: str
+    action: str
+    detail: dict[str, object] | None
+
+    @property
+    def actor_role(self) -> str:
+        role = self.actor.split(":", 1)[0]
+        return role if role in ACTOR_ROLES else "system"
+
+
+@dataclass(frozen=True, slots=True)
+class ChainHead:
+    """The audit chain's last entry, as an anchor records it."""
+
+    count: int
+    seq: int
+    hash: str
+
+
+class ChainFault(StrEnum):
+    CHANGED = "changed"  # the entry's hash does not match its content
+    REMOVED = "removed"  # entries before it are missing (a gap in seq)
+    INSERTED = "inserted"  # its prev_hash does not link to the entry before it, or its seq is taken
+
+
+@dataclass(frozen=True, slots=True)
+class ChainBreak:
+    """The first entry at which the chain does not hold (``id`` is None when the entry is missing)."""
+
+    seq: int
+    id: int | None
+    fault: ChainFault
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class ChainCheck:
+    """What verifying the chain found: the entries that hold (up to the last good one) and the break, if any."""
+
+    count: int
+    last_seq: int
+    last_hash: str
+    broken: ChainBreak | None = None
+
+    @property
+    def intact(self) -> bool:
+        return self.broken is None
 
 
 #: Who can be an audit entry's actor: a seat's role (``patient:u_…``), the command line, the public (a pharmacist
