@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TypeGuard
 
-from teleconsult.billing import BillingService
+from teleconsult.billing import BillingChoice, BillingService
 from teleconsult.clock import now as clock_now
 from teleconsult.domain import BillingRecord, Consultation, ConsultationCore, Doctor, Participant
 from teleconsult.errors import ErrorCode, TeleconsultError
@@ -23,6 +23,7 @@ from teleconsult.store import consultations as store
 from teleconsult.store import doctors as doctor_store
 from teleconsult.store import invitations as invitation_store
 from teleconsult.store import outbox as outbox_store
+from teleconsult.store.billing import AlreadyRecorded
 from teleconsult.validation import appointment, display_name, invalid, mailbox, optional_text
 
 PAGE_SIZE = 50
@@ -128,6 +129,7 @@ class ConsultationService:
             created_at=now,
             started_at=None,
             ended_at=None,
+            video_at=None,
         )
 
         def seat(role: Role, name: str, email: str, *, pre_admitted: bool = False) -> Participant:
@@ -168,31 +170,54 @@ class ConsultationService:
         async with self._db.transaction() as tx:
             return await owned(tx, doctor, consultation_id)
 
-    async def end(self, consultation_id: str, doctor_id: str) -> Ended:
-        """End the consultation; the billing record is written once, in the same transaction.
+    async def end(self, consultation_id: str, doctor_id: str, choice: BillingChoice | None = None) -> Ended:
+        """End the consultation; its billing entry is written once, in the same transaction.
 
-        Ending twice returns the same record. A consultation the patient never joined closes as ``no_show``
-        and bills nothing.
+        Ending twice returns the same entry; a choice the billing rules refuse changes nothing. A consultation the
+        patient never came into closes as ``no_show`` with an entry that bills nothing and says why.
         """
         now = clock_now()
-        async with self._db.transaction() as tx:
-            consultation = await store.consultation_core(tx, consultation_id)
-            if consultation is None or consultation.doctor_id != doctor_id:
-                raise TeleconsultError(ErrorCode.NOT_FOUND)
-            target = closing_status(started=consultation.status == Status.IN_PROGRESS)
-            won = await store.set_status(tx, consultation_id, target, allowed_from=sources(target), ended_at=now)
-            if not won:
-                return await self._already_closed(tx, consultation_id)
-            await store.release_seats(tx, consultation_id)
-            record = None
-            if target is Status.ENDED:
+        try:
+            async with self._db.transaction() as tx:
+                core = await store.consultation_core(tx, consultation_id)
+                if core is None or core.doctor_id != doctor_id:
+                    raise TeleconsultError(ErrorCode.NOT_FOUND)
+                if Status(core.status) in CLOSED:
+                    return await self._already_closed(tx, consultation_id)
+                consultation = await _reload(tx, consultation_id)
                 doctor = await doctor_store.doctor_by_id(tx, doctor_id)
                 assert doctor is not None  # a consultation's doctor cannot be deleted (foreign key)
-                record = await self._billing.record(tx, await _reload(tx, consultation_id), doctor, ended_at=now)
-            await audit.add_event(
-                tx, action=f"consultation.{target.value}", actor=f"doctor:{doctor_id}", consultation_id=consultation_id
-            )
-            return Ended(target, record)
+                draft = self._billing.draft(consultation, doctor, ended_at=now, choice=choice)
+                target = closing_status(started=core.status == Status.IN_PROGRESS)
+                won = await store.set_status(
+                    tx, consultation_id, target, allowed_from=sources(target), ended_at=now
+                )
+                if not won:
+                    return await self._already_closed(tx, consultation_id)
+                await store.release_seats(tx, consultation_id)
+                record = await self._billing.record(tx, draft)
+                await audit.add_event(
+                    tx,
+                    action=f"consultation.{target.value}",
+                    actor=f"doctor:{doctor_id}",
+                    consultation_id=consultation_id,
+                )
+                return Ended(target, record)
+        except AlreadyRecorded:  # another node's end won between our read and our write: theirs stands
+            async with self._db.transaction() as tx:
+                return await self._already_closed(tx, consultation_id)
+
+    async def video_connected(self, consultation_id: str, reporter: str, source: str) -> None:
+        """Video flowed between the doctor and the patient: kept once (the first report), for billing."""
+        async with self._db.transaction() as tx:
+            if await store.set_video_at(tx, consultation_id, clock_now()):
+                await audit.add_event(
+                    tx,
+                    action="media.video_connected",
+                    actor=f"peer:{reporter}",
+                    consultation_id=consultation_id,
+                    detail={"from": source},
+                )
 
     async def cancel(self, doctor: Doctor, consultation_id: str) -> Consultation:
         """Cancel before it took place: every link is revoked and the invited are told by mail."""

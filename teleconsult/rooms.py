@@ -54,6 +54,7 @@ RULES: Mapping[str, Rule] = {
     "ready": Rule(ALL_ROLES, admitted_only=False),
     "leave": Rule(ALL_ROLES, admitted_only=False, after_end=True),
     "ping": Rule(ALL_ROLES, admitted_only=False, after_end=True),
+    "media": Rule(ALL_ROLES, admitted_only=True),
 }
 
 
@@ -114,6 +115,8 @@ class Room:
     consultation_id: ConsultationId
     capacity: Capacity = field(default_factory=Capacity)
     ended: bool = False
+    #: Video has flowed between the doctor and the patient (a teleconsultation is billed only by video).
+    video_connected: bool = False
     _peers: dict[PeerId, Peer] = field(default_factory=dict)
 
     # --- queries -----------------------------------------------------------------------------------------------
@@ -207,6 +210,18 @@ class Room:
             raise TeleconsultError(ErrorCode.FORBIDDEN, f"A {sender.role} cannot send {message_type}.")
         if rule.admitted_only and not sender.admitted:
             raise TeleconsultError(ErrorCode.FORBIDDEN, "Wait until the doctor admits you.")
+
+    def video_report(self, reporter: Peer, source_id: str) -> bool:
+        """``reporter`` receives video from ``source_id``: True the first time it shows video flowing between the
+        doctor and the patient (what billing needs), False otherwise (already known, another pair, unknown peer)."""
+        self.authorize(reporter, "media")
+        source = self.get(source_id)
+        if self.video_connected or source is None or not source.admitted:
+            return False
+        if {reporter.role, source.role} != {Role.DOCTOR, Role.PATIENT}:
+            return False
+        self.video_connected = True
+        return True
 
     def admit(self, actor: Peer, target_id: str) -> Admission:
         """Let a waiting peer in; a second device takes the seat from the connection that held it."""

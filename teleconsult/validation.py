@@ -13,8 +13,9 @@ Every refusal is a ``TeleconsultError`` with the field and a ``detail`` code tha
 
 from __future__ import annotations
 
+import re
 import unicodedata
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import email_validator
 
@@ -104,3 +105,26 @@ def appointment(value: datetime | None, *, field: str, now: datetime) -> datetim
     if moment < now - PAST_TOLERANCE:
         raise invalid(field, "time_past", "This time is already past.")
     return moment
+
+
+def birth_date(value: date) -> date:
+    """A patient's birth date: not in the future, not before 1900."""
+    if not date(1900, 1, 1) <= value <= datetime.now(UTC).date():
+        raise invalid("patient_birth_date", "birth_date_out_of_range", "This birth date is not possible.")
+    return value
+
+
+#: A NIR (numéro de sécurité sociale): sex, year, month, département (2A/2B for Corsica), commune, order, key.
+_NIR_SHAPE = re.compile(r"[12378]\d{2}(0[1-9]|1[0-2]|[2-9]\d)(\d{2}|2A|2B)\d{6}\d{2}")
+
+
+def nir(value: str) -> str:
+    """A NIR of 15 characters (13 and its 2-digit key; spaces allowed), whose key is 97 - (number mod 97), with
+    Corsica's 2A and 2B counted as 19 and 18. Returned without spaces."""
+    compact = value.replace(" ", "").upper()
+    if not _NIR_SHAPE.fullmatch(compact):
+        raise invalid("patient_nir", "nir_malformed", "A NIR has 13 digits and a 2-digit key.")
+    number = compact[:13].replace("2A", "19").replace("2B", "18")
+    if 97 - int(number) % 97 != int(compact[13:]):
+        raise invalid("patient_nir", "nir_bad_key", "This NIR's key does not match its number.")
+    return compact

@@ -127,8 +127,17 @@ async def doctor_in_room(clients: Any, **consultation: Any) -> tuple[Client, str
     return doctor_http, csrf, created, doctor
 
 
-async def admitted_call(clients: Any) -> Call:
-    """Doctor logged in and connected, patient joined and admitted."""
+async def video_flowing(doctor: Peer, patient: Peer) -> None:
+    """The patient's client reports the doctor's video decoded (what billing needs), and the server has taken it
+    (frames of one socket are handled in order: the pong comes after)."""
+    await patient.send(type="media", peer_id=doctor.peer_id, video=True)
+    await patient.send(type="ping", id="video")
+    await patient.expect("pong")
+
+
+async def admitted_call(clients: Any, *, video: bool = True) -> Call:
+    """Doctor logged in and connected, patient joined and admitted (and, unless ``video`` is False, video
+    reported flowing between them)."""
     doctor_http, csrf, consultation, doctor = await doctor_in_room(clients)
     patient_http = await clients()
     joined = await join(patient_http, consultation["patient_link"])
@@ -138,6 +147,8 @@ async def admitted_call(clients: Any) -> Call:
     await doctor.send(type="admit", peer_id=lobby["waiting"][0]["peer_id"])
     await patient.expect("admitted")
     await doctor.expect("peer-joined")
+    if video:
+        await video_flowing(doctor, patient)
     return Call(doctor_http, patient_http, csrf, consultation, doctor, patient)
 
 

@@ -17,7 +17,7 @@ from teleconsult.consultations import Ended, NewConsultation
 from teleconsult.errors import ErrorCode, TeleconsultError
 from teleconsult.store import Database
 from teleconsult.store import consultations as store
-from teleconsult.store.models import AuditEvent, BillingRecord, Consultation, Doctor, Participant
+from teleconsult.store.models import AuditEvent, BillingEntry, Consultation, Doctor, Participant
 from tests.conftest import Running, make_settings, start_server
 from tests.helpers import admitted_call, create_consultation, login, token_of, upcoming
 
@@ -61,7 +61,8 @@ async def test_full_consultation_on_each_backend(running_any_db: Running) -> Non
         )["ticket"]
         doctor_ws = await doctor.ws_connect("/ws")
         await doctor_ws.send_json({"type": "hello", "v": 1, "ticket": ticket})
-        assert (await doctor_ws.receive_json(timeout=5))["type"] == "welcome"
+        welcome = await doctor_ws.receive_json(timeout=5)
+        assert welcome["type"] == "welcome"
         joined = await (
             await patient.post("/api/join", json={"token": token_of(created["patient_link"]), "consent": True})
         ).json()
@@ -73,6 +74,10 @@ async def test_full_consultation_on_each_backend(running_any_db: Running) -> Non
         await doctor_ws.send_json({"type": "admit", "peer_id": frame["waiting"][0]["peer_id"]})
         while (await patient_ws.receive_json(timeout=5))["type"] != "admitted":
             pass
+        await patient_ws.send_json({"type": "media", "peer_id": welcome["peer_id"], "video": True})
+        await patient_ws.send_json({"type": "ping", "id": "after-media"})
+        while (await patient_ws.receive_json(timeout=5))["type"] != "pong":
+            pass
         await doctor_ws.send_json({"type": "end"})
         while (await patient_ws.receive_json(timeout=5))["type"] != "ended":
             pass
@@ -83,7 +88,13 @@ async def test_full_consultation_on_each_backend(running_any_db: Running) -> Non
         assert patient_seat["consent_at"] and patient_seat["admitted_at"] and patient_seat["joined_at"]
         async with live.app[DATABASE].transaction() as tx:
             actions = [e.action for e in (await tx.execute(select(AuditEvent).order_by(AuditEvent.id))).scalars()]
-        assert actions == ["consultation.created", "invitation.redeemed", "consultation.ended"]
+        assert actions == [
+            "consultation.created",
+            "invitation.redeemed",
+            "media.video_connected",
+            "billing.recorded",
+            "consultation.ended",
+        ]
     finally:
         await doctor.close()
         await patient.close()
@@ -103,20 +114,23 @@ async def _started_consultation(live: Running) -> tuple[str, str]:
         )
     for seat in seats:
         await app[SEATS].participant_admitted(seat.id, created.consultation.id, in_progress=True)
+    await app[CONSULTATIONS].video_connected(created.consultation.id, "p_patient", "p_doctor")
     return created.consultation.id, doctor.id
 
 
-async def test_racing_ends_write_exactly_one_billing_record(running_any_db: Running) -> None:
+@pytest.mark.parametrize("racers", [2, 10])
+async def test_racing_ends_write_exactly_one_billing_record(running_any_db: Running, racers: int) -> None:
     app = running_any_db.app
     consultation_id, doctor_id = await _started_consultation(running_any_db)
     results = await asyncio.gather(
-        *(app[SIGNALING].end_consultation(consultation_id, doctor_id) for _ in range(12)), return_exceptions=True
+        *(app[SIGNALING].end_consultation(consultation_id, doctor_id) for _ in range(racers)), return_exceptions=True
     )
     records = [r.billing for r in results if isinstance(r, Ended) and r.billing is not None]
-    assert len(records) == 12, results
+    assert len(records) == racers, results
     assert len({r.id for r in records}) == 1
+    assert records[0].status.value == "completed" and [a.act_code for a in records[0].acts] == ["TCG"]
     async with app[DATABASE].transaction() as tx:
-        count = (await tx.execute(select(func.count()).select_from(BillingRecord))).scalar_one()
+        count = (await tx.execute(select(func.count()).select_from(BillingEntry))).scalar_one()
     assert count == 1
 
 

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime
-from typing import Annotated, TypeVar
+from datetime import date, datetime
+from typing import Annotated, Literal, TypeVar
 
 import msgspec
 from aiohttp import web
@@ -97,3 +97,25 @@ class ItemBody(msgspec.Struct):
 class PrescriptionBody(msgspec.Struct):
     items: Annotated[list[ItemBody], Meta(max_length=30)]
     notes: Annotated[str, Meta(max_length=2000)] | None = None
+
+
+class BillingBody(msgspec.Struct):
+    """The doctor's billing choice when ending, or a correction; every field optional (the proposal stands)."""
+
+    status: Literal["completed", "interrupted", "not_billable"] | None = None
+    doctor_act: Annotated[str, Meta(max_length=8)] | None = None
+    majorations: Annotated[list[Annotated[str, Meta(max_length=8)]], Meta(max_length=8)] = msgspec.field(
+        default_factory=list
+    )
+    nurse_place: Literal["planned_visit", "dedicated_place", "home"] | None = None
+    nurse_number: Annotated[str, Meta(max_length=11)] | None = None
+    reason: Annotated[str, Meta(max_length=300)] | None = None
+    patient_birth_date: date | None = None
+    patient_nir: Annotated[str, Meta(max_length=32)] | None = None
+
+
+async def read_optional_body(request: web.Request, kind: type[T]) -> T | None:
+    """``read_body`` for an endpoint whose body may be absent (no bytes at all)."""
+    if not request.can_read_body:
+        return None
+    return await read_body(request, kind)

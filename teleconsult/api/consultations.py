@@ -7,7 +7,8 @@ from datetime import UTC, datetime
 from aiohttp import web
 
 from teleconsult.api.auth import current_doctor, require_doctor
-from teleconsult.api.bodies import NewConsultationBody, ResendBody, read_body
+from teleconsult.api.billing import choice_of
+from teleconsult.api.bodies import BillingBody, NewConsultationBody, ResendBody, read_body, read_optional_body
 from teleconsult.api.keys import CONSULTATIONS, SEATS, SIGNALING
 from teleconsult.api.security import participant_credential
 from teleconsult.api.serialize import billing_json, consultation_json
@@ -81,7 +82,8 @@ async def ticket(request: web.Request) -> web.Response:
 async def end(request: web.Request) -> web.Response:
     doctor = await require_doctor(request)
     consultation_id = request.match_info["id"]
-    ended = await request.app[SIGNALING].end_consultation(consultation_id, doctor.id)
+    choice = choice_of(await read_optional_body(request, BillingBody))
+    ended = await request.app[SIGNALING].end_consultation(consultation_id, doctor.id, choice)
     return web.json_response({"status": ended.status.value, "billing": billing_json(ended.billing)})
 
 

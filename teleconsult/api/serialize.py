@@ -34,17 +34,44 @@ def billing_json(record: BillingRecord | None) -> dict[str, Any] | None:
     return {
         "id": record.id,
         "consultation_id": record.consultation_id,
+        "revision": record.revision,
+        "corrects": record.corrects,
+        "status": record.status.value,
+        "reason": record.reason,
+        "act_date": record.act_date.isoformat(),
         "doctor": {"id": record.doctor_id, "name": record.doctor_name, "rpps": record.doctor_rpps},
         "patient_name": record.patient_name,
+        "patient_birth_date": record.patient_birth_date.isoformat() if record.patient_birth_date else None,
+        "patient_nir": record.patient_nir,
+        "nurse": (
+            {"name": record.nurse.name, "number": record.nurse.number, "place": record.nurse.place}
+            if record.nurse
+            else None
+        ),
+        "scheduled_at": iso(record.scheduled_at),
         "started_at": iso(record.started_at),
         "ended_at": iso(record.ended_at),
         "duration_s": record.duration_s,
+        "video_connected": record.video_connected,
         "acts": [
-            {"role": a.role, "performer": a.performer_name, "act_code": a.act_code, "amount_cents": a.amount_cents}
+            {
+                "role": a.role,
+                "performer": a.performer_name,
+                "act_code": a.act_code,
+                "amount_cents": a.amount_cents,
+                "tariff_from": a.tariff_from.isoformat(),
+                "modifiers": [
+                    {"code": m.code, "amount_cents": m.amount_cents, "tariff_from": m.tariff_from.isoformat()}
+                    for m in a.modifiers
+                ],
+                "total_cents": a.total_cents,
+            }
             for a in record.acts
         ],
         "total_cents": record.total_cents,
         "currency": record.currency,
+        "recorded_at": iso(record.recorded_at),
+        "recorded_by": record.recorded_by,
     }
 
 

@@ -96,14 +96,50 @@ class Ping(_Client, tag="ping"):
     pass
 
 
+class Media(_Client, tag="media"):
+    """The sender receives ``peer_id``'s media: ``video`` once frames are decoded (billing records that video
+    connected between the doctor and the patient)."""
+
+    peer_id: PeerRef
+    video: bool
+
+
 ClientMessage = (
-    Hello | Admit | Deny | Remove | ReturnToLobby | Ready | Offer | Answer | Candidate | Chat | Leave | End | Ping
+    Hello
+    | Admit
+    | Deny
+    | Remove
+    | ReturnToLobby
+    | Ready
+    | Offer
+    | Answer
+    | Candidate
+    | Chat
+    | Leave
+    | End
+    | Ping
+    | Media
 )
 
 #: Every client message type, by its wire tag.
 CLIENT_TYPES: dict[str, type[msgspec.Struct]] = {
     cls.__struct_config__.tag: cls  # type: ignore[misc]
-    for cls in (Hello, Admit, Deny, Remove, ReturnToLobby, Ready, Offer, Answer, Candidate, Chat, Leave, End, Ping)
+    for cls in (
+        Hello,
+        Admit,
+        Deny,
+        Remove,
+        ReturnToLobby,
+        Ready,
+        Offer,
+        Answer,
+        Candidate,
+        Chat,
+        Leave,
+        End,
+        Ping,
+        Media,
+    )
 }
 
 

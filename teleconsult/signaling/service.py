@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 
 from teleconsult.background import settle
+from teleconsult.billing import BillingChoice
 from teleconsult.bus import Bus
 from teleconsult.clock import now as clock_now
 from teleconsult.config import SignalingSettings
@@ -25,7 +26,7 @@ from teleconsult.invitations import InvitationService, Resent
 from teleconsult.protocol import PROTOCOL_VERSION, ClientMessage, ServerMessage, encode
 from teleconsult.protocol import messages as m
 from teleconsult.rooms import Capacity, Peer, PeerState, Role, Room, polite
-from teleconsult.seats import SeatService
+from teleconsult.seats import SeatService, actor_of
 from teleconsult.signaling.ownership import LocalRooms, RoomOwnership
 from teleconsult.signaling.sessions import Connection, Session, SessionRegistry, channel_of
 
@@ -214,10 +215,10 @@ class SignalingService:
                 await self._admit(session, target_id)
             case m.Deny(peer_id=target_id):
                 target = room.deny(peer, target_id)
-                await self._evict(target, m.Denied(), sent_away=True)
+                await self._evict(target, m.Denied(), sent_away=True, by=actor_of(session.seat))
             case m.Remove(peer_id=target_id):
                 target = room.remove(peer, target_id)
-                await self._evict(target, m.Removed(), sent_away=True)
+                await self._evict(target, m.Removed(), sent_away=True, by=actor_of(session.seat))
             case m.ReturnToLobby(peer_id=target_id):
                 await self._return_to_lobby(session, target_id)
             case m.Leave():
@@ -228,6 +229,11 @@ class SignalingService:
             case m.End():
                 room.authorize(peer, "end")
                 await self.end_consultation(room.consultation_id, session.seat.doctor_id)
+            case m.Media(peer_id=source_id, video=True):
+                if room.video_report(peer, source_id):
+                    await self._consultations.video_connected(room.consultation_id, peer.peer_id, source_id)
+            case m.Media():
+                room.authorize(peer, "media")
             case m.Hello():
                 room.authorize(peer, "hello")
 
@@ -244,7 +250,9 @@ class SignalingService:
             if newcomer is not None and newcomer.unsaved_resume is not None:
                 await self._seats.seat_taken(newcomer.seat, target.peer_id, newcomer.unsaved_resume, admitted=True)
                 newcomer.unsaved_resume = None
-            await self._seats.participant_admitted(target.seat, room.consultation_id, in_progress=room.is_in_progress())
+            await self._seats.participant_admitted(
+                target.seat, room.consultation_id, in_progress=room.is_in_progress(), by=actor_of(session.seat)
+            )
         except TeleconsultError:
             room.undo_admission(admission)
             raise
@@ -260,7 +268,9 @@ class SignalingService:
         room = session.room
         target = room.return_to_lobby(session.peer, target_id)
         try:
-            await self._seats.participant_returned(target.seat)
+            await self._seats.participant_returned(
+                target.seat, consultation_id=room.consultation_id, by=actor_of(session.seat)
+            )
         except TeleconsultError:
             room.undo_return(target)
             raise
@@ -295,14 +305,14 @@ class SignalingService:
         if session.closed or session.conn is not None:
             return
         try:
-            await self._depart(session)
+            await self._depart(session, reason="timed_out")
         except TeleconsultError:
             log.warning("could not record the departure of a peer (database unavailable)")
         except Exception:  # a bug: said, and the other rooms go on
             log.exception("could not complete the departure of a peer")
 
-    async def _depart(self, session: Session) -> None:
-        """The peer is gone for good (left, or its grace ran out)."""
+    async def _depart(self, session: Session, *, reason: str = "left") -> None:
+        """The peer is gone for good (``left``, or its grace ran out: ``timed_out``)."""
         if session.closed:
             return
         await self._forget(session)
@@ -310,12 +320,24 @@ class SignalingService:
         if peer is not None:
             await self._announce_departure(session.room, peer)
         if session.durable:
-            await self._seats.seat_released(session.participant_id)
+            await self._seats.seat_released(
+                session.participant_id,
+                consultation_id=session.room.consultation_id,
+                actor=actor_of(session.seat) if reason == "left" else "system",
+                reason=reason,
+            )
 
     async def _evict(
-        self, peer: Peer, notice: ServerMessage, *, sent_away: bool = False, release_seat: bool = True
+        self,
+        peer: Peer,
+        notice: ServerMessage,
+        *,
+        sent_away: bool = False,
+        release_seat: bool = True,
+        by: str = "system",
     ) -> None:
-        """Tell a peer already taken out of its room why, close its socket, and tell the room."""
+        """Tell a peer already taken out of its room why, close its socket, and tell the room (``by``: who sent it
+        away, for the audit trail)."""
         session = self._sessions.get(peer.peer_id)
         await self._send(peer, notice)
         if session is not None:
@@ -325,7 +347,13 @@ class SignalingService:
             await self._announce_departure(session.room, peer)
             release_seat = release_seat and session.durable  # a second device never held the seat
         if release_seat:
-            await self._seats.seat_released(peer.seat, sent_away=sent_away)
+            await self._seats.seat_released(
+                peer.seat,
+                sent_away=sent_away,
+                consultation_id=session.room.consultation_id if session is not None else None,
+                actor=by,
+                reason=str(getattr(notice, "reason", None) or notice.__struct_config__.tag),
+            )
 
     async def document_added(self, document: Document, seat: Participant) -> None:
         """Show a new document to the room's admitted peers at once (a ``document`` frame)."""
@@ -364,9 +392,12 @@ class SignalingService:
 
     # --- ending and shutting down ------------------------------------------------------------------------------
 
-    async def end_consultation(self, consultation_id: str, doctor_id: str) -> Ended:
-        """End for everyone (from the doctor's ``end`` frame or the HTTP API): bill, tell the room, close."""
-        ended = await self._consultations.end(consultation_id, doctor_id)
+    async def end_consultation(
+        self, consultation_id: str, doctor_id: str, choice: BillingChoice | None = None
+    ) -> Ended:
+        """End for everyone (from the doctor's ``end`` frame or the HTTP API, with the doctor's billing choice):
+        bill, tell the room, close."""
+        ended = await self._consultations.end(consultation_id, doctor_id, choice)
         await self.close_room(consultation_id)
         return ended
 

@@ -88,6 +88,17 @@ async def set_status(tx: Tx, consultation_id: str, new: str, *, allowed_from: It
     return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
+async def set_video_at(tx: Tx, consultation_id: str, at: datetime) -> bool:
+    """Note when video first flowed; True only for the first report (the condition is in the UPDATE)."""
+    result = await tx.execute(
+        update(Consultation)
+        .where(Consultation.id == consultation_id, Consultation.video_at.is_(None))
+        .values(video_at=at)
+        .execution_options(synchronize_session=False)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
 async def participant_by_id(tx: Tx, participant_id: str) -> domain.Participant | None:
     return await _participant(tx, Participant.id == participant_id)
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from datetime import date
+
 from teleconsult import domain
 from teleconsult.ids import (
     BillingRecordId,
@@ -18,7 +21,13 @@ from teleconsult.store import models
 
 def doctor(row: models.Doctor) -> domain.Doctor:
     return domain.Doctor(
-        id=DoctorId(row.id), email=row.email, name=row.name, rpps=row.rpps, phone=row.phone, address=row.address
+        id=DoctorId(row.id),
+        email=row.email,
+        name=row.name,
+        rpps=row.rpps,
+        phone=row.phone,
+        address=row.address,
+        profession=row.profession,
     )
 
 
@@ -72,24 +81,52 @@ def mail(row: models.OutgoingMail) -> domain.Mail:
     )
 
 
-def billing_record(row: models.BillingRecord) -> domain.BillingRecord:
+def billing_record(row: models.BillingEntry) -> domain.BillingRecord:
+    nurse = (
+        domain.Nurse(name=row.nurse_name, number=row.nurse_number, place=row.nurse_place or "")
+        if row.nurse_name is not None
+        else None
+    )
     return domain.BillingRecord(
         id=BillingRecordId(row.id),
         consultation_id=ConsultationId(row.consultation_id),
+        revision=row.revision,
+        corrects=BillingRecordId(row.corrects) if row.corrects else None,
+        status=domain.BillingStatus(row.status),
+        reason=row.reason,
+        act_date=row.act_date,
         doctor_id=DoctorId(row.doctor_id),
         doctor_name=row.doctor_name,
         doctor_rpps=row.doctor_rpps,
         patient_name=row.patient_name,
+        patient_birth_date=row.patient_birth_date,
+        patient_nir=row.patient_nir,
+        nurse=nurse,
+        scheduled_at=row.scheduled_at,
         started_at=row.started_at,
         ended_at=row.ended_at,
         duration_s=row.duration_s,
+        video_connected=bool(row.video_connected),
         total_cents=row.total_cents,
         currency=row.currency,
-        acts=tuple(
-            domain.BillingAct(
-                role=act.role, performer_name=act.performer_name, act_code=act.act_code, amount_cents=act.amount_cents
+        acts=tuple(billing_act(act) for act in row.acts),
+        recorded_at=row.recorded_at,
+        recorded_by=row.recorded_by,
+    )
+
+
+def billing_act(row: models.BillingEntryAct) -> domain.BillingAct:
+    return domain.BillingAct(
+        role=row.role,
+        performer_name=row.performer_name,
+        act_code=row.code,
+        amount_cents=row.amount_cents,
+        tariff_from=row.tariff_from,
+        modifiers=tuple(
+            domain.Modifier(
+                code=m["code"], amount_cents=int(m["amount_cents"]), tariff_from=date.fromisoformat(m["from"])
             )
-            for act in row.acts
+            for m in json.loads(row.modifiers)
         ),
     )
 
@@ -105,6 +142,7 @@ def consultation_core(row: models.Consultation) -> domain.ConsultationCore:
         created_at=row.created_at,
         started_at=row.started_at,
         ended_at=row.ended_at,
+        video_at=row.video_at,
     )
 
 
@@ -115,7 +153,7 @@ def consultation(row: models.Consultation) -> domain.Consultation:
         participants=tuple(participant(p) for p in row.participants),
         invitations=tuple(invitation(i) for i in row.invitations),
         mails=tuple(mail(m) for m in row.mails),
-        billing=billing_record(row.billing) if row.billing is not None else None,
+        billing=billing_record(row.billing[-1]) if row.billing else None,
         documents=tuple(document(d) for d in row.documents),
     )
 

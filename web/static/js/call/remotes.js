@@ -25,6 +25,7 @@ export class RemotePeers {
     this.peers = new Map(); // peer_id -> {peer_id, role, name, polite}
     this.links = new Map(); // peer_id -> PeerLink
     this.tiles = new Map(); // peer_id -> {figure, video, overlay, caption, fallback}
+    this.videoReported = new Set(); // peer_ids whose video we told the server we receive
     this.enableSound.addEventListener("click", () => this.unmuteAll());
   }
 
@@ -135,6 +136,15 @@ export class RemotePeers {
     const caption = el("figcaption", { className: "tile__label", text: name });
     const figure = el("figure", { className: "tile", "data-peer-id": peerId }, video, overlay, caption);
     tile = { figure, video, overlay, caption, fallback: null };
+    // Once frames are decoded, say so: billing records that video connected (a teleconsultation is by video).
+    const reportVideo = () => {
+      if (video.videoWidth > 0 && !this.videoReported.has(peerId)) {
+        this.videoReported.add(peerId);
+        this.send({ type: "media", peer_id: peerId, video: true });
+      }
+    };
+    video.addEventListener("playing", reportVideo);
+    video.addEventListener("resize", reportVideo);
     this.tiles.set(peerId, tile);
     this.container.append(figure);
     this.updateHint();

@@ -1,0 +1,168 @@
+"""The billing ledger's service: the proposal shown when the doctor ends, the entry written in the transaction that
+ends the consultation (once: a unique constraint, not a check), corrections as new entries, and a month's summary.
+Every entry and correction is an audit event (ids and codes only)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from datetime import date, datetime
+
+from teleconsult.acts import ActCatalog
+from teleconsult.billing.proposal import BillingChoice, Proposal, propose
+from teleconsult.clock import now as clock_now
+from teleconsult.clock import paris_day_bounds
+from teleconsult.domain import BillingRecord, BillingStatus, Consultation, Doctor
+from teleconsult.errors import ErrorCode, TeleconsultError
+from teleconsult.lifecycle import CLOSED, Status
+from teleconsult.store import Database, Tx, audit
+from teleconsult.store import billing as store
+from teleconsult.store import consultations as consultation_store
+from teleconsult.validation import birth_date, nir, optional_text
+
+
+@dataclass(frozen=True, slots=True)
+class MonthSummary:
+    first: date
+    last: date
+    #: Consultations by status: completed, no_show, interrupted, not_billable (their ledger entries) and
+    #: cancelled (no entry).
+    statuses: dict[str, int]
+    #: Acts by code: how many, and their total in cents.
+    acts: dict[str, tuple[int, int]]
+    total_cents: int
+
+
+def checked(choice: BillingChoice) -> BillingChoice:
+    """The doctor's free input checked at the edge (reason length, birth date, NIR and its key)."""
+    return BillingChoice(
+        status=choice.status,
+        doctor_act=choice.doctor_act,
+        majorations=choice.majorations,
+        nurse_place=choice.nurse_place,
+        nurse_number=optional_text(choice.nurse_number, field="nurse_number", max_length=11),
+        reason=optional_text(choice.reason, field="reason", max_length=300),
+        patient_birth_date=birth_date(choice.patient_birth_date) if choice.patient_birth_date else None,
+        patient_nir=nir(choice.patient_nir) if choice.patient_nir else None,
+    )
+
+
+class BillingService:
+    def __init__(self, db: Database, catalog: ActCatalog):
+        self._db = db
+        self._catalog = catalog
+
+    @property
+    def catalog(self) -> ActCatalog:
+        return self._catalog
+
+    # --- inside the transaction that ends a consultation -------------------------------------------------------
+
+    def draft(
+        self, consultation: Consultation, doctor: Doctor, *, ended_at: datetime, choice: BillingChoice | None
+    ) -> BillingRecord:
+        """The entry the doctor's choice makes; raises before anything is written when the choice is refused."""
+        return propose(
+            self._catalog,
+            consultation,
+            doctor,
+            ended_at=ended_at,
+            choice=checked(choice) if choice else None,
+            recorded_by=f"doctor:{doctor.id}",
+        ).draft
+
+    async def record(self, tx: Tx, draft: BillingRecord) -> BillingRecord:
+        """Revision 0, in the caller's transaction: a second writer fails on the unique constraint."""
+        record = await store.add_entry(tx, draft)
+        await _audit(tx, record, "billing.recorded")
+        return record
+
+    async def existing(self, tx: Tx, consultation_id: str) -> BillingRecord | None:
+        return await store.current_entry(tx, consultation_id)
+
+    # --- the doctor's own requests -----------------------------------------------------------------------------
+
+    async def proposal(self, doctor: Doctor, consultation_id: str, choice: BillingChoice | None = None) -> Proposal:
+        """What ending now would bill (or, after the end, what a correction with ``choice`` would make)."""
+        async with self._db.transaction() as tx:
+            consultation = await _owned(tx, doctor, consultation_id)
+        ended_at = consultation.ended_at or clock_now()
+        return propose(
+            self._catalog,
+            consultation,
+            doctor,
+            ended_at=ended_at,
+            choice=checked(choice) if choice else None,
+            recorded_by=f"doctor:{doctor.id}",
+        )
+
+    async def entries(self, doctor: Doctor, consultation_id: str) -> list[BillingRecord]:
+        async with self._db.transaction() as tx:
+            await _owned(tx, doctor, consultation_id)
+            return await store.entries_of(tx, consultation_id)
+
+    async def correct(self, doctor: Doctor, consultation_id: str, choice: BillingChoice) -> BillingRecord:
+        """A new entry replacing the current one; the original and every earlier correction stay as they were."""
+        choice = checked(choice)
+        async with self._db.transaction() as tx:
+            consultation = await _owned(tx, doctor, consultation_id)
+            current = await store.current_entry(tx, consultation_id)
+            if current is None or Status(consultation.status) not in CLOSED:
+                raise TeleconsultError(ErrorCode.CONFLICT, "Only an ended consultation's billing can be corrected.")
+            if current.status is BillingStatus.NO_SHOW:
+                raise TeleconsultError(ErrorCode.CONFLICT, "The patient never joined: there is nothing to bill.")
+            draft = propose(
+                self._catalog,
+                consultation,
+                doctor,
+                ended_at=current.ended_at,
+                choice=choice,
+                recorded_by=f"doctor:{doctor.id}",
+                recorded_at=clock_now(),
+                revision=current.revision + 1,
+                corrects=current.id,
+            ).draft
+            record = await store.add_entry(tx, draft)
+            await _audit(tx, record, "billing.corrected")
+            return record
+
+    async def month(self, doctor: Doctor, first: date, last: date) -> MonthSummary:
+        """The doctor's consultations of the range by status, their acts and the total."""
+        statuses: Counter[str] = Counter()
+        acts: dict[str, tuple[int, int]] = {}
+        total = 0
+        start, end = paris_day_bounds(first, last)
+        async with self._db.transaction() as tx:
+            async for record in store.stream_current(tx, first, last, doctor_id=doctor.id):
+                statuses[record.status.value] += 1
+                total += record.total_cents
+                for act in record.acts:
+                    count, cents = acts.get(act.act_code, (0, 0))
+                    acts[act.act_code] = (count + 1, cents + act.total_cents)
+            statuses["cancelled"] = await store.cancelled_between(tx, doctor.id, start, end)
+        for status in BillingStatus:
+            statuses.setdefault(status.value, 0)
+        return MonthSummary(first=first, last=last, statuses=dict(statuses), acts=acts, total_cents=total)
+
+
+async def _owned(tx: Tx, doctor: Doctor, consultation_id: str) -> Consultation:
+    consultation = await consultation_store.consultation_by_id(tx, consultation_id)
+    if consultation is None or consultation.doctor_id != doctor.id:
+        raise TeleconsultError(ErrorCode.NOT_FOUND)
+    return consultation
+
+
+async def _audit(tx: Tx, record: BillingRecord, action: str) -> None:
+    detail: dict[str, object] = {
+        "entry": record.id,
+        "revision": record.revision,
+        "status": record.status.value,
+        "acts": [act.act_code for act in record.acts],
+        "modifiers": [m.code for act in record.acts for m in act.modifiers],
+        "total_cents": record.total_cents,
+    }
+    if record.corrects:
+        detail["corrects"] = record.corrects
+    await audit.add_event(
+        tx, action=action, actor=record.recorded_by, consultation_id=record.consultation_id, detail=detail
+    )
