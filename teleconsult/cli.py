@@ -1,4 +1,4 @@
-"""Command line: ``teleconsult serve | create-doctor | db upgrade``."""
+"""Command line: ``teleconsult serve | create-doctor | keys … | acts list | db upgrade``."""
 
 from __future__ import annotations
 
@@ -9,11 +9,15 @@ import getpass
 import logging
 import secrets
 import sys
+from datetime import date
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from aiohttp import web
 
+from teleconsult import acts as acts_catalog
+from teleconsult import clock
 from teleconsult.app import create_app, server_secret
 from teleconsult.config import ConfigError, Settings, load_settings
 from teleconsult.crypto.keyring import KeyRing
@@ -21,6 +25,7 @@ from teleconsult.crypto.tls import server_ssl_context
 from teleconsult.doctors import DoctorService
 from teleconsult.errors import TeleconsultError
 from teleconsult.files import private_directory, write_private
+from teleconsult.i18n import PARIS
 from teleconsult.logging import SERVER_ADDRESS, setup_logging
 from teleconsult.store import Database, audit
 
@@ -95,6 +100,13 @@ def _parser() -> argparse.ArgumentParser:
     rotate.set_defaults(func=_keys_rotate)
     listing = keys_sub.add_parser("list", help="the keys: ids, public halves, which is active", parents=[after])
     listing.set_defaults(func=_keys_list)
+
+    acts = command("acts", "the billable acts and their amounts (teleconsult/data/acts.toml)")
+    acts_sub = acts.add_subparsers(required=True)
+    acts_list = acts_sub.add_parser("list", help="the acts and amounts in force on a date", parents=[after])
+    acts_list.add_argument("--on", type=_day, help="YYYY-MM-DD (default: today in Europe/Paris)")
+    acts_list.add_argument("--all", action="store_true", help="also the unconfirmed ones, marked as such")
+    acts_list.set_defaults(func=_acts_list)
 
     db = command("db", "database maintenance")
     db_sub = db.add_subparsers(required=True)
@@ -250,6 +262,46 @@ def _keys_list(settings: Settings, _args: argparse.Namespace) -> int:
         else:
             role = "decrypt-only: opens the documents made before the next rotation"
         print(f"{entry.key_id}\t{entry.public}\t{role}")
+    return 0
+
+
+def _day(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date (YYYY-MM-DD)") from None
+
+
+def _acts_list(_settings: Settings, args: argparse.Namespace) -> int:
+    """The acts and majorations in force on a day, from the packaged catalog: one row each, amounts the French way."""
+    day: date = args.on or clock.now().astimezone(ZoneInfo(PARIS)).date()
+    tariffs = acts_catalog.packaged().in_force(day, include_unconfirmed=args.all)
+    if not tariffs:
+        print(f"no act in force on {day.isoformat()}")
+        return 0
+    header = ["code", "kind", "billed by", "amount", "since", *(["confirmed"] if args.all else []), "label"]
+    rows = [
+        [
+            t.code,
+            f"{t.kind} ({', '.join(t.applies_to)})" if t.applies_to else t.kind,
+            ", ".join(t.billed_by),
+            acts_catalog.format_euros(t.amount_cents),
+            t.valid_from.isoformat(),
+            *(["yes" if t.confirmed else "NO"] if args.all else []),
+            t.label_fr,
+        ]
+        for t in tariffs
+    ]
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+    print(f"Acts in force on {day.isoformat()} (Europe/Paris)")
+    for row in [header, *rows]:
+        cells = [
+            cell.rjust(width) if i == 3 else cell.ljust(width)  # amounts right-aligned
+            for i, (cell, width) in enumerate(zip(row, widths, strict=True))
+        ]
+        print("  ".join(cells).rstrip())
+    if not all(t.confirmed for t in tariffs):
+        print("Unconfirmed (confirmed: NO): never proposed for billing; docs/billing.md says what is missing.")
     return 0
 
 
