@@ -37,9 +37,7 @@ def seat(role: str, name: str, *, admitted: bool = True, joined: bool = True) ->
     )
 
 
-def consultation(
-    *participants: Participant, started_at: datetime | None = START, video: bool = True
-) -> Consultation:
+def consultation(*participants: Participant, started_at: datetime | None = START, video: bool = True) -> Consultation:
     core = ConsultationCore(
         id=ConsultationId("c_1"),
         doctor_id=DOCTOR.id,
@@ -81,7 +79,11 @@ def test_a_generalist_with_video_bills_a_tcg_for_the_time_spent() -> None:
 
 @pytest.mark.parametrize(
     ("place", "code", "cents"),
-    [(NursePlace.PLANNED_VISIT, "TLS", 1000), (NursePlace.DEDICATED_PLACE, "TLL", 1200), (NursePlace.HOME, "TLD", 1500)],
+    [
+        (NursePlace.PLANNED_VISIT, "TLS", 1000),
+        (NursePlace.DEDICATED_PLACE, "TLL", 1200),
+        (NursePlace.HOME, "TLD", 1500),
+    ],
 )
 def test_an_admitted_nurse_bills_the_act_of_where_she_was(place: NursePlace, code: str, cents: int) -> None:
     people = (seat("patient", "Jeanne"), seat("nurse", "Inès Robert"))

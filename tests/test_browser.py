@@ -6,6 +6,8 @@ Set ``TELECONSULT_SHOTS=/some/dir`` to also save a screenshot of each page on th
 from __future__ import annotations
 
 import asyncio
+import csv
+import io
 import os
 import re
 import time
@@ -249,8 +251,18 @@ async def test_doctor_and_patient_hold_a_consultation(browser: Browser, live_ser
         await mute.click()
         await expect(mute).to_have_attribute("aria-pressed", "false")
 
-        # The doctor ends the consultation for everyone, after confirming.
+        # The doctor ends the consultation for everyone, after seeing the proposed acts and confirming.
         await doctor.get_by_test_id("end").click()
+        proposed = doctor.get_by_test_id("billing-proposed")
+        await expect(proposed).to_contain_text("25,00", timeout=WAIT_MS)
+        await expect(doctor.get_by_test_id("billing-act")).to_have_value("TCG")
+        status = doctor.get_by_test_id("billing-status")
+        await status.select_option("not_billable")
+        await expect(doctor.get_by_test_id("billing-reason")).to_be_visible()
+        await expect(proposed).to_contain_text("Rien ne sera facturé")
+        await status.select_option("completed")
+        await expect(proposed).to_contain_text("25,00")
+        await shot(doctor, "end-billing-desktop")
         await doctor.get_by_test_id("end-confirm").click()
         for page in (doctor, patient):
             await expect(page.get_by_test_id("call-status")).to_have_attribute("data-state", "ended", timeout=WAIT_MS)
@@ -265,6 +277,18 @@ async def test_doctor_and_patient_hold_a_consultation(browser: Browser, live_ser
         await expect(row).to_contain_text("TCG")
         await expect(row).to_contain_text("Terminée")
         await expect(row.get_by_test_id("consultation-open")).to_have_count(0)
+
+        # The month's summary counts it, and the export button downloads a CSV that parses.
+        summary = doctor.get_by_test_id("billing-summary")
+        await expect(summary.locator('[data-status="completed"]')).to_contain_text("1", timeout=WAIT_MS)
+        await expect(doctor.get_by_test_id("billing-acts")).to_contain_text("TCG × 1")
+        await expect(doctor.get_by_test_id("billing-total")).to_contain_text("25,00")
+        async with doctor.expect_download() as download_info:
+            await doctor.get_by_test_id("billing-export").click()
+        download = await download_info.value
+        exported = Path(await download.path()).read_text(encoding="utf-8-sig")
+        rows = list(csv.DictReader(io.StringIO(exported), delimiter=";", strict=True))
+        assert len(rows) == 1 and any(value == "TCG" for value in rows[0].values()), rows
         assert watcher.errors == []
     finally:
         await doctor_context.close()

@@ -33,7 +33,9 @@ async def test_the_proposal_shows_the_doctors_act_at_its_amount_and_what_may_be_
 
 async def test_without_video_reports_the_proposal_is_interrupted_and_completed_is_refused(clients: Any) -> None:
     call = await admitted_call(clients, video=False)
-    proposal = await (await call.doctor_http.get(f"/api/consultations/{call.consultation['id']}/billing/proposal")).json()
+    proposal = await (
+        await call.doctor_http.get(f"/api/consultations/{call.consultation['id']}/billing/proposal")
+    ).json()
     assert proposal["proposed"]["status"] == "interrupted" and proposal["proposed"]["acts"] == []
     refused = await end(call, status="completed")
     assert refused.status == 400 and (await refused.json())["field"] == "status"
@@ -110,7 +112,7 @@ async def test_a_nurse_beside_the_patient_bills_her_act_for_where_she_was(client
     doctor_http = await clients()
     csrf = await login(doctor_http)
     created = await create_consultation(doctor_http, csrf, nurse_name="Inès Robert", nurse_email="ines@example.org")
-    from tests.helpers import connect, doctor_ticket  # noqa: PLC0415
+    from tests.helpers import connect, doctor_ticket
 
     doctor = await connect(doctor_http, await doctor_ticket(doctor_http, csrf, created["id"]))
     peers = {}
@@ -166,7 +168,7 @@ async def test_another_doctor_sees_no_billing_of_this_consultation(clients: Any)
     call = await admitted_call(clients)
     cid = call.consultation["id"]
     await end(call)
-    from teleconsult.api.keys import DOCTORS  # noqa: PLC0415
+    from teleconsult.api.keys import DOCTORS
 
     other = await clients()
     app = other.server.app

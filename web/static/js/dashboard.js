@@ -1,8 +1,9 @@
 // The doctor's dashboard: create a consultation, copy the links, follow the invitation mails, resend an invitation
 // (to a corrected address if need be), cancel a consultation and follow its notices, list them. Modules in
-// ./dashboard/: the creation form, the list and its rows, the actions in a row.
+// ./dashboard/: the creation form, the list and its rows, the actions in a row, the month's billing.
 import { api } from "./api.js";
 import { RowActions } from "./dashboard/actions.js";
+import { MonthBilling } from "./dashboard/billing.js";
 import { NewConsultation } from "./dashboard/create.js";
 import { ConsultationList } from "./dashboard/list.js";
 
@@ -25,3 +26,4 @@ document.getElementById("logout").addEventListener("click", async () => {
 });
 
 list.start();
+new MonthBilling({ onUnauthorized: goToLogin }).start();

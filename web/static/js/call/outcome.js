@@ -69,13 +69,15 @@ export class Outcome {
   }
 }
 
-/** The doctor's "end for everyone", confirmed in a dialog (or at once where <dialog> is missing). */
-export function confirmEnd(onConfirm) {
+/** The doctor's "end for everyone", confirmed in a dialog (or at once where <dialog> is missing); `prepare` fills
+ * the dialog (the billing proposal) before it opens. */
+export function confirmEnd(onConfirm, prepare = async () => {}) {
   const button = document.getElementById("end");
   const dialog = document.getElementById("end-dialog");
   if (!button) return;
-  button.addEventListener("click", () => {
+  button.addEventListener("click", async () => {
     if (dialog && typeof dialog.showModal === "function") {
+      await prepare();
       dialog.returnValue = "";
       dialog.showModal();
     } else {

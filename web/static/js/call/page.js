@@ -9,6 +9,7 @@ import { DocumentsPanel } from "./documents.js";
 import { JoinForm } from "./join.js";
 import { Lobby } from "./lobby.js";
 import { LocalMedia } from "./media.js";
+import { EndBilling } from "./billing.js";
 import { Outcome, confirmEnd } from "./outcome.js";
 import { PrescriptionForm } from "./prescription.js";
 import { RemotePeers } from "./remotes.js";
@@ -50,7 +51,11 @@ export class CallPage {
   start() {
     document.getElementById("hangup").addEventListener("click", () => this.hangUp());
     this.outcome.rejoin.addEventListener("click", () => this.connect());
-    confirmEnd(() => this.endForEveryone());
+    this.endBilling = this.isDoctor ? new EndBilling(this.consultationId) : null;
+    confirmEnd(
+      () => this.endForEveryone(),
+      () => (this.endBilling ? this.endBilling.load() : Promise.resolve()),
+    );
     window.addEventListener("pagehide", () => this.signaling && this.signaling.stop());
     if (this.isDoctor) {
       if (CLOSED_STATUSES.has(this.config.status)) this.finishEnded();
@@ -262,10 +267,11 @@ export class CallPage {
     this.finish("left", t("left.title"), t("left.text"), { rejoin: true });
   }
 
+  /** Over HTTP, with the doctor's billing choice; "ended" also comes back to everyone over the socket. */
   async endForEveryone() {
-    if (this.signaling && this.signaling.send({ type: "end" })) return; // "ended" comes back to everyone
+    const body = this.endBilling ? this.endBilling.choice() : undefined;
     try {
-      await api(`/api/consultations/${encodeURIComponent(this.consultationId)}/end`, { method: "POST" });
+      await api(`/api/consultations/${encodeURIComponent(this.consultationId)}/end`, { method: "POST", body });
       await this.finishEnded();
     } catch (error) {
       this.status.notify(errorText(error));
