@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TypeGuard
 
 from teleconsult.billing import BillingChoice, BillingService
@@ -170,7 +170,19 @@ class ConsultationService:
         async with self._db.transaction() as tx:
             return await owned(tx, doctor, consultation_id)
 
-    async def end(self, consultation_id: str, doctor_id: str, choice: BillingChoice | None = None) -> Ended:
+    async def overdue(self, grace: timedelta, limit: int = 100) -> list[tuple[str, str]]:
+        """Appointments whose time passed ``grace`` ago and that never started: ``(consultation id, doctor id)``."""
+        async with self._db.transaction() as tx:
+            return await store.overdue_appointments(tx, clock_now() - grace, limit)
+
+    async def end(
+        self,
+        consultation_id: str,
+        doctor_id: str,
+        choice: BillingChoice | None = None,
+        *,
+        by: str | None = None,
+    ) -> Ended:
         """End the consultation; its billing entry is written once, in the same transaction.
 
         Ending twice returns the same entry; a choice the billing rules refuse changes nothing. A consultation the
@@ -187,7 +199,9 @@ class ConsultationService:
                 consultation = await _reload(tx, consultation_id)
                 doctor = await doctor_store.doctor_by_id(tx, doctor_id)
                 assert doctor is not None  # a consultation's doctor cannot be deleted (foreign key)
-                draft = self._billing.draft(consultation, doctor, ended_at=now, choice=choice)
+                draft = self._billing.draft(
+                    consultation, doctor, ended_at=now, choice=choice, recorded_by=by or f"doctor:{doctor_id}"
+                )
                 target = closing_status(started=core.status == Status.IN_PROGRESS)
                 won = await store.set_status(
                     tx, consultation_id, target, allowed_from=sources(target), ended_at=now
@@ -199,7 +213,7 @@ class ConsultationService:
                 await audit.add_event(
                     tx,
                     action=f"consultation.{target.value}",
-                    actor=f"doctor:{doctor_id}",
+                    actor=by or f"doctor:{doctor_id}",
                     consultation_id=consultation_id,
                 )
                 return Ended(target, record)

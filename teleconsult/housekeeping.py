@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from datetime import timedelta
+from typing import Protocol
 
 from teleconsult.background import BackgroundLoops
 from teleconsult.clock import now as clock_now
@@ -33,4 +34,22 @@ async def run(database: Database, every_s: float, chores: BackgroundLoops) -> No
             log.warning("housekeeping skipped: database unavailable")
         except Exception:  # never the end of the loop: said, and tried again next time
             log.exception("housekeeping failed; will retry")
+        await chores.rest(every_s)
+
+
+class Overdue(Protocol):
+    async def close_overdue(self, grace: timedelta) -> int: ...
+
+
+async def close_no_shows(signaling: Overdue, grace: timedelta, every_s: float, chores: BackgroundLoops) -> None:
+    """Appointments the patient never came into are closed as no-shows ``grace`` after their time."""
+    while not chores.stopping.is_set():
+        try:
+            closed = await signaling.close_overdue(grace)
+            if closed:
+                log.info("closed %d appointment(s) the patient never came into, as no-shows", closed)
+        except TeleconsultError:
+            log.warning("no-show round skipped: database unavailable")
+        except Exception:  # never the end of the loop
+            log.exception("no-show round failed; will retry")
         await chores.rest(every_s)

@@ -3,9 +3,12 @@ that keep the original, the month's summary, and video reported by the clients."
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from tests.helpers import admitted_call, create_consultation, join, login, video_flowing
+from teleconsult.api.keys import SIGNALING
+from teleconsult.clock import SYSTEM
+from tests.helpers import admitted_call, create_consultation, join, login, upcoming, video_flowing
 
 
 async def end(call: Any, **choice: Any) -> Any:
@@ -184,3 +187,26 @@ async def test_another_doctor_sees_no_billing_of_this_consultation(clients: Any)
     assert correction.status == 404
     summary = await (await other.get("/api/billing/summary?month=2026-01")).json()
     assert summary["total_cents"] == 0
+
+
+async def test_an_appointment_the_patient_never_came_into_closes_as_a_no_show_after_the_grace(clients: Any) -> None:
+    doctor_http = await clients()
+    csrf = await login(doctor_http)
+    soon = upcoming(days=1)
+    created = await create_consultation(doctor_http, csrf, scheduled_at=soon.iso)
+    later = await create_consultation(doctor_http, csrf, scheduled_at=upcoming(days=5).iso)
+    app = doctor_http.server.app
+    assert await app[SIGNALING].close_overdue(timedelta(hours=2)) == 0  # not yet
+    shift = soon.when - datetime.now(UTC) + timedelta(hours=3)
+    SYSTEM.advance(shift)
+    try:
+        assert await app[SIGNALING].close_overdue(timedelta(hours=2)) == 1
+    finally:
+        SYSTEM.advance(-shift)
+    detail = await (await doctor_http.get(f"/api/consultations/{created['id']}")).json()
+    assert detail["status"] == "no_show"
+    billing = detail["billing"]
+    assert billing["status"] == "no_show" and billing["reason"] == "patient_never_joined" and billing["acts"] == []
+    assert billing["recorded_by"] == "system:no-show"
+    untouched = await (await doctor_http.get(f"/api/consultations/{later['id']}")).json()
+    assert untouched["status"] == "scheduled" and untouched["billing"] is None

@@ -59,7 +59,13 @@ class BillingService:
     # --- inside the transaction that ends a consultation -------------------------------------------------------
 
     def draft(
-        self, consultation: Consultation, doctor: Doctor, *, ended_at: datetime, choice: BillingChoice | None
+        self,
+        consultation: Consultation,
+        doctor: Doctor,
+        *,
+        ended_at: datetime,
+        choice: BillingChoice | None,
+        recorded_by: str,
     ) -> BillingRecord:
         """The entry the doctor's choice makes; raises before anything is written when the choice is refused."""
         return propose(
@@ -68,7 +74,7 @@ class BillingService:
             doctor,
             ended_at=ended_at,
             choice=checked(choice) if choice else None,
-            recorded_by=f"doctor:{doctor.id}",
+            recorded_by=recorded_by,
         ).draft
 
     async def record(self, tx: Tx, draft: BillingRecord) -> BillingRecord:

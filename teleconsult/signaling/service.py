@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Iterable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from teleconsult.background import settle
 from teleconsult.billing import BillingChoice
@@ -400,6 +400,16 @@ class SignalingService:
         ended = await self._consultations.end(consultation_id, doctor_id, choice)
         await self.close_room(consultation_id)
         return ended
+
+    async def close_overdue(self, grace: timedelta) -> int:
+        """Appointments the patient never came into, ``grace`` after their time: closed as no-shows (an entry that
+        bills nothing and says why), and their waiting rooms emptied. How many were closed."""
+        closed = 0
+        for consultation_id, doctor_id in await self._consultations.overdue(grace):
+            await self._consultations.end(consultation_id, doctor_id, by="system:no-show")
+            await self.close_room(consultation_id)
+            closed += 1
+        return closed
 
     async def cancel_consultation(self, doctor: Doctor, consultation_id: str) -> Consultation:
         """Cancel before it took place (links revoked, the invited told), and empty its waiting room."""

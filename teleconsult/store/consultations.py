@@ -88,6 +88,22 @@ async def set_status(tx: Tx, consultation_id: str, new: str, *, allowed_from: It
     return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
+async def overdue_appointments(tx: Tx, before: datetime, limit: int) -> list[tuple[str, str]]:
+    """``(consultation id, doctor id)`` of appointments set before ``before`` that never started (the patient
+    never came in): oldest first."""
+    query = (
+        select(Consultation.id, Consultation.doctor_id)
+        .where(
+            Consultation.status.in_(["scheduled", "waiting"]),
+            Consultation.scheduled_at.is_not(None),
+            Consultation.scheduled_at < before,
+        )
+        .order_by(Consultation.scheduled_at)
+        .limit(limit)
+    )
+    return [(row.id, row.doctor_id) for row in (await tx.execute(query)).all()]
+
+
 async def set_video_at(tx: Tx, consultation_id: str, at: datetime) -> bool:
     """Note when video first flowed; True only for the first report (the condition is in the UPDATE)."""
     result = await tx.execute(
