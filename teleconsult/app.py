@@ -14,6 +14,7 @@ from teleconsult import housekeeping
 from teleconsult.api import setup_routes
 from teleconsult.api.connection import close_all, heartbeat
 from teleconsult.api.keys import (
+    AUDIT,
     CATALOGS,
     CONSULTATIONS,
     DOCTORS,
@@ -30,6 +31,7 @@ from teleconsult.api.keys import (
     SOCKETS,
 )
 from teleconsult.api.middlewares import csrf, errors, security_headers
+from teleconsult.audit import AuditTrail
 from teleconsult.background import BackgroundLoops
 from teleconsult.billing import BillingService
 from teleconsult.bus import Bus, LocalBus
@@ -119,6 +121,7 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     app[SIGNALING] = SignalingService(seats, consultations, invitations, bus, settings.signaling)
     app[OUTBOX] = outbox
     app[HEALTH] = HealthService(database, bus, chores)
+    trail = app[AUDIT] = AuditTrail(database)
     keys = KeyRing.open(settings.server.data_dir / "keys", app[SECRET], settings.documents.escrow_recipients)
     files = DocumentFiles(settings.server.data_dir / "documents")
     documents = DocumentService(database, files, keys, settings.documents, app[SIGNALING].document_added)
@@ -131,6 +134,7 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     chores.start("housekeeping", housekeeping.run(database, HOUSEKEEPING_EVERY_S, chores))
     chores.start("outbox", outbox.run(chores))
     chores.start("heartbeat", heartbeat(sockets, settings.signaling.heartbeat_s, chores))
+    chores.start("audit-anchor", trail.run(settings.audit.audit_anchor_interval_s, chores))
     yield
     await chores.stop(within_s=CHORES_STOP_S)
     await bus.close()

@@ -19,10 +19,12 @@ from aiohttp import web
 from teleconsult import acts as acts_catalog
 from teleconsult import clock
 from teleconsult.app import create_app, server_secret
+from teleconsult.audit import AuditTrail
 from teleconsult.config import ConfigError, Settings, load_settings
 from teleconsult.crypto.keyring import KeyRing
 from teleconsult.crypto.tls import server_ssl_context
 from teleconsult.doctors import DoctorService
+from teleconsult.domain import ChainCheck
 from teleconsult.errors import TeleconsultError
 from teleconsult.files import private_directory, write_private
 from teleconsult.i18n import PARIS
@@ -107,6 +109,16 @@ def _parser() -> argparse.ArgumentParser:
     acts_list.add_argument("--on", type=_day, help="YYYY-MM-DD (default: today in Europe/Paris)")
     acts_list.add_argument("--all", action="store_true", help="also the unconfirmed ones, marked as such")
     acts_list.set_defaults(func=_acts_list)
+
+    trail = command("audit", "the audit trail")
+    trail_sub = trail.add_subparsers(required=True)
+    verify = trail_sub.add_parser(
+        "verify", help="walk the hash chain; name the first broken entry; log the last hash", parents=[after]
+    )
+    verify.add_argument(
+        "--anchor", type=_anchor, help="SEQ:HASH from an earlier anchor: the chain must still hold that entry"
+    )
+    verify.set_defaults(func=_audit_verify)
 
     db = command("db", "database maintenance")
     db_sub = db.add_subparsers(required=True)
@@ -303,6 +315,38 @@ def _acts_list(_settings: Settings, args: argparse.Namespace) -> int:
     if not all(t.confirmed for t in tariffs):
         print("Unconfirmed (confirmed: NO): never proposed for billing; docs/billing.md says what is missing.")
     return 0
+
+
+def _anchor(text: str) -> tuple[int, str]:
+    seq, _, digest = text.partition(":")
+    if not (seq.isdigit() and len(digest) == 64 and all(c in "0123456789abcdef" for c in digest)):
+        raise argparse.ArgumentTypeError(f"{text!r} is not SEQ:HASH (a number, a colon, 64 hex digits)")
+    return int(seq), digest
+
+
+def _audit_verify(settings: Settings, args: argparse.Namespace) -> int:
+    """Walk the chain; say it is intact (count, last hash) or name the first broken entry; log the last hash."""
+
+    async def run() -> ChainCheck:
+        database = Database(settings.database_url)
+        try:
+            await _prepare(database, settings)
+            trail = AuditTrail(database)
+            check = await trail.verify(anchor=args.anchor)
+            await trail.anchor()
+            return check
+        finally:
+            await database.close()
+
+    check = asyncio.run(run())
+    if check.broken is None:
+        print(f"audit trail intact: {check.count} entries, last hash {check.last_hash}")
+        return 0
+    broken = check.broken
+    entry = f"entry seq {broken.seq}" + (f" (id {broken.id})" if broken.id is not None else "")
+    print(f"audit trail broken at {entry}: {broken.fault.value}: {broken.reason}")
+    print(f"the {check.count} entries before it hold (last hash {check.last_hash})")
+    return 1
 
 
 async def _prepare(database: Database, settings: Settings) -> None:

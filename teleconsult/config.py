@@ -194,6 +194,12 @@ class BillingSettings:
     nurse_act: str = "TLS"
 
 
+@dataclass(frozen=True, slots=True)
+class AuditSettings:
+    #: How often the server writes the audit chain's last hash to its log (an anchor for an external log copy).
+    audit_anchor_interval_s: float = 3600.0
+
+
 #: The sections, in the order the README's table lists them. Every field name is unique across sections: it is
 #: the setting's name in TOML files and, upper-cased after ``TELECONSULT_``, in the environment.
 SECTIONS: dict[str, type[Any]] = {
@@ -205,6 +211,7 @@ SECTIONS: dict[str, type[Any]] = {
     "signaling": SignalingSettings,
     "documents": DocumentsSettings,
     "billing": BillingSettings,
+    "audit": AuditSettings,
 }
 
 
@@ -220,6 +227,7 @@ class Settings:
     signaling: SignalingSettings = field(default_factory=SignalingSettings)
     documents: DocumentsSettings = field(default_factory=DocumentsSettings)
     billing: BillingSettings = field(default_factory=BillingSettings)
+    audit: AuditSettings = field(default_factory=AuditSettings)
 
     @property
     def database_url(self) -> str:

@@ -59,6 +59,13 @@ class Links:
             redeemed_at=None,
         )
         await store.add_invitation(tx, invitation, hash_token(token))
+        await audit.add_event(
+            tx,
+            action="invitation.issued",
+            actor=f"doctor:{consultation.doctor_id}",
+            consultation_id=consultation.id,
+            detail={"invitation": invitation.id, "participant": participant.id, "role": participant.role},
+        )
         return invitation.id, self.link(token)
 
 

@@ -23,7 +23,7 @@ from teleconsult.errors import TeleconsultError
 from teleconsult.ids import InvitationId, MailId, new_id
 from teleconsult.mail import MailTransport, PermanentFailure, TemporaryFailure
 from teleconsult.notifications import Letter, Notifier, recipient_of
-from teleconsult.store import Database, Tx
+from teleconsult.store import Database, Tx, audit
 from teleconsult.store import outbox as store
 
 log = logging.getLogger(__name__)
@@ -116,6 +116,7 @@ class Outbox:
         else:
             async with self._db.transaction() as tx:
                 await store.mark_sent(tx, mail.id, clock_now())
+                await _audit(tx, "mail.sent", mail)
             log.info("mail %s delivered (%s to the %s)", mail.id, mail.kind, mail.recipient_role)
 
     def _open(self, mail: Mail, sealed: bytes | None) -> EmailMessage:
@@ -139,7 +140,19 @@ class Outbox:
     async def _fail(self, mail: Mail, reason: str) -> None:
         async with self._db.transaction() as tx:
             await store.mark_failed(tx, mail.id, clock_now(), reason)
+            await _audit(tx, "mail.failed", mail)
         log.error("mail %s failed: %s", mail.id, reason)
+
+
+async def _audit(tx: Tx, action: str, mail: Mail) -> None:
+    """The mail's id and kind only: its address, its text and the server's reason stay out of the trail."""
+    await audit.add_event(
+        tx,
+        action=action,
+        actor="system",
+        consultation_id=mail.consultation_id,
+        detail={"mail": mail.id, "kind": mail.kind},
+    )
 
 
 def retry_delay(base_s: float, attempts: int) -> float:

@@ -18,7 +18,7 @@ from teleconsult.group_commit import GroupCommit
 from teleconsult.ids import ConsultationId, ParticipantId, PeerId, hash_token, looks_like_token
 from teleconsult.lifecycle import CLOSED, Status, sources
 from teleconsult.rooms import Role
-from teleconsult.store import Database, Tx
+from teleconsult.store import Database, Tx, audit
 from teleconsult.store import consultations as store
 from teleconsult.tickets import consume_ticket, issue_ticket
 
@@ -93,6 +93,13 @@ class SeatService:
             await store.update_participant(tx, seat.participant_id, **values)
             if seat.role != Role.DOCTOR.value:
                 await store.set_status(tx, seat.consultation_id, Status.WAITING, allowed_from=sources(Status.WAITING))
+            await audit.add_event(
+                tx,
+                action="participant.joined",
+                actor=actor_of(seat),
+                consultation_id=seat.consultation_id,
+                detail={"participant": seat.participant_id, "peer": peer_id, "admitted": admitted},
+            )
 
     async def resume_seat(self, resume_token: str, fresh_token: str) -> Seat:
         """The seat a resume token holds, if the consultation is open and the grace period has not run out.
@@ -140,29 +147,75 @@ class SeatService:
             await store.mark_away(tx, participant_ids, now())
 
     async def participant_admitted(
-        self, participant_id: ParticipantId, consultation_id: ConsultationId, *, in_progress: bool
+        self,
+        participant_id: ParticipantId,
+        consultation_id: ConsultationId,
+        *,
+        in_progress: bool,
+        by: str | None = None,
     ) -> None:
+        """The seat is admitted (``by``: who let it in, for the audit trail; None when it came in admitted and its
+        joining says so already); the consultation starts with the first admission that makes it in progress."""
         at = now()
         async with self._db.transaction() as tx:
             await store.update_participant(tx, participant_id, admitted_at=at)
-            if in_progress:
-                await store.set_status(
-                    tx, consultation_id, Status.IN_PROGRESS, allowed_from=sources(Status.IN_PROGRESS), started_at=at
+            if by is not None:
+                await audit.add_event(
+                    tx,
+                    action="participant.admitted",
+                    actor=by,
+                    consultation_id=consultation_id,
+                    detail={"participant": participant_id},
+                )
+            if in_progress and await store.set_status(
+                tx, consultation_id, Status.IN_PROGRESS, allowed_from=sources(Status.IN_PROGRESS), started_at=at
+            ):
+                await audit.add_event(
+                    tx, action="consultation.started", actor=by or "system", consultation_id=consultation_id
                 )
 
-    async def participant_returned(self, participant_id: ParticipantId) -> None:
+    async def participant_returned(self, participant_id: ParticipantId, *, consultation_id: str, by: str) -> None:
         """Sent back to the waiting room: still connected, no longer admitted."""
         async with self._db.transaction() as tx:
             await store.update_participant(tx, participant_id, admitted_at=None, pre_admitted=False)
+            await audit.add_event(
+                tx,
+                action="participant.returned",
+                actor=by,
+                consultation_id=consultation_id,
+                detail={"participant": participant_id},
+            )
 
-    async def seat_released(self, participant_id: ParticipantId, *, sent_away: bool = False) -> None:
+    async def seat_released(
+        self,
+        participant_id: ParticipantId,
+        *,
+        sent_away: bool = False,
+        consultation_id: str | None = None,
+        actor: str = "system",
+        reason: str = "left",
+    ) -> None:
         """The connection is gone for good (left, timed out, denied or removed); denied or removed seats must be
-        admitted again to come back."""
+        admitted again to come back. With ``consultation_id``, the departure goes in the audit trail (``actor``:
+        who ended it, ``reason``: left, timed_out, denied, removed, link_revoked)."""
         values: dict[str, object] = {"left_at": now(), "peer_id": None, "resume_hash": None, "away_since": None}
         if sent_away:
             values |= {"admitted_at": None, "pre_admitted": False}
         async with self._db.transaction() as tx:
             await store.update_participant(tx, participant_id, **values)
+            if consultation_id is not None:
+                await audit.add_event(
+                    tx,
+                    action="participant.left",
+                    actor=actor,
+                    consultation_id=consultation_id,
+                    detail={"participant": participant_id, "reason": reason},
+                )
+
+
+def actor_of(seat: Seat) -> str:
+    """Who a seat is in the audit trail: the doctor's account (``doctor:d_…``), or the seat (``patient:u_…``)."""
+    return f"doctor:{seat.doctor_id}" if seat.role == Role.DOCTOR.value else f"{seat.role}:{seat.participant_id}"
 
 
 def _resumable(pair: tuple[Participant, ConsultationCore] | None, deadline: datetime) -> Seat:

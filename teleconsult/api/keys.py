@@ -9,6 +9,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from teleconsult.api.connection import WsConnection
+from teleconsult.audit import AuditTrail
 from teleconsult.config import Settings
 from teleconsult.consultations import ConsultationService
 from teleconsult.doctors import DoctorService
@@ -30,6 +31,7 @@ SIGNALING = web.AppKey("signaling", SignalingService)
 HEALTH = web.AppKey("health", HealthService)
 DOCUMENTS = web.AppKey("documents", DocumentService)
 PRESCRIPTIONS = web.AppKey("prescriptions", PrescriptionService)
+AUDIT = web.AppKey("audit", AuditTrail)
 CATALOGS = web.AppKey("catalogs", Catalogs)
 SECRET = web.AppKey("secret", bytes)
 #: Open WebSockets (each handler adds its own and discards it when it returns): the heartbeat's round, and closed

@@ -207,13 +207,11 @@ async def verify(database: Database, *, anchor: tuple[int, str] | None = None, b
     """
     walk = _Walk()
     anchored = anchor is None
+    query = select(*_CHAIN_COLUMNS).order_by(AuditEvent.seq).limit(batch)
     while True:
-        async with database.transaction() as tx:
-            rows = (
-                await tx.execute(
-                    select(*_CHAIN_COLUMNS).where(AuditEvent.seq > walk.seq).order_by(AuditEvent.seq).limit(batch)
-                )
-            ).all()
+        async with database.transaction() as tx:  # the first page from the lowest seq: a forged 0 or -1 shows
+            page = query.where(AuditEvent.seq > walk.seq) if walk.count else query
+            rows = (await tx.execute(page)).all()
         for row in rows:
             broken = _check(walk, row)
             if broken is not None:
