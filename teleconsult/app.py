@@ -40,6 +40,7 @@ from teleconsult.consultations import ConsultationService
 from teleconsult.crypto.keyring import KeyRing
 from teleconsult.crypto.pki import CertificateAuthority
 from teleconsult.crypto.sealing import Sealer
+from teleconsult.doctor_keys import DoctorKeys
 from teleconsult.doctors import DoctorService
 from teleconsult.documents.files import DocumentFiles
 from teleconsult.documents.service import DocumentService
@@ -114,7 +115,10 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     chores = app[CHORES] = BackgroundLoops()
     app[DATABASE] = database
     app[BUS] = bus
-    app[DOCTORS] = DoctorService(database, settings.access)
+    keys = KeyRing.open(settings.server.data_dir / "keys", app[SECRET], settings.documents.escrow_recipients)
+    authority = certificate_authority(settings, app[SECRET])
+    own_keys = DoctorKeys(database, authority, keys)
+    app[DOCTORS] = DoctorService(database, settings.access, own_keys)
     app[SEATS] = seats
     app[CONSULTATIONS] = consultations
     app[INVITATIONS] = invitations
@@ -122,13 +126,11 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     app[OUTBOX] = outbox
     app[HEALTH] = HealthService(database, bus, chores)
     trail = app[AUDIT] = AuditTrail(database)
-    keys = KeyRing.open(settings.server.data_dir / "keys", app[SECRET], settings.documents.escrow_recipients)
     files = DocumentFiles(settings.server.data_dir / "documents")
-    documents = DocumentService(database, files, keys, settings.documents, app[SIGNALING].document_added)
+    documents = DocumentService(database, files, keys, own_keys, settings.documents, app[SIGNALING].document_added)
     app[DOCUMENTS] = documents
-    authority = CertificateAuthority.open(settings.server.data_dir / "pki", app[SECRET])
     app[PRESCRIPTIONS] = PrescriptionService(
-        database, authority, files, keys, documents, settings.server.base_url, app[SIGNALING].document_added
+        database, authority, own_keys, files, documents, settings.server.base_url, app[SIGNALING].document_added
     )
     sockets = app[SOCKETS]
     chores.start("housekeeping", housekeeping.run(database, HOUSEKEEPING_EVERY_S, chores))
@@ -146,6 +148,11 @@ async def _close_sockets(app: web.Application) -> None:
     await app[SIGNALING].shutdown()
     sockets = app[SOCKETS]
     await close_all(sockets, WSCloseCode.GOING_AWAY, "server shutdown", within_s=SHUTDOWN_CLOSE_S)
+
+
+def certificate_authority(settings: Settings, secret: bytes) -> CertificateAuthority:
+    """The server's CA in the data directory (made on first use), its key sealed under the server secret."""
+    return CertificateAuthority.open(settings.server.data_dir / "pki", secret)
 
 
 def server_secret(settings: Settings) -> bytes:

@@ -18,14 +18,19 @@ from aiohttp import web
 
 from teleconsult import acts as acts_catalog
 from teleconsult import clock
-from teleconsult.app import create_app, server_secret
+from teleconsult.api.keys import DOCTORS
+from teleconsult.app import certificate_authority, create_app, server_secret
 from teleconsult.audit import AuditTrail
 from teleconsult.config import ConfigError, Settings, load_settings
+from teleconsult.crypto.age import Identity
 from teleconsult.crypto.keyring import KeyRing
 from teleconsult.crypto.tls import server_ssl_context
+from teleconsult.doctor_keys import DoctorKeys
 from teleconsult.doctors import DoctorService
+from teleconsult.documents.files import DocumentFiles
+from teleconsult.documents.rewrap import RewrapReport, rewrap_documents
 from teleconsult.domain import ChainCheck
-from teleconsult.errors import TeleconsultError
+from teleconsult.errors import ErrorCode, TeleconsultError
 from teleconsult.files import private_directory, write_private
 from teleconsult.i18n import PARIS
 from teleconsult.logging import SERVER_ADDRESS, setup_logging
@@ -94,10 +99,22 @@ def _parser() -> argparse.ArgumentParser:
     doctor.add_argument("--address", help="the practice's address, printed on prescriptions")
     doctor.set_defaults(func=_create_doctor)
 
+    doctors = command("doctors", "doctor accounts")
+    doctors_sub = doctors.add_subparsers(required=True)
+    export_key = doctors_sub.add_parser(
+        "export-key",
+        help="print a doctor's document key (AGE-SECRET-KEY-1…) to hand to them: age -d -i opens their documents",
+        parents=[after],
+    )
+    export_key.add_argument("--email", required=True)
+    export_key.set_defaults(func=_doctors_export_key)
+
     keys = command("keys", "the document key ring")
     keys_sub = keys.add_subparsers(required=True)
     rotate = keys_sub.add_parser(
-        "rotate", help="add a service key; new documents use it, old ones stay readable", parents=[after]
+        "rotate",
+        help="add a service key; new documents use it, stored ones gain it in their headers (contents untouched)",
+        parents=[after],
     )
     rotate.set_defaults(func=_keys_rotate)
     listing = keys_sub.add_parser("list", help="the keys: ids, public halves, which is active", parents=[after])
@@ -157,8 +174,8 @@ def _serve(settings: Settings, _args: argparse.Namespace) -> int:
     banner = [f"\n  Teleconsult is running: {settings.server.base_url}/login\n"]
     if settings.server.demo:
 
-        async def demo(_app: web.Application) -> None:
-            email, password = await ensure_demo_doctor(settings)
+        async def demo(app: web.Application) -> None:
+            email, password = await ensure_demo_doctor(settings, app[DOCTORS])
             banner.append(f"  Demo doctor: {email}\n  Password:    {password}\n")
 
         app.on_startup.append(demo)
@@ -184,24 +201,20 @@ def _serve(settings: Settings, _args: argparse.Namespace) -> int:
     return 0
 
 
-async def ensure_demo_doctor(settings: Settings) -> tuple[str, str]:
-    """Create the demo doctor on first start; its password is kept in the data directory (mode 0600)."""
+async def ensure_demo_doctor(settings: Settings, service: DoctorService) -> tuple[str, str]:
+    """Create the demo doctor on first start (with their keys, as any account); its password is kept in the data
+    directory (mode 0600)."""
     secret_file = settings.server.data_dir / "demo-login.txt"
-    database = Database(settings.database_url)
-    try:
-        service = DoctorService(database, settings.access)
-        if await service.doctor_by_email(DEMO_EMAIL) is not None and secret_file.exists():
-            return DEMO_EMAIL, secret_file.read_text().strip()
-        password = secrets.token_urlsafe(12)
-        if await service.doctor_by_email(DEMO_EMAIL) is None:
-            await service.create_doctor(
-                email=DEMO_EMAIL, name=DEMO_NAME, rpps=DEMO_RPPS, password=password, phone=DEMO_PHONE
-            )
-            write_private(secret_file, password)
-            return DEMO_EMAIL, password
-        return DEMO_EMAIL, "(unknown: delete the database to reset the demo doctor)"
-    finally:
-        await database.close()
+    if await service.doctor_by_email(DEMO_EMAIL) is not None and secret_file.exists():
+        return DEMO_EMAIL, secret_file.read_text().strip()
+    password = secrets.token_urlsafe(12)
+    if await service.doctor_by_email(DEMO_EMAIL) is None:
+        await service.create_doctor(
+            email=DEMO_EMAIL, name=DEMO_NAME, rpps=DEMO_RPPS, password=password, phone=DEMO_PHONE
+        )
+        write_private(secret_file, password)
+        return DEMO_EMAIL, password
+    return DEMO_EMAIL, "(unknown: delete the database to reset the demo doctor)"
 
 
 def _create_doctor(settings: Settings, args: argparse.Namespace) -> int:
@@ -211,7 +224,8 @@ def _create_doctor(settings: Settings, args: argparse.Namespace) -> int:
         database = Database(settings.database_url)
         try:
             await _prepare(database, settings)
-            doctor = await DoctorService(database, settings.access).create_doctor(
+            service = DoctorService(database, settings.access, doctor_keys(settings, database))
+            doctor = await service.create_doctor(
                 email=args.email,
                 name=args.name,
                 rpps=args.rpps,
@@ -248,25 +262,79 @@ def key_ring(settings: Settings) -> KeyRing:
     )
 
 
-def _keys_rotate(settings: Settings, _args: argparse.Namespace) -> int:
-    entry = key_ring(settings).rotate()
+def doctor_keys(settings: Settings, database: Database, ring: KeyRing | None = None) -> DoctorKeys:
+    """The doctors' own keys as the server makes them: certificates of the data directory's CA, document keys
+    sealed by its key ring."""
+    secret = server_secret(settings)
+    return DoctorKeys(database, certificate_authority(settings, secret), ring or key_ring(settings))
 
-    async def record() -> None:  # every rotation is an audit event
+
+def _doctors_export_key(settings: Settings, args: argparse.Namespace) -> int:
+    """The doctor's document key on stdout, in the form ``age -i`` reads; an audit event."""
+
+    async def run() -> Identity:
+        database = Database(settings.database_url)
+        try:
+            await _prepare(database, settings)
+            keys = doctor_keys(settings, database)
+            doctor = await DoctorService(database, settings.access, keys).doctor_by_email(args.email)
+            if doctor is None:
+                raise TeleconsultError(ErrorCode.NOT_FOUND, "No doctor has this email address.")
+            return await keys.export(doctor, actor="cli")
+        finally:
+            await database.close()
+
+    identity = asyncio.run(run())
+    print(f"# Teleconsult document key {identity.key_id}: opens the documents of this doctor's consultations")
+    print(f"# public key: {identity.recipient()}")
+    print(identity)
+    print("teleconsult: keep this key private; whoever holds it reads this doctor's documents", file=sys.stderr)
+    return 0
+
+
+def _keys_rotate(settings: Settings, _args: argparse.Namespace) -> int:
+    ring = key_ring(settings)
+    entry = ring.rotate()
+
+    async def rewrap() -> RewrapReport:  # the rotation and the rewrapping are audit events
         database = Database(settings.database_url)
         try:
             await _prepare(database, settings)
             async with database.transaction() as tx:
                 await audit.add_event(tx, action="keys.rotated", actor="cli", detail={"key": entry.key_id})
+            files = DocumentFiles(settings.server.data_dir / "documents")
+            report = await rewrap_documents(database, files, ring, doctor_keys(settings, database, ring))
+            async with database.transaction() as tx:
+                detail = {"key": entry.key_id, "rewrapped": report.rewrapped, "skipped": list(report.skipped)}
+                await audit.add_event(tx, action="documents.rewrapped", actor="cli", detail=detail)
+            return report
         finally:
             await database.close()
 
-    asyncio.run(record())
+    report = asyncio.run(rewrap())
     print(f"new active key {entry.key_id} ({entry.public}); older keys stay for the documents they open")
+    print(
+        f"{report.rewrapped} stored documents gained it in their headers (contents untouched), "
+        f"{report.unchanged} already had it"
+    )
+    if report.skipped:
+        skipped = " ".join(report.skipped)
+        print(f"teleconsult: skipped, their files do not match their records: {skipped}", file=sys.stderr)
     return 0
 
 
 def _keys_list(settings: Settings, _args: argparse.Namespace) -> int:
-    for entry in key_ring(settings).entries():
+    ring = key_ring(settings)
+
+    async def doctors() -> list[tuple[str, str]]:
+        database = Database(settings.database_url)
+        try:
+            await _prepare(database, settings)
+            return await doctor_keys(settings, database, ring).public_keys()
+        finally:
+            await database.close()
+
+    for entry in ring.entries():
         if entry.kind == "escrow":
             role = "escrow: every document is also encrypted for it (private half kept offline)"
         elif entry.active:
@@ -274,6 +342,9 @@ def _keys_list(settings: Settings, _args: argparse.Namespace) -> int:
         else:
             role = "decrypt-only: opens the documents made before the next rotation"
         print(f"{entry.key_id}\t{entry.public}\t{role}")
+    for key_id, public in asyncio.run(doctors()):
+        role = "doctor: opens the documents of this doctor's consultations (private half sealed in the database)"
+        print(f"{key_id}\t{public}\t{role}")
     return 0
 
 

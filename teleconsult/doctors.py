@@ -1,4 +1,5 @@
-"""Doctor accounts: creation, login with a throttle, sessions."""
+"""Doctor accounts: creation (with the doctor's own keys, issued in the same transaction), login with a throttle,
+sessions."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import time
 from collections import defaultdict, deque
 from collections.abc import Callable
 from datetime import timedelta
+from typing import Protocol
 
 from teleconsult import passwords
 from teleconsult.clock import now
@@ -14,7 +16,7 @@ from teleconsult.config import AccessSettings
 from teleconsult.domain import Doctor
 from teleconsult.errors import ErrorCode, TeleconsultError
 from teleconsult.ids import hash_token, new_id, new_token
-from teleconsult.store import Database
+from teleconsult.store import Database, Tx
 from teleconsult.store import doctors as store
 from teleconsult.validation import display_name
 
@@ -73,13 +75,21 @@ class LoginThrottle:
         return attempts[0] + self.window_s - now
 
 
+class AccountKeys(Protocol):
+    """What issues a new doctor's keys (their signing certificate, their document key) in the transaction that
+    creates the account; given by the composition root (``teleconsult.doctor_keys.DoctorKeys``)."""
+
+    async def issue(self, tx: Tx, doctor: Doctor) -> None: ...
+
+
 def normalise_email(email: str) -> str:
     return email.strip().lower()
 
 
 class DoctorService:
-    def __init__(self, db: Database, access: AccessSettings):
+    def __init__(self, db: Database, access: AccessSettings, keys: AccountKeys):
         self._db = db
+        self._keys = keys
         self._session_ttl = timedelta(seconds=access.session_ttl_s)
         self.throttle = LoginThrottle(access.login_max_failures, access.login_window_s)
 
@@ -102,7 +112,7 @@ class DoctorService:
         async with self._db.transaction() as tx:
             if await store.doctor_by_email(tx, email) is not None:
                 raise TeleconsultError(ErrorCode.CONFLICT, "A doctor with this email already exists.")
-            return await store.add_doctor(
+            doctor = await store.add_doctor(
                 tx,
                 doctor_id=new_id("d"),
                 email=email,
@@ -112,6 +122,8 @@ class DoctorService:
                 phone=phone,
                 address=address,
             )
+            await self._keys.issue(tx, doctor)  # no account without its keys
+            return doctor
 
     async def login(self, email: str, password: str, *, client: str) -> tuple[str, Doctor]:
         """Check the password; returns a new session token (shown once, stored hashed) and the doctor."""

@@ -590,3 +590,79 @@ async def test_a_document_and_a_prescription_go_through_the_call(
     finally:
         await doctor_context.close()
         await patient_context.close()
+
+
+async def test_the_dashboard_lists_a_consultations_documents_and_prescriptions(
+    browser: Browser, live_server: Any, tmp_path: Path
+) -> None:
+    """After the call, the doctor finds its documents on the dashboard: listed with kind, size, who gave them and
+    when (Paris time), downloaded byte for byte, the prescription's signed file too, and the prescription revoked."""
+    from zoneinfo import ZoneInfo
+
+    watcher = PageErrors()
+    context = await new_context(browser, live_server.url, DESKTOP, accept_downloads=True)
+    try:
+        doctor = watcher.watch(await context.new_page(), "doctor")
+        await log_in(doctor, live_server.doctor_email, live_server.doctor_password)
+        await doctor.get_by_test_id("new-patient-name").fill("Jeanne Dupont")
+        await doctor.get_by_test_id("new-patient-email").fill("jeanne.docs@example.org")
+        await doctor.get_by_test_id("new-submit").click()
+        row = doctor.get_by_test_id("consultation-row").first
+        await expect(row).to_contain_text("Jeanne Dupont")
+        await expect(row.get_by_test_id("consultation-documents-toggle")).to_have_count(0)  # none yet
+        cid = await row.get_attribute("data-id")
+        csrf = await doctor.locator('meta[name="csrf-token"]').get_attribute("content")
+        assert cid and csrf
+        # What the doctor gave during the call: a letter, and a signed prescription.
+        letter = tmp_path / "courrier.pdf"
+        letter.write_bytes(b"%PDF-1.4\n" + os.urandom(300_000))
+        uploaded = await context.request.post(
+            f"/api/consultations/{cid}/documents",
+            multipart={"file": {"name": letter.name, "mimeType": "application/pdf", "buffer": letter.read_bytes()}},
+            headers={"X-CSRF-Token": csrf},
+        )
+        assert uploaded.status == 201, await uploaded.text()
+        created_at = datetime.fromisoformat((await uploaded.json())["created_at"].replace("Z", "+00:00"))
+        items = [{"drug": "Paracétamol 1 g", "dosage": "1 comprimé 3 fois par jour", "duration": "5 jours"}]
+        issued = await context.request.post(
+            f"/api/consultations/{cid}/prescriptions", data={"items": items}, headers={"X-CSRF-Token": csrf}
+        )
+        assert issued.status == 201, await issued.text()
+        number = (await issued.json())["prescription"]["number"]
+
+        await doctor.reload()
+        row = doctor.locator(f'[data-testid="consultation-row"][data-id="{cid}"]')
+        toggle = row.get_by_test_id("consultation-documents-toggle")
+        await expect(toggle).to_have_text("Documents (2)")
+        await toggle.click()
+        await expect(toggle).to_have_attribute("aria-expanded", "true")
+        listing = row.get_by_test_id("consultation-documents")
+        entries = listing.get_by_test_id("consultation-document")
+        await expect(entries).to_have_count(2)
+        document = listing.locator('[data-kind="document"]')
+        await expect(document).to_contain_text("courrier.pdf")
+        await expect(document).to_contain_text("envoyé par Dr Alice Martin (Médecin)")
+        await expect(document).to_contain_text(created_at.astimezone(ZoneInfo("Europe/Paris")).strftime("%H:%M"))
+        await expect(document).to_contain_text("ko")
+        prescription = listing.locator('[data-kind="prescription"]')
+        await expect(prescription).to_contain_text(f"Ordonnance {number}")
+        await shot(doctor, "dashboard-documents")
+
+        async with doctor.expect_download() as downloading:
+            await document.get_by_test_id("consultation-document-download").click()
+        download = await downloading.value
+        assert download.suggested_filename == "courrier.pdf"
+        assert Path(await download.path()).read_bytes() == letter.read_bytes()
+        async with doctor.expect_download() as downloading:
+            await prescription.get_by_test_id("consultation-document-signed").click()
+        signed = Path(await (await downloading.value).path()).read_bytes()
+        assert signed[:1] == b"\x30" and b"%PDF" in signed  # DER SignedData, the PDF inside
+
+        await prescription.get_by_test_id("consultation-document-revoke").click()
+        await prescription.get_by_test_id("consultation-document-revoke-confirm").click()
+        await expect(prescription.get_by_test_id("consultation-document-revoked")).to_contain_text("Révoquée le")
+        await expect(prescription.get_by_test_id("consultation-document-revoke")).to_have_count(0)
+        await expect(row.get_by_test_id("consultation-documents-notice")).to_contain_text(f"{number} est révoquée")
+        assert watcher.errors == []
+    finally:
+        await context.close()

@@ -76,3 +76,26 @@ def test_the_cli_rotates_and_lists_the_keys(tmp_path: Path) -> None:
     listed = run("list").splitlines()
     assert [line.split("\t")[0] for line in listed] == ["service:v1", "service:v2", "escrow:1"]
     assert "decrypt-only" in listed[0] and "active" in listed[1] and str(escrow.recipient()) in listed[2]
+
+
+def test_a_rewrap_keeps_the_doctors_key_and_the_older_service_keys(tmp_path: Path) -> None:
+    escrow = Identity.generate("offline")
+    ring = KeyRing.open(tmp_path / "keys", SECRET, (str(escrow.recipient()),))
+    doctor, sealed = ring.new_personal("doctor:d_1")
+    assert b"AGE-SECRET-KEY" not in sealed and ring.open_personal("doctor:d_1", sealed) == doctor
+    with pytest.raises(KeyRingError):
+        ring.open_personal("doctor:d_2", sealed)  # bound to its key id: moved to another doctor, it does not open
+    recipients = ring.recipients(doctor.recipient())
+    assert [r.key_id for r in recipients] == ["service:v1", "doctor:d_1", "escrow:1"]
+    old = encrypt(b"compte rendu", recipients)
+    assert decrypt(old, [doctor]) == b"compte rendu"  # the doctor's key alone opens it
+
+    ring.rotate()
+    kept = ring.service_recipients(("service:v1", "doctor:d_1", "escrow:1"))
+    wanted = ring.recipients(*kept, doctor.recipient())
+    assert [r.key_id for r in wanted] == ["service:v2", "service:v1", "doctor:d_1", "escrow:1"]
+    header, length = rewrap(old[:4096], ring.identities(), wanted)
+    rotated = header + old[length:]
+    ring.drop("service:v1")
+    for alone in ([doctor], [escrow], ring.identities()):
+        assert decrypt(rotated, alone) == b"compte rendu"

@@ -14,8 +14,8 @@ from teleconsult.api.keys import DOCUMENTS
 from teleconsult.api.security import participant_credentials
 from teleconsult.api.serialize import iso
 from teleconsult.documents.files import DocumentFileError
-from teleconsult.documents.service import Caller
-from teleconsult.domain import Document
+from teleconsult.documents.service import Caller, Listed
+from teleconsult.domain import Document, Prescription
 from teleconsult.errors import ErrorCode, TeleconsultError
 
 routes = web.RouteTableDef()
@@ -36,6 +36,25 @@ def document_json(document: Document) -> dict[str, Any]:
         "uploaded_by": document.uploaded_by,
         "created_at": iso(document.created_at),
         "sha256_sealed": document.sha256,
+    }
+
+
+def prescription_json(prescription: Prescription) -> dict[str, Any]:
+    return {
+        "id": prescription.id,
+        "number": prescription.number,
+        "document_id": prescription.document_id,
+        "issued_at": iso(prescription.issued_at),
+        "revoked_at": iso(prescription.revoked_at),
+    }
+
+
+def listed_json(listed: Listed) -> dict[str, Any]:
+    """A document as the consultation's list shows it: who gave it, and a prescription's number and revocation."""
+    uploader = listed.uploader
+    return document_json(listed.document) | {
+        "uploader": {"role": uploader.role, "name": uploader.name} if uploader is not None else None,
+        "prescription": prescription_json(listed.prescription) if listed.prescription is not None else None,
     }
 
 
@@ -71,7 +90,7 @@ async def listing(request: web.Request) -> web.Response:
     """The consultation's documents, for its doctor and its admitted participants."""
     consultation_id = request.match_info["id"]
     documents = await request.app[DOCUMENTS].documents_of(consultation_id, await caller_of(request))
-    return web.json_response({"items": [document_json(d) for d in documents]})
+    return web.json_response({"items": [listed_json(d) for d in documents]})
 
 
 async def _chunks(part: BodyPartReader) -> AsyncIterator[bytes]:

@@ -3,35 +3,21 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from aiohttp import web
 
 from teleconsult.api.auth import require_doctor
 from teleconsult.api.bodies import PrescriptionBody, read_body
 from teleconsult.api.clients import limit_links
-from teleconsult.api.documents import caller_of, document_json
+from teleconsult.api.documents import caller_of, document_json, prescription_json
 from teleconsult.api.keys import PRESCRIPTIONS
 from teleconsult.api.pages import page_language, render
-from teleconsult.api.serialize import iso
 from teleconsult.documents.files import DocumentFileError
-from teleconsult.domain import Prescription
 from teleconsult.errors import ErrorCode, TeleconsultError
 from teleconsult.i18n import format_paris
 from teleconsult.ids import looks_like_token
 from teleconsult.prescriptions.pdf import Item
 
 routes = web.RouteTableDef()
-
-
-def prescription_json(prescription: Prescription) -> dict[str, Any]:
-    return {
-        "id": prescription.id,
-        "number": prescription.number,
-        "document_id": prescription.document_id,
-        "issued_at": iso(prescription.issued_at),
-        "revoked_at": iso(prescription.revoked_at),
-    }
 
 
 @routes.post("/api/consultations/{id}/prescriptions")

@@ -152,6 +152,7 @@ def consultation_json(consultation: Consultation, *, detail: bool = False) -> di
         "language": consultation.language,
         "billing": billing_json(consultation.billing),
         "invitations": invitations_json(consultation),
+        "documents_count": len(consultation.documents),
     }
     if detail:
         body["reason"] = consultation.reason

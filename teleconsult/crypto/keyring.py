@@ -1,10 +1,11 @@
-"""The document key ring: the server's X25519 service keys, versioned (``service:v1``, ``service:v2``…), and the
-escrow recipients whose private halves never reach the server.
+"""The document key ring: the server's X25519 service keys, versioned (``service:v1``, ``service:v2``…), the
+escrow recipients whose private halves never reach the server, and the sealing of personal keys (a doctor's own
+key, ``doctor:<doctor id>``, whose sealed private half the database keeps).
 
-New documents are encrypted for the active service key and every escrow recipient. Rotation adds a service key
-and makes it the active one; older keys stay, decrypt-only, until nothing needs them (a job rewrites document
-headers so that old files gain the new stanza without their contents being re-encrypted). Deleting every key that
-can open a file crypto-shreds it.
+New documents are encrypted for the active service key, the personal keys given (the consultation's doctor's), and
+every escrow recipient. Rotation adds a service key and makes it the active one; older keys stay, decrypt-only,
+until nothing needs them (``teleconsult keys rotate`` rewrites document headers so that old files gain the new
+stanza without their contents being re-encrypted). Deleting every key that can open a file crypto-shreds it.
 
 On disk, under ``data_dir/keys`` (0700): ``ring.json`` lists the keys (ids, public halves, creation times, which
 is active), and each service key's private half is in ``<id>.key``, sealed under the server secret (bound to its
@@ -25,6 +26,12 @@ from teleconsult.files import private_directory, private_file
 
 SERVICE = "service"
 ESCROW = "escrow"
+DOCTOR = "doctor"
+
+
+def doctor_key_id(doctor_id: str) -> str:
+    """The key id of a doctor's own document key."""
+    return f"{DOCTOR}:{doctor_id}"
 
 
 class KeyRingError(ValueError):
@@ -47,6 +54,7 @@ class KeyRing:
     def __init__(self, directory: Path, secret: bytes, escrow: tuple[str, ...] = ()):
         self._directory = directory
         self._sealer = Sealer(secret, "document-keys")
+        self._personal = Sealer(secret, "personal-document-keys")
         self._entries: list[KeyEntry] = []
         self._identities: dict[str, Identity] = {}
         self._escrow = tuple(Recipient.parse(text, f"{ESCROW}:{n + 1}") for n, text in enumerate(escrow))
@@ -62,9 +70,16 @@ class KeyRing:
 
     # --- what documents use ------------------------------------------------------------------------------------
 
-    def recipients(self) -> list[Recipient]:
-        """Who a new document is encrypted for: the active service key, and the escrow recipients."""
-        return [self.active.recipient(), *self._escrow]
+    def recipients(self, *personal: Recipient) -> list[Recipient]:
+        """Who a new document is encrypted for: the active service key, the ``personal`` keys given (the
+        consultation's doctor's), and the escrow recipients."""
+        return [self.active.recipient(), *personal, *self._escrow]
+
+    def service_recipients(self, key_ids: tuple[str, ...]) -> list[Recipient]:
+        """The service keys among ``key_ids`` this ring still holds, the active one left out (a rewrapped header
+        keeps them, so a server that has not loaded the newest key yet still opens the file)."""
+        active = self.active.key_id
+        return [self._identities[k].recipient() for k in key_ids if k != active and k in self._identities]
 
     def identities(self) -> list[Identity]:
         """Every service key this server holds, the active one first: what can open a stored document."""
@@ -79,6 +94,20 @@ class KeyRing:
     def entries(self) -> list[KeyEntry]:
         escrow = [KeyEntry(r.key_id, str(r), "", False) for r in self._escrow]
         return [*self._entries, *escrow]
+
+    # --- personal keys -----------------------------------------------------------------------------------------
+
+    def new_personal(self, key_id: str) -> tuple[Identity, bytes]:
+        """A new personal key (``doctor:<id>``) and its private half sealed under the server secret, bound to the
+        key id: what the database stores (a sealed key moved to another row does not open)."""
+        identity = Identity.generate(key_id)
+        return identity, self._personal.seal(str(identity).encode(), key_id)
+
+    def open_personal(self, key_id: str, sealed: bytes) -> Identity:
+        try:
+            return Identity.parse(self._personal.open(sealed, key_id).decode(), key_id)
+        except ValueError as exc:
+            raise KeyRingError(f"key {key_id} cannot be opened with this server's secret") from exc
 
     # --- rotation ----------------------------------------------------------------------------------------------
 

@@ -11,12 +11,12 @@ import asyncio
 import contextlib
 import hashlib
 import os
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from teleconsult.crypto.age import AgeError, Decryptor, Encryptor, Identity, Recipient
+from teleconsult.crypto.age import MAX_HEADER, AgeError, Decryptor, Encryptor, Identity, Recipient, header_end, rewrap
 from teleconsult.files import private_directory
 
 READ_BYTES = 1024 * 1024
@@ -34,6 +34,15 @@ class Written:
     size: int
     sealed_size: int
     sha256: str
+
+
+@dataclass(frozen=True, slots=True)
+class Rewrapped:
+    """A file whose header was rewritten: its new hash and size, and the header it had (to put it back)."""
+
+    sha256: str
+    sealed_size: int
+    old_header: bytes
 
 
 class DocumentFiles:
@@ -74,7 +83,9 @@ class DocumentFiles:
             raise
         return Written(size=sink.size, sealed_size=sink.sealed_size, sha256=sink.digest.hexdigest())
 
-    async def read(self, document_id: str, sha256: str, identities: Sequence[Identity]) -> AsyncIterator[bytes]:
+    async def read(
+        self, document_id: str, sha256: str, identities: Sequence[Identity]
+    ) -> AsyncIterator[bytes | bytearray]:
         """The plaintext, chunk by chunk, each released only once it authenticated; raises ``DocumentFileError``
         (before any byte) when the file is not the one recorded, and (mid-way) when it fails to decrypt."""
         path = self.path(document_id)
@@ -90,6 +101,58 @@ class DocumentFiles:
             raise DocumentFileError(str(exc)) from exc
         if last:
             yield last
+
+    async def rewrap(
+        self, file_id: str, sha256: str, identities: Sequence[Identity], recipients: Sequence[Recipient]
+    ) -> Rewrapped:
+        """Give the file a header wrapping its file key for ``recipients`` (opened with ``identities``); the payload
+        is copied as it is, never decrypted. Refused (``DocumentFileError``) when the file does not match
+        ``sha256``; the file is replaced only once the new one is complete."""
+        return await asyncio.to_thread(
+            self._replace_header, file_id, sha256, lambda head: rewrap(head, identities, recipients)
+        )
+
+    async def restore_header(self, file_id: str, rewrapped: Rewrapped) -> None:
+        """Put back the header ``rewrap`` replaced (its record could not follow)."""
+
+        def old(head: bytes) -> tuple[bytes, int]:
+            end = header_end(head)
+            assert end is not None
+            return rewrapped.old_header, end
+
+        await asyncio.to_thread(self._replace_header, file_id, rewrapped.sha256, old)
+
+    def _replace_header(self, file_id: str, sha256: str, new_header: Callable[[bytes], tuple[bytes, int]]) -> Rewrapped:
+        path = self.path(file_id)
+        if _sha256_of(path) != sha256:
+            raise DocumentFileError("the file does not match its record")
+        temporary = self._directory / f".{file_id}.rewrap"
+        digest = hashlib.sha256()
+        sealed_size = 0
+        try:
+            with path.open("rb") as source:
+                head = source.read(MAX_HEADER + 1)
+                try:
+                    header, old_length = new_header(head)
+                except AgeError as exc:
+                    raise DocumentFileError(str(exc)) from exc
+                source.seek(old_length)
+                descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                with os.fdopen(descriptor, "wb") as target:
+                    data = header
+                    while data:
+                        digest.update(data)
+                        target.write(data)
+                        sealed_size += len(data)
+                        data = source.read(READ_BYTES)
+                    target.flush()
+                    os.fsync(target.fileno())
+            os.replace(temporary, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                temporary.unlink()
+            raise
+        return Rewrapped(sha256=digest.hexdigest(), sealed_size=sealed_size, old_header=head[:old_length])
 
     def remove(self, document_id: str) -> None:
         with contextlib.suppress(FileNotFoundError):

@@ -3,6 +3,9 @@
 The consultation's doctor and its admitted participants (patient, nurse, guests) upload; the same people read. A
 participant still waiting, another consultation's participant or another doctor is told ``not_found`` and learns
 nothing. Every upload and download is an audit event (who, which document, when; never its name or content).
+
+Each file is encrypted for the active service key (the server serves downloads with it), the consultation's
+doctor's own key (``doctor:<id>``: the doctor opens it offline with any age reader) and the escrow recipients.
 """
 
 from __future__ import annotations
@@ -12,16 +15,19 @@ from dataclasses import dataclass
 
 from teleconsult.clock import now
 from teleconsult.config import DocumentsSettings
+from teleconsult.crypto.age import Recipient
 from teleconsult.crypto.keyring import KeyRing
+from teleconsult.doctor_keys import DoctorKeys
 from teleconsult.documents.files import DocumentFiles
 from teleconsult.documents.kinds import SNIFF_BYTES, detect, safe_name
-from teleconsult.domain import Doctor, Document, Participant
+from teleconsult.domain import Doctor, Document, Participant, Prescription
 from teleconsult.errors import ErrorCode, TeleconsultError
 from teleconsult.ids import DocumentId, hash_token, new_id
 from teleconsult.lifecycle import Status
-from teleconsult.store import Database, audit
+from teleconsult.store import Database, Tx, audit
 from teleconsult.store import consultations as consultation_store
 from teleconsult.store import documents as store
+from teleconsult.store import prescriptions as prescription_store
 
 #: Told when a document was added, to show it in the room: ``(document, the uploader's seat)``.
 Announce = Callable[[Document, Participant], Awaitable[None]]
@@ -36,13 +42,29 @@ class Caller:
     credentials: tuple[str, ...] = ()
 
 
+@dataclass(frozen=True, slots=True)
+class Listed:
+    """A document as its consultation's list shows it: who gave it (their seat), and its prescription if it is one."""
+
+    document: Document
+    uploader: Participant | None
+    prescription: Prescription | None
+
+
 class DocumentService:
     def __init__(
-        self, db: Database, files: DocumentFiles, keys: KeyRing, settings: DocumentsSettings, announce: Announce
+        self,
+        db: Database,
+        files: DocumentFiles,
+        keys: KeyRing,
+        doctor_keys: DoctorKeys,
+        settings: DocumentsSettings,
+        announce: Announce,
     ):
         self._db = db
         self._files = files
         self._keys = keys
+        self._doctor_keys = doctor_keys
         self._settings = settings
         self._announce = announce
 
@@ -60,12 +82,19 @@ class DocumentService:
             if consultation is None or consultation.status == Status.CANCELLED.value:
                 raise TeleconsultError(ErrorCode.NOT_FOUND)
             room_left = self._settings.documents_quota_bytes - await store.stored_bytes(tx, consultation_id)
+            recipients = await self.recipients(tx, consultation.doctor_id)
         head, rest = await _head(chunks, SNIFF_BYTES)
         mime = detect(head)
         # Whichever is smaller bounds this file: the size limit, or what the consultation's quota has left.
         bounded = _bounded(head, rest, min(self.max_bytes, room_left), quota=room_left < self.max_bytes)
         document = await self.write(
-            DocumentId(new_id("doc")), seat, bounded, kind="document", name=safe_name(name, mime), mime=mime
+            DocumentId(new_id("doc")),
+            seat,
+            bounded,
+            recipients,
+            kind="document",
+            name=safe_name(name, mime),
+            mime=mime,
         )
         try:
             async with self._db.transaction() as tx:
@@ -88,13 +117,14 @@ class DocumentService:
         document_id: DocumentId,
         seat: Participant,
         chunks: AsyncIterator[bytes],
+        recipients: list[Recipient],
         *,
         kind: str,
         name: str,
         mime: str,
     ) -> Document:
-        """Encrypt ``chunks`` into the document's file for the current keys; the record to store with it."""
-        recipients = self._keys.recipients()
+        """Encrypt ``chunks`` into the document's file for ``recipients`` (``recipients()``); the record to store
+        with it."""
         written = await self._files.write(document_id, chunks, recipients)
         return Document(
             id=document_id,
@@ -110,7 +140,17 @@ class DocumentService:
             created_at=now(),
         )
 
-    async def open(self, document_id: str, caller: Caller) -> tuple[Document, AsyncIterator[bytes]]:
+    async def recipients(self, tx: Tx, doctor_id: str) -> list[Recipient]:
+        """Who a new document of this doctor's consultation is encrypted for: the active service key, the doctor's
+        own key (made now for a doctor who has none yet), and the escrow recipients."""
+        return self._keys.recipients(await self._doctor_keys.document_recipient(tx, doctor_id))
+
+    def read_file(self, file_id: str, sha256: str) -> AsyncIterator[bytes | bytearray]:
+        """The plaintext of a stored file (a document's, or a prescription's signed copy) once its ciphertext
+        matches ``sha256``, opened with the service keys."""
+        return self._files.read(file_id, sha256, self._keys.identities())
+
+    async def open(self, document_id: str, caller: Caller) -> tuple[Document, AsyncIterator[bytes | bytearray]]:
         """The record and the plaintext stream of a document the caller may read."""
         async with self._db.transaction() as tx:
             document = await store.document_by_id(tx, document_id)
@@ -125,12 +165,18 @@ class DocumentService:
                 consultation_id=document.consultation_id,
                 detail={"document": document.id},
             )
-        return document, self._files.read(document.id, document.sha256, self._keys.identities())
+        return document, self.read_file(document.id, document.sha256)
 
-    async def documents_of(self, consultation_id: str, caller: Caller) -> list[Document]:
+    async def documents_of(self, consultation_id: str, caller: Caller) -> list[Listed]:
+        """The consultation's documents, oldest first, each with its uploader's seat and, for a prescription, its
+        record (number, revocation)."""
         await self.seat(consultation_id, caller)
         async with self._db.transaction() as tx:
-            return await store.documents_of(tx, consultation_id)
+            documents = await store.documents_of(tx, consultation_id)
+            consultation = await consultation_store.consultation_by_id(tx, consultation_id)
+            prescriptions = {p.document_id: p for p in await prescription_store.prescriptions_of(tx, consultation_id)}
+        seats = {p.id: p for p in consultation.participants} if consultation is not None else {}
+        return [Listed(d, seats.get(d.uploaded_by), prescriptions.get(d.id)) for d in documents]
 
     async def seat(self, consultation_id: str, caller: Caller) -> Participant:
         """The caller's seat in the consultation, if they may see its documents; ``not_found`` otherwise."""

@@ -2,8 +2,9 @@
 
 A prescription is written by its consultation's doctor: the PDF (``pdf.py``) carries the prescription id, the RPPS,
 the consultation and the issue time, and a QR code for ``/verify/<code>``; it is signed with the doctor's key (a
-certificate of the server's CA, made on the doctor's first prescription) into a CMS SignedData that contains it.
-Both are stored encrypted like any document: the PDF is the document the room sees, the CMS file is served by
+certificate of the server's CA, issued with the doctor's account, ``teleconsult.doctor_keys``) into a CMS
+SignedData that contains it. Both are stored encrypted like any document (for the service key, the doctor's own
+key and escrow): the PDF is the document the room sees, the CMS file is served by
 ``/api/documents/<id>/signed``. The code is 256 random bits, kept only as a hash; the check page shows the doctor,
 the date and the patient's initials, never more.
 """
@@ -18,8 +19,8 @@ from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
 from teleconsult.clock import now
-from teleconsult.crypto.keyring import KeyRing
-from teleconsult.crypto.pki import CertificateAuthority, Signer
+from teleconsult.crypto.pki import CertificateAuthority
+from teleconsult.doctor_keys import DoctorKeys
 from teleconsult.documents.files import DocumentFiles
 from teleconsult.documents.service import Announce, Caller, DocumentService
 from teleconsult.domain import Doctor, Document, Prescription
@@ -27,7 +28,7 @@ from teleconsult.errors import ErrorCode, TeleconsultError
 from teleconsult.ids import DocumentId, hash_token, new_id, new_token
 from teleconsult.lifecycle import Status
 from teleconsult.prescriptions.pdf import Item, Ordonnance, render
-from teleconsult.store import Database, Tx, audit
+from teleconsult.store import Database, audit
 from teleconsult.store import consultations as consultation_store
 from teleconsult.store import documents as document_store
 from teleconsult.store import prescriptions as store
@@ -62,16 +63,16 @@ class PrescriptionService:
         self,
         db: Database,
         authority: CertificateAuthority,
+        doctor_keys: DoctorKeys,
         files: DocumentFiles,
-        keys: KeyRing,
         documents: DocumentService,
         base_url: str,
         announce: Announce,
     ):
         self._db = db
         self._ca = authority
+        self._doctor_keys = doctor_keys
         self._files = files
-        self._keys = keys
         self._documents = documents
         self._base_url = base_url
         self._announce = announce
@@ -91,7 +92,8 @@ class PrescriptionService:
             assert consultation is not None  # the doctor's seat was found in it
             if consultation.status == Status.CANCELLED.value:
                 raise TeleconsultError(ErrorCode.ENDED)
-            signer = await self._signer(tx, doctor)
+            signer = await self._doctor_keys.signer(tx, doctor)
+            recipients = await self._documents.recipients(tx, doctor.id)
         patient = consultation.seat("patient")
         issued_at = now()
         prescription_id, document_id = new_id("rx"), DocumentId(new_id("doc"))
@@ -116,9 +118,9 @@ class PrescriptionService:
         signed = await asyncio.to_thread(self._ca.sign, pdf, signer, doctor.id)
         name = f"ordonnance-{number}.pdf"
         document = await self._documents.write(
-            document_id, seat, _once(pdf), kind="prescription", name=name, mime="application/pdf"
+            document_id, seat, _once(pdf), recipients, kind="prescription", name=name, mime="application/pdf"
         )
-        written_signed = await self._files.write(signed_file_id(document_id), _once(signed), self._keys.recipients())
+        written_signed = await self._files.write(signed_file_id(document_id), _once(signed), recipients)
         prescription = Prescription(
             id=prescription_id,
             document_id=document_id,
@@ -151,14 +153,14 @@ class PrescriptionService:
         await self._announce(document, seat)
         return Issued(document, prescription, verify_url)
 
-    async def signed(self, document_id: str, caller: Caller) -> tuple[Prescription, AsyncIterator[bytes]]:
+    async def signed(self, document_id: str, caller: Caller) -> tuple[Prescription, AsyncIterator[bytes | bytearray]]:
         """The CMS file of a prescription the caller may read."""
         async with self._db.transaction() as tx:
             prescription = await store.by_document(tx, document_id)
         if prescription is None:
             raise TeleconsultError(ErrorCode.NOT_FOUND)
         await self._documents.seat(prescription.consultation_id, caller)
-        stream = self._files.read(signed_file_id(document_id), prescription.signed_sha256, self._keys.identities())
+        stream = self._documents.read_file(signed_file_id(document_id), prescription.signed_sha256)
         return prescription, stream
 
     async def check(self, code: str) -> Prescription | None:
@@ -191,15 +193,6 @@ class PrescriptionService:
             revoked = await store.by_document(tx, document_id)
         assert revoked is not None
         return revoked
-
-    async def _signer(self, tx: Tx, doctor: Doctor) -> Signer:
-        """The doctor's signing key, issued by the CA on their first prescription."""
-        found = await store.signer_of(tx, doctor.id)
-        if found is not None:
-            return Signer(*found)
-        signer = self._ca.issue(doctor.id, doctor.name, doctor.rpps)
-        await store.add_signer(tx, doctor.id, signer.certificate_pem, signer.sealed_key, now())
-        return signer
 
 
 def _checked(item: Item, n: int) -> Item:

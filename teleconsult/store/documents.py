@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from teleconsult import domain
 from teleconsult.store import values
 from teleconsult.store.database import Tx
-from teleconsult.store.models import Document
+from teleconsult.store.models import Consultation, Document
 
 
 async def add_document(tx: Tx, document: domain.Document) -> None:
@@ -42,3 +42,28 @@ async def stored_bytes(tx: Tx, consultation_id: str) -> int:
     """What a consultation's documents hold in all (its quota counts this)."""
     query = select(func.coalesce(func.sum(Document.size), 0)).where(Document.consultation_id == consultation_id)
     return int((await tx.execute(query)).scalar_one())
+
+
+async def documents_after(tx: Tx, after: str, limit: int) -> list[tuple[domain.Document, str]]:
+    """Documents in id order from just after ``after``, each with its consultation's doctor id (a rewrap's page)."""
+    query = (
+        select(Document, Consultation.doctor_id)
+        .join(Consultation, Consultation.id == Document.consultation_id)
+        .where(Document.id > after)
+        .order_by(Document.id)
+        .limit(limit)
+    )
+    return [(values.document(row), doctor_id) for row, doctor_id in (await tx.execute(query)).all()]
+
+
+async def set_wrapping(
+    tx: Tx, document_id: str, *, was: str, sha256: str, sealed_size: int, key_ids: tuple[str, ...]
+) -> bool:
+    """The record follows its file's new header; only if it still describes the file as it was (``was``)."""
+    result = await tx.execute(
+        update(Document)
+        .where(Document.id == document_id, Document.sha256 == was)
+        .values(sha256=sha256, sealed_size=sealed_size, key_ids=",".join(key_ids))
+        .execution_options(synchronize_session=False)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]

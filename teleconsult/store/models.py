@@ -269,6 +269,18 @@ class DoctorSigner(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class DoctorKey(Base):
+    """A doctor's own document key (``doctor:<id>``, age X25519): every document of their consultations is also
+    encrypted for ``recipient``; the private half is sealed under the server secret (bound to the key id)."""
+
+    __tablename__ = "doctor_keys"
+
+    doctor_id: Mapped[str] = mapped_column(ForeignKey("doctors.id", ondelete="CASCADE"), primary_key=True)
+    recipient: Mapped[str] = mapped_column(String(100))
+    sealed_identity: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 class Prescription(Base):
     """A signed prescription: its PDF is a document; its CMS file is stored encrypted beside it. ``code_hash`` is
     the hash of the code the QR code carries (the code itself is never stored)."""

@@ -1,4 +1,4 @@
-"""Prescriptions and the doctors' signing keys."""
+"""Prescriptions (the doctors' signing keys are in ``doctor_keys.py``)."""
 
 from __future__ import annotations
 
@@ -9,21 +9,7 @@ from sqlalchemy import select, update
 from teleconsult import domain
 from teleconsult.store import values
 from teleconsult.store.database import Tx
-from teleconsult.store.models import DoctorSigner, Prescription
-
-
-async def signer_of(tx: Tx, doctor_id: str) -> tuple[bytes, bytes] | None:
-    """The doctor's certificate (PEM) and sealed private key, if they have one yet."""
-    row = await tx.get(DoctorSigner, doctor_id)
-    return (row.certificate_pem.encode(), row.sealed_key) if row is not None else None
-
-
-async def add_signer(tx: Tx, doctor_id: str, certificate_pem: bytes, sealed_key: bytes, now: datetime) -> None:
-    tx.add(
-        DoctorSigner(
-            doctor_id=doctor_id, certificate_pem=certificate_pem.decode(), sealed_key=sealed_key, created_at=now
-        )
-    )
+from teleconsult.store.models import Prescription
 
 
 async def add_prescription(tx: Tx, prescription: domain.Prescription, code_hash: str) -> None:
@@ -64,3 +50,18 @@ async def revoke(tx: Tx, prescription_id: str, now: datetime) -> bool:
         .execution_options(synchronize_session=False)
     )
     return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def prescriptions_of(tx: Tx, consultation_id: str) -> list[domain.Prescription]:
+    query = select(Prescription).where(Prescription.consultation_id == consultation_id).order_by(Prescription.issued_at)
+    return [values.prescription(row) for row in (await tx.execute(query)).scalars().all()]
+
+
+async def set_signed_sha256(tx: Tx, prescription_id: str, sha256: str) -> None:
+    """The signed file's new hash, once its header was rewritten (the payload, hence its size, is unchanged)."""
+    await tx.execute(
+        update(Prescription)
+        .where(Prescription.id == prescription_id)
+        .values(signed_sha256=sha256)
+        .execution_options(synchronize_session=False)
+    )

@@ -10,8 +10,12 @@ const REFRESH_MS = 20000;
 const MAIL_POLL_MS = 5000;
 
 export class ConsultationList {
-  /** @param {{onUnauthorized: () => void}} o */
-  constructor({ onUnauthorized }) {
+  /**
+   * @param {{onUnauthorized: () => void, documents?: import("./documents.js").ConsultationDocuments}} o
+   *   `documents` gives each row its documents section.
+   */
+  constructor({ onUnauthorized, documents = null }) {
+    this.documents = documents;
     this.list = document.getElementById("consultations");
     this.error = document.getElementById("list-error");
     this.empty = document.getElementById("list-empty");
@@ -72,7 +76,7 @@ export class ConsultationList {
       const key = JSON.stringify(c) + ui.key(c.id);
       let entry = this.rendered.get(c.id);
       if (!entry || entry.key !== key) {
-        const node = row(c, ui);
+        const node = row(c, ui, this.documents);
         if (entry && entry.node.parentNode === list) list.replaceChild(node, entry.node);
         entry = { key, node };
         this.rendered.set(c.id, entry);

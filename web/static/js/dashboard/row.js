@@ -1,5 +1,6 @@
-// A consultation's row on the dashboard: who, when, its billing, its invitations, and the panels an action opens
-// (the cancel confirmation, the new link after a resend, an error or a notice).
+// A consultation's row on the dashboard: who, when, its billing, its invitations, its documents (the section
+// `documents.js` keeps), and the panels an action opens (the cancel confirmation, the new link after a resend, an
+// error or a notice).
 import { el } from "../dom.js";
 import { formatAmount, formatDateTime, formatDuration, locale, t } from "../i18n.js";
 import { invitationLine } from "./invitation.js";
@@ -89,7 +90,7 @@ function resentPanel(c, resent) {
       })));
 }
 
-export function row(c, ui) {
+export function row(c, ui, documents = null) {
   const name = c.patient_name || "—";
   const open = OPEN_STATUSES.has(c.status);
   const invitations = Array.isArray(c.invitations) ? c.invitations : [];
@@ -159,6 +160,10 @@ export function row(c, ui) {
     const lines = el("ul", { className: "invites", "aria-label": t("dashboard.list.invitations", { name }) });
     for (const inv of invitations) lines.append(invitationLine(c, inv, open, ui));
     item.append(lines);
+  }
+  if (documents) {
+    const section = documents.section(c);
+    if (section.firstChild) item.append(section);
   }
 
   const error = ui.errors.get(c.id);
