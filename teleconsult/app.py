@@ -5,16 +5,19 @@ from __future__ import annotations
 import logging
 import secrets
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from pathlib import Path
 
 import aiohttp_jinja2
 from aiohttp import WSCloseCode, web
 
 from teleconsult import housekeeping
+from teleconsult.acts import ActCatalog
 from teleconsult.api import setup_routes
 from teleconsult.api.connection import close_all, heartbeat
 from teleconsult.api.keys import (
     AUDIT,
+    BILLING,
     CATALOGS,
     CONSULTATIONS,
     DOCTORS,
@@ -69,6 +72,7 @@ CHORES = web.AppKey("chores", BackgroundLoops)
 WEB_DIR = Path(__file__).resolve().parent.parent / "web"
 MAX_REQUEST_BYTES = 1024 * 1024
 HOUSEKEEPING_EVERY_S = 600.0
+NO_SHOW_EVERY_S = 60.0
 #: How long shutdown waits for sockets to close after telling their clients to reconnect.
 SHUTDOWN_CLOSE_S = 2.0
 #: How long shutdown waits for a background step under way (a mail being sent, a purge) before cancelling it.
@@ -108,9 +112,8 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     )
     links = Links(settings.access, settings.server.base_url)
     seats = SeatService(database, settings.access, settings.signaling)
-    consultations = ConsultationService(
-        database, links, outbox, BillingService(settings.billing), guest_seats=settings.signaling.guest_seats
-    )
+    billing = app[BILLING] = BillingService(database, catalog_of(settings))
+    consultations = ConsultationService(database, links, outbox, billing, guest_seats=settings.signaling.guest_seats)
     invitations = InvitationService(database, links, outbox)
     chores = app[CHORES] = BackgroundLoops()
     app[DATABASE] = database
@@ -135,6 +138,8 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     sockets = app[SOCKETS]
     chores.start("housekeeping", housekeeping.run(database, HOUSEKEEPING_EVERY_S, chores))
     chores.start("outbox", outbox.run(chores))
+    grace = timedelta(seconds=settings.billing.no_show_after_s)
+    chores.start("no-shows", housekeeping.close_no_shows(app[SIGNALING], grace, NO_SHOW_EVERY_S, chores))
     chores.start("heartbeat", heartbeat(sockets, settings.signaling.heartbeat_s, chores))
     chores.start("audit-anchor", trail.run(settings.audit.audit_anchor_interval_s, chores))
     yield
@@ -148,6 +153,13 @@ async def _close_sockets(app: web.Application) -> None:
     await app[SIGNALING].shutdown()
     sockets = app[SOCKETS]
     await close_all(sockets, WSCloseCode.GOING_AWAY, "server shutdown", within_s=SHUTDOWN_CLOSE_S)
+
+
+def catalog_of(settings: Settings) -> ActCatalog:
+    """The acts shipped with the package, or the operator's own file."""
+    if settings.billing.acts_file is None:
+        return ActCatalog.load()
+    return ActCatalog.load(settings.billing.acts_file.read_text(encoding="utf-8"))
 
 
 def certificate_authority(settings: Settings, secret: bytes) -> CertificateAuthority:

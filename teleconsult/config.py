@@ -190,8 +190,11 @@ class DocumentsSettings:
 
 @dataclass(frozen=True, slots=True)
 class BillingSettings:
-    doctor_act: str = "TCG"
-    nurse_act: str = "TLS"
+    #: A TOML file of acts and amounts to use instead of the one shipped (a tariff published between releases);
+    #: same format as ``teleconsult/data/acts.toml``.
+    acts_file: Path | None = None
+    #: An appointment the patient never came into is closed as a no-show this long after its time.
+    no_show_after_s: int = 7200
 
 
 @dataclass(frozen=True, slots=True)

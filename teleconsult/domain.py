@@ -7,7 +7,7 @@ with them; the API serialises them. A value is a snapshot: to see a change, ask 
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
-from datetime import datetime
+from datetime import date, datetime
 from enum import StrEnum
 
 from teleconsult.ids import (
@@ -30,6 +30,7 @@ class Doctor:
     rpps: str
     phone: str | None
     address: str | None = None
+    profession: str = "generalist"  # generalist | specialist: which teleconsultation act they bill
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,27 +85,74 @@ class Mail:
 
 
 @dataclass(frozen=True, slots=True)
+class Modifier:
+    """A majoration added to an act (its own code and amount, at the tariff in force on the act's date)."""
+
+    code: str
+    amount_cents: int
+    tariff_from: date
+
+
+@dataclass(frozen=True, slots=True)
 class BillingAct:
     role: str
     performer_name: str
     act_code: str
     amount_cents: int
+    #: The day from which the amount used holds (the tariff in force on the consultation's date).
+    tariff_from: date
+    modifiers: tuple[Modifier, ...] = ()
+
+    @property
+    def total_cents(self) -> int:
+        return self.amount_cents + sum(m.amount_cents for m in self.modifiers)
+
+
+class BillingStatus(StrEnum):
+    COMPLETED = "completed"
+    NO_SHOW = "no_show"
+    INTERRUPTED = "interrupted"
+    NOT_BILLABLE = "not_billable"
+
+
+@dataclass(frozen=True, slots=True)
+class Nurse:
+    """The nurse beside the patient, as billed: her act depends on where she was."""
+
+    name: str
+    number: str | None  # RPPS or Assurance Maladie number, when the doctor gives it
+    place: str  # planned_visit | dedicated_place | home
 
 
 @dataclass(frozen=True, slots=True)
 class BillingRecord:
+    """One ledger entry: revision 0 is written in the transaction that ends the consultation; each correction is a
+    new entry (revision 1, 2…) that names the one it replaces. Nothing is overwritten."""
+
     id: BillingRecordId
     consultation_id: ConsultationId
+    revision: int
+    corrects: BillingRecordId | None
+    status: BillingStatus
+    reason: str | None
+    act_date: date  # the consultation's day in Europe/Paris: the tariffs of that day apply
     doctor_id: DoctorId
     doctor_name: str
     doctor_rpps: str
     patient_name: str
-    started_at: datetime
+    patient_birth_date: date | None
+    patient_nir: str | None
+    nurse: Nurse | None
+    scheduled_at: datetime | None
+    started_at: datetime | None
     ended_at: datetime
     duration_s: int
+    video_connected: bool
     total_cents: int
     currency: str
     acts: tuple[BillingAct, ...]
+    recorded_at: datetime
+    recorded_by: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +168,8 @@ class ConsultationCore:
     created_at: datetime
     started_at: datetime | None
     ended_at: datetime | None
+    #: When video first flowed between the doctor and the patient, as a client reported it.
+    video_at: datetime | None
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,6 +10,7 @@ from aiohttp import web
 
 from teleconsult.api.connection import WsConnection
 from teleconsult.audit import AuditTrail
+from teleconsult.billing import BillingService
 from teleconsult.config import Settings
 from teleconsult.consultations import ConsultationService
 from teleconsult.doctors import DoctorService
@@ -32,6 +33,7 @@ HEALTH = web.AppKey("health", HealthService)
 DOCUMENTS = web.AppKey("documents", DocumentService)
 PRESCRIPTIONS = web.AppKey("prescriptions", PrescriptionService)
 AUDIT = web.AppKey("audit", AuditTrail)
+BILLING = web.AppKey("billing", BillingService)
 CATALOGS = web.AppKey("catalogs", Catalogs)
 SECRET = web.AppKey("secret", bytes)
 #: Open WebSockets (each handler adds its own and discards it when it returns): the heartbeat's round, and closed

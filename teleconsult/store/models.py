@@ -5,12 +5,13 @@ Every time is stored in UTC. Tokens and credentials are stored only as SHA-256 h
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any, ClassVar
 
 from sqlalchemy import (
     BigInteger,
     Boolean,
+    Date,
     DateTime,
     ForeignKey,
     Index,
@@ -65,6 +66,8 @@ class Doctor(Base):
     phone: Mapped[str | None] = mapped_column(String(40))
     #: The practice's address, printed on prescriptions.
     address: Mapped[str | None] = mapped_column(String(300))
+    #: generalist | specialist: which teleconsultation act they bill.
+    profession: Mapped[str] = mapped_column(String(16), default="generalist")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
@@ -90,11 +93,13 @@ class Consultation(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     started_at: Mapped[datetime | None]
     ended_at: Mapped[datetime | None]
+    #: When video first flowed between the doctor and the patient, as a client reported it.
+    video_at: Mapped[datetime | None]
 
     participants: Mapped[list[Participant]] = relationship(
         back_populates="consultation", order_by="Participant.created_at", lazy="selectin"
     )
-    billing: Mapped[BillingRecord | None] = relationship(lazy="selectin", uselist=False)
+    billing: Mapped[list[BillingEntry]] = relationship(lazy="selectin", order_by="BillingEntry.revision")
     invitations: Mapped[list[Invitation]] = relationship(lazy="selectin", order_by="Invitation.created_at")
     mails: Mapped[list[OutgoingMail]] = relationship(lazy="selectin", order_by="OutgoingMail.created_at")
     documents: Mapped[list[Document]] = relationship(lazy="selectin", order_by="Document.created_at")
@@ -185,36 +190,61 @@ class Ticket(Base):
     used_at: Mapped[datetime | None]
 
 
-class BillingRecord(Base):
-    __tablename__ = "billing_records"
+class BillingEntry(Base):
+    """The billing ledger: revision 0 is written in the transaction that ends the consultation, and the unique
+    constraint makes it once whatever the number of concurrent ends; a correction is a new revision naming the
+    entry it replaces. No entry is ever updated."""
+
+    __tablename__ = "billing_entries"
+    __table_args__ = (
+        UniqueConstraint("consultation_id", "revision", name="uq_billing_entries_once"),
+        Index("ix_billing_entries_doctor_day", "doctor_id", "act_date"),
+        Index("ix_billing_entries_day", "act_date"),
+    )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
-    consultation_id: Mapped[str] = mapped_column(ForeignKey("consultations.id"), unique=True)
-    doctor_id: Mapped[str] = mapped_column(ForeignKey("doctors.id"), index=True)
+    consultation_id: Mapped[str] = mapped_column(ForeignKey("consultations.id"))
+    revision: Mapped[int] = mapped_column(Integer)
+    corrects: Mapped[str | None] = mapped_column(ForeignKey("billing_entries.id"))
+    status: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str | None] = mapped_column(String(300))
+    act_date: Mapped[date] = mapped_column(Date)
+    doctor_id: Mapped[str] = mapped_column(ForeignKey("doctors.id"))
     doctor_name: Mapped[str] = mapped_column(String(200))
     doctor_rpps: Mapped[str] = mapped_column(String(11))
     patient_name: Mapped[str] = mapped_column(String(200))
-    started_at: Mapped[datetime]
+    patient_birth_date: Mapped[date | None] = mapped_column(Date)
+    patient_nir: Mapped[str | None] = mapped_column(String(15))
+    nurse_name: Mapped[str | None] = mapped_column(String(200))
+    nurse_number: Mapped[str | None] = mapped_column(String(11))
+    nurse_place: Mapped[str | None] = mapped_column(String(16))
+    scheduled_at: Mapped[datetime | None]
+    started_at: Mapped[datetime | None]
     ended_at: Mapped[datetime]
     duration_s: Mapped[int] = mapped_column(Integer)
+    video_connected: Mapped[bool] = mapped_column(Boolean)
     total_cents: Mapped[int] = mapped_column(Integer)
-    currency: Mapped[str] = mapped_column(String(3), default="EUR")
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    currency: Mapped[str] = mapped_column(String(3))
+    recorded_at: Mapped[datetime]
+    recorded_by: Mapped[str] = mapped_column(String(64))
 
-    acts: Mapped[list[BillingAct]] = relationship(lazy="selectin", order_by="BillingAct.position")
+    acts: Mapped[list[BillingEntryAct]] = relationship(lazy="selectin", order_by="BillingEntryAct.position")
 
 
-class BillingAct(Base):
-    __tablename__ = "billing_acts"
-    __table_args__ = (UniqueConstraint("record_id", "position"),)
+class BillingEntryAct(Base):
+    __tablename__ = "billing_entry_acts"
+    __table_args__ = (UniqueConstraint("entry_id", "position"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    record_id: Mapped[str] = mapped_column(ForeignKey("billing_records.id", ondelete="CASCADE"))
+    entry_id: Mapped[str] = mapped_column(ForeignKey("billing_entries.id"))
     position: Mapped[int] = mapped_column(Integer)
     role: Mapped[str] = mapped_column(String(16))
     performer_name: Mapped[str] = mapped_column(String(200))
-    act_code: Mapped[str] = mapped_column(String(8))
+    code: Mapped[str] = mapped_column(String(8))
     amount_cents: Mapped[int] = mapped_column(Integer)
+    tariff_from: Mapped[date] = mapped_column(Date)
+    #: The majorations: JSON ``[{"code", "amount_cents", "tariff_from"}]``.
+    modifiers: Mapped[str] = mapped_column(Text)
 
 
 class AuditEvent(Base):

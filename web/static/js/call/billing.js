@@ -19,6 +19,8 @@ export class EndBilling {
     this.reasonField = document.getElementById("billing-reason-field");
     this.reason = document.getElementById("billing-reason");
     this.total = document.getElementById("billing-proposed");
+    this.birthDate = document.getElementById("billing-birth-date");
+    this.nir = document.getElementById("billing-nir");
     this.proposal = null;
     for (const control of [this.status, this.act, this.nursePlace, this.majorations]) {
       if (control) control.addEventListener("change", () => this.update());
@@ -91,6 +93,8 @@ export class EndBilling {
       if (this.proposal.nurse_acts.length) body.nurse_place = this.nursePlace.value;
     }
     if (status === "not_billable") body.reason = this.reason.value.trim();
+    if (this.birthDate && this.birthDate.value) body.patient_birth_date = this.birthDate.value;
+    if (this.nir && this.nir.value.trim()) body.patient_nir = this.nir.value.trim();
     return status === "no_show" ? undefined : body;
   }
 }
