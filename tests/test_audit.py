@@ -602,3 +602,50 @@ async def test_the_server_anchors_periodically(server_with: Any, caplog: pytest.
             break
         await asyncio.sleep(0.05)
     assert caplog.text.count("audit anchor:") >= 3
+
+
+@pytest.mark.browser
+async def test_the_dashboard_shows_a_consultations_trail_in_french_and_english(
+    chromium_path: str, live_server: Any, tmp_path: Path
+) -> None:
+    from playwright.async_api import async_playwright, expect
+
+    from tests.test_browser import CHROMIUM_ARGS, DESKTOP, PageErrors, browser_env, log_in, new_context
+
+    watcher = PageErrors()
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(
+            executable_path=chromium_path, headless=True, args=CHROMIUM_ARGS, env=browser_env(tmp_path)
+        )
+        try:
+            context = await new_context(browser, live_server.url, DESKTOP)
+            doctor = watcher.watch(await context.new_page(), "doctor")
+            await log_in(doctor, live_server.doctor_email, live_server.doctor_password)
+            await doctor.get_by_test_id("new-patient-name").fill(PATIENT_NAME)
+            await doctor.get_by_test_id("new-patient-email").fill(PATIENT_EMAIL)
+            await doctor.get_by_test_id("new-submit").click()
+            row = doctor.get_by_test_id("consultation-row").first
+            await expect(row).to_contain_text(PATIENT_NAME)
+            toggle = row.get_by_test_id("consultation-audit-toggle")
+            await expect(toggle).to_have_text("Journal")
+            await toggle.click()
+            await expect(toggle).to_have_attribute("aria-expanded", "true")
+            entries = row.get_by_test_id("consultation-audit-entry")
+            await expect(entries.first).to_contain_text("Invitation créée")
+            await expect(row.locator('[data-audit="consultation.created"]')).to_contain_text("Consultation créée")
+            await expect(row.locator('[data-audit="consultation.created"]')).to_contain_text("Médecin")
+            await expect(row.locator('[data-audit="mail.sent"]')).to_have_count(1, timeout=15_000)  # once it is sent
+            await expect(row.locator('[data-audit="mail.sent"]')).to_contain_text("Serveur · invitation")
+            await toggle.click()
+            await expect(row.get_by_test_id("consultation-audit")).to_have_count(0)
+
+            await doctor.goto("/doctor?lang=en")
+            row = doctor.get_by_test_id("consultation-row").first
+            toggle = row.get_by_test_id("consultation-audit-toggle")
+            await expect(toggle).to_have_text("Audit trail")
+            await toggle.click()
+            await expect(row.locator('[data-audit="consultation.created"]')).to_contain_text("Consultation created")
+            await expect(row.locator('[data-audit="mail.sent"]')).to_contain_text("Server · invitation")
+        finally:
+            await browser.close()
+    assert watcher.errors == []

@@ -12,10 +12,11 @@ const MAIL_POLL_MS = 5000;
 export class ConsultationList {
   /**
    * @param {{onUnauthorized: () => void, documents?: import("./documents.js").ConsultationDocuments}} o
-   *   `documents` gives each row its documents section.
+   *   `documents` gives each row its documents section; `trail` (a ConsultationTrail of ./audit.js) its audit trail.
    */
-  constructor({ onUnauthorized, documents = null }) {
+  constructor({ onUnauthorized, documents = null, trail = null }) {
     this.documents = documents;
+    this.trail = trail;
     this.list = document.getElementById("consultations");
     this.error = document.getElementById("list-error");
     this.empty = document.getElementById("list-empty");
@@ -76,7 +77,7 @@ export class ConsultationList {
       const key = JSON.stringify(c) + ui.key(c.id);
       let entry = this.rendered.get(c.id);
       if (!entry || entry.key !== key) {
-        const node = row(c, ui, this.documents);
+        const node = row(c, ui, this.documents, this.trail);
         if (entry && entry.node.parentNode === list) list.replaceChild(node, entry.node);
         entry = { key, node };
         this.rendered.set(c.id, entry);

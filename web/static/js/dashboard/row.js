@@ -1,6 +1,6 @@
 // A consultation's row on the dashboard: who, when, its billing, its invitations, its documents (the section
-// `documents.js` keeps), and the panels an action opens (the cancel confirmation, the new link after a resend, an
-// error or a notice).
+// `documents.js` keeps), its audit trail (`audit.js`), and the panels an action opens (the cancel confirmation,
+// the new link after a resend, an error or a notice).
 import { el } from "../dom.js";
 import { formatAmount, formatDateTime, formatDuration, locale, t } from "../i18n.js";
 import { invitationLine } from "./invitation.js";
@@ -90,7 +90,7 @@ function resentPanel(c, resent) {
       })));
 }
 
-export function row(c, ui, documents = null) {
+export function row(c, ui, documents = null, trail = null) {
   const name = c.patient_name || "—";
   const open = OPEN_STATUSES.has(c.status);
   const invitations = Array.isArray(c.invitations) ? c.invitations : [];
@@ -165,6 +165,7 @@ export function row(c, ui, documents = null) {
     const section = documents.section(c);
     if (section.firstChild) item.append(section);
   }
+  if (trail) item.append(trail.section(c));
 
   const error = ui.errors.get(c.id);
   if (error) item.append(el("p", { className: "consultation__panel alert alert--error", role: "alert", "data-testid": "row-error", text: error }));
