@@ -97,6 +97,12 @@ def _parser() -> argparse.ArgumentParser:
     doctor.add_argument("--password", help="prompted for when absent")
     doctor.add_argument("--phone", help="the practice's phone number, given to patients in mails and pages")
     doctor.add_argument("--address", help="the practice's address, printed on prescriptions")
+    doctor.add_argument(
+        "--profession",
+        choices=["generalist", "specialist"],
+        default="generalist",
+        help="which teleconsultation act they bill (TCG for a generalist)",
+    )
     doctor.set_defaults(func=_create_doctor)
 
     doctors = command("doctors", "doctor accounts")
@@ -229,6 +235,7 @@ def _create_doctor(settings: Settings, args: argparse.Namespace) -> int:
                 email=args.email,
                 name=args.name,
                 rpps=args.rpps,
+                profession=args.profession,
                 password=password,
                 phone=args.phone,
                 address=args.address,

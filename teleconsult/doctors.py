@@ -24,6 +24,7 @@ from teleconsult.validation import display_name
 #: a second address or a display part. Local domains (``teleconsult.localhost``) are allowed for the demo.
 EMAIL = re.compile(r'^[^@\s<>,;:"()\[\]\\]{1,64}@[^@\s<>,;:"()\[\]\\]{1,255}\.[^@\s<>,;:"()\[\]\\]{2,}$')
 RPPS = re.compile(r"^\d{11}$")
+PROFESSIONS = ("generalist", "specialist")
 
 
 class LoginThrottle:
@@ -94,7 +95,15 @@ class DoctorService:
         self.throttle = LoginThrottle(access.login_max_failures, access.login_window_s)
 
     async def create_doctor(
-        self, *, email: str, name: str, rpps: str, password: str, phone: str | None = None, address: str | None = None
+        self,
+        *,
+        email: str,
+        name: str,
+        rpps: str,
+        password: str,
+        phone: str | None = None,
+        address: str | None = None,
+        profession: str = "generalist",
     ) -> Doctor:
         email = normalise_email(email)
         if not EMAIL.match(email):
@@ -102,6 +111,10 @@ class DoctorService:
         if not RPPS.match(rpps):
             raise TeleconsultError(ErrorCode.BAD_REQUEST, "The RPPS number has 11 digits.")
         name = display_name(name, field="name")
+        if profession not in PROFESSIONS:
+            raise TeleconsultError(
+                ErrorCode.BAD_REQUEST, "A doctor is a generalist or a specialist.", field="profession"
+            )
         phone = display_name(phone, field="phone", max_length=40) if phone and phone.strip() else None
         address = display_name(address, field="address", max_length=300) if address and address.strip() else None
         if len(password) < passwords.MIN_LENGTH:
@@ -121,6 +134,7 @@ class DoctorService:
                 password_hash=password_hash,
                 phone=phone,
                 address=address,
+                profession=profession,
             )
             await self._keys.issue(tx, doctor)  # no account without its keys
             return doctor

@@ -7,7 +7,7 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
-from teleconsult.acts import ActCatalog, NursePlace
+from teleconsult.acts import ActCatalog, BilledBy, NursePlace
 from teleconsult.billing import BillingChoice, propose
 from teleconsult.domain import BillingStatus, Consultation, ConsultationCore, Doctor, Participant
 from teleconsult.errors import TeleconsultError
@@ -218,3 +218,13 @@ def test_corsican_nirs_count_2a_as_19() -> None:
     number = "1850" + "52A" + "123456"
     key = 97 - int(number.replace("2A", "19")) % 97
     assert nir(f"{number}{key:02d}") == f"{number}{key:02d}"
+
+
+def test_a_specialist_without_a_confirmed_act_ends_not_billable_and_says_why() -> None:
+    specialist = replace(DOCTOR, profession="specialist")
+    draft = propose(CATALOG, consultation(seat("patient", "Jeanne")), specialist, ended_at=START, recorded_by="t").draft
+    assert draft.status is BillingStatus.NOT_BILLABLE and draft.reason == "no_act_in_force" and draft.acts == ()
+    unconfirmed_allowed = [
+        t.code for t in CATALOG.acts_for(BilledBy.SPECIALIST, START.date(), include_unconfirmed=True)
+    ]
+    assert "TC" in unconfirmed_allowed  # known, but not proposed until an amount is confirmed

@@ -139,3 +139,44 @@ def test_global_options_are_accepted_after_the_subcommand(tmp_path: Path) -> Non
     result = subprocess.run(command, capture_output=True, text=True, timeout=60, env=env, check=False)
     assert result.returncode == 0, result.stderr
     assert (after / "teleconsult.db").exists() and not (before / "teleconsult.db").exists()  # the later one wins
+
+
+def test_a_specialist_is_created_with_their_profession(tmp_path: Path) -> None:
+    created = teleconsult(
+        "create-doctor",
+        "--email",
+        "s@example.org",
+        "--name",
+        "Dr S",
+        "--rpps",
+        "12345678902",
+        "--password",
+        "long enough pw",
+        "--profession",
+        "specialist",
+        data_dir=tmp_path,
+    )
+    assert created.returncode == 0, created.stderr
+    database = tmp_path / "teleconsult.db"
+    rows = subprocess.run(
+        ["sqlite3", str(database), "SELECT profession FROM doctors WHERE email = 's@example.org'"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert rows.stdout.strip() == "specialist"
+    refused = teleconsult(
+        "create-doctor",
+        "--email",
+        "t@example.org",
+        "--name",
+        "Dr T",
+        "--rpps",
+        "12345678903",
+        "--password",
+        "long enough pw",
+        "--profession",
+        "dentist",
+        data_dir=tmp_path,
+    )
+    assert refused.returncode == 2 and "profession" in refused.stderr

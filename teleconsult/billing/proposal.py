@@ -37,6 +37,8 @@ PATIENT_NEVER_JOINED = "patient_never_joined"
 PATIENT_NEVER_ADMITTED = "patient_never_admitted"
 VIDEO_NOT_CONNECTED = "video_not_connected"
 TECHNICAL_FAILURE = "technical_failure"
+#: The catalog has no confirmed act for the doctor's profession on that day (an operator's acts file can add it).
+NO_ACT_IN_FORCE = "no_act_in_force"
 DEFAULT_NURSE_PLACE = NursePlace.PLANNED_VISIT
 
 
@@ -94,8 +96,10 @@ def propose(
     status, reason = _status(consultation, choice)
     acts: tuple[BillingAct, ...] = ()
     nurse = _nurse(consultation, choice)
-    doctor_act = _doctor_act(catalog, doctor_acts, choice, day)
-    if status is BillingStatus.COMPLETED:
+    doctor_act = _doctor_act(doctor_acts, choice)
+    if status is BillingStatus.COMPLETED and doctor_act is None:
+        status, reason = BillingStatus.NOT_BILLABLE, NO_ACT_IN_FORCE
+    if status is BillingStatus.COMPLETED and doctor_act is not None:
         acts = (_line(catalog, doctor_act, Role.DOCTOR, doctor.name, choice.majorations, day),)
         if nurse is not None:
             nurse_act = catalog.nurse_act(NursePlace(nurse.place), day)
@@ -118,7 +122,7 @@ def propose(
     return Proposal(
         draft=draft,
         doctor_acts=doctor_acts,
-        majorations=tuple(catalog.majorations_for(doctor_act.code, day)),
+        majorations=tuple(catalog.majorations_for(doctor_act.code, day)) if doctor_act else (),
         nurse_acts=tuple((place, catalog.nurse_act(place, day)) for place in NursePlace) if nurse else (),
         statuses=_choosable(consultation),
     )
@@ -158,11 +162,9 @@ def _choosable(consultation: Consultation) -> tuple[BillingStatus, ...]:
     return (BillingStatus.COMPLETED, BillingStatus.INTERRUPTED, BillingStatus.NOT_BILLABLE)
 
 
-def _doctor_act(catalog: ActCatalog, allowed: tuple[Tariff, ...], choice: BillingChoice, day: date) -> Tariff:
-    if not allowed:
-        raise TeleconsultError(ErrorCode.CONFLICT, "No teleconsultation act is in force for this profession then.")
+def _doctor_act(allowed: tuple[Tariff, ...], choice: BillingChoice) -> Tariff | None:
     if choice.doctor_act is None:
-        return allowed[0]
+        return allowed[0] if allowed else None
     found = next((t for t in allowed if t.code == choice.doctor_act), None)
     if found is None:
         raise TeleconsultError(

@@ -22,9 +22,17 @@ async def add_doctor(
     password_hash: str,
     phone: str | None,
     address: str | None = None,
+    profession: str = "generalist",
 ) -> domain.Doctor:
     row = Doctor(
-        id=doctor_id, email=email, name=name, rpps=rpps, password_hash=password_hash, phone=phone, address=address
+        id=doctor_id,
+        email=email,
+        name=name,
+        rpps=rpps,
+        password_hash=password_hash,
+        phone=phone,
+        address=address,
+        profession=profession,
     )
     tx.add(row)
     await tx.flush()
