@@ -285,6 +285,9 @@ class _Blocks:
     def feed(self, data: bytes | bytearray | memoryview) -> list[memoryview]:
         view = memoryview(data).cast("B")
         blocks: list[memoryview] = []
+        if len(self._held) == self._size and len(view):  # a whole block was held back: more data came, so it goes
+            blocks.append(memoryview(self._held))
+            self._held = bytearray()
         if len(self._held):
             need = self._size - len(self._held)
             straddling = self._held if isinstance(self._held, bytearray) else bytearray(self._held)
