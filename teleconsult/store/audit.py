@@ -6,7 +6,8 @@ zeros for the first) and its ``hash``: SHA-256 over ``prev_hash`` followed by th
 names the first broken one. Nothing here (or anywhere: ``tests/test_audit.py`` checks) updates or deletes a row.
 
 Appends are serialised so that the chain never forks. ``add_event`` only queues the event on the transaction;
-when that transaction commits, the queued events are appended in one go: the chain's lock is taken first (on
+when that transaction commits, the queued events are appended in one go: the transaction's other writes are
+flushed, then the chain's lock is taken (on
 PostgreSQL ``pg_advisory_xact_lock(CHAIN_LOCK)``, released with the transaction; on SQLite the database's write
 lock, taken with a write before anything is read), then the head is read, then the entries are written. The lock
 is held only for the last moments of the transaction, once every other lock it needs is already held, so appending
@@ -116,6 +117,7 @@ def _append_pending(session: Session) -> None:
     pending: list[dict[str, Any]] | None = session.info.pop(_PENDING, None)
     if not pending:
         return
+    session.flush()  # the transaction's own writes first: under the chain's lock, only the chain is written
     if session.get_bind().dialect.name == "postgresql":
         session.execute(select(func.pg_advisory_xact_lock(CHAIN_LOCK)))
     else:
