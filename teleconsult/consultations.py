@@ -221,14 +221,14 @@ class ConsultationService:
             async with self._db.transaction() as tx:
                 return await self._already_closed(tx, consultation_id)
 
-    async def video_connected(self, consultation_id: str, reporter: str, source: str) -> None:
+    async def video_connected(self, consultation_id: str, actor: str, source: str) -> None:
         """Video flowed between the doctor and the patient: kept once (the first report), for billing."""
         async with self._db.transaction() as tx:
             if await store.set_video_at(tx, consultation_id, clock_now()):
                 await audit.add_event(
                     tx,
                     action="media.video_connected",
-                    actor=f"peer:{reporter}",
+                    actor=actor,
                     consultation_id=consultation_id,
                     detail={"from": source},
                 )

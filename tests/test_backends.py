@@ -120,7 +120,7 @@ async def _started_consultation(live: Running) -> tuple[str, str]:
         )
     for seat in seats:
         await app[SEATS].participant_admitted(seat.id, created.consultation.id, in_progress=True)
-    await app[CONSULTATIONS].video_connected(created.consultation.id, "p_patient", "p_doctor")
+    await app[CONSULTATIONS].video_connected(created.consultation.id, "patient:u_test", "p_doctor")
     return created.consultation.id, doctor.id
 
 

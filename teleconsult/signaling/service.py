@@ -13,6 +13,7 @@ import logging
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 
+from teleconsult import turn
 from teleconsult.background import settle
 from teleconsult.billing import BillingChoice
 from teleconsult.bus import Bus
@@ -66,10 +67,6 @@ class SignalingService:
         self._bus = bus
         self._settings = settings
         self._capacity = Capacity(guest=settings.guest_seats)
-        self._ice_servers = [
-            m.IceServerInfo(urls=list(s.urls), username=s.username, credential=s.credential)
-            for s in settings.ice_servers
-        ]
         self._sessions = SessionRegistry(bus, settings.away_buffer_frames)
         self._rooms: RoomOwnership = LocalRooms(self._capacity, self._rebuild)
         self._chores: set[asyncio.Task[None]] = set()
@@ -165,7 +162,7 @@ class SignalingService:
                     consultation_id=room.consultation_id,
                     state=peer.state.value,
                     peers=peers,
-                    ice_servers=self._ice_servers,
+                    ice_servers=self._ice_servers(peer.peer_id),
                     resume=resume_token,
                     polite=peer.role is Role.DOCTOR,
                 )
@@ -175,6 +172,14 @@ class SignalingService:
             session.conn.send(encode(m.Waiting()))
         elif peer.role is Role.DOCTOR:
             session.conn.send(encode(self._lobby(room)))
+
+    def _ice_servers(self, peer_id: str) -> list[m.IceServerInfo]:
+        """The configured STUN and ICE servers, and TURN with a credential for this peer made now: each welcome
+        (a resume's too) carries fresh ones."""
+        return [
+            m.IceServerInfo(urls=list(s.urls), username=s.username, credential=s.credential)
+            for s in turn.ice_servers(self._settings, peer_id, clock_now())
+        ]
 
     async def _announce_arrival(self, session: Session) -> None:
         peer, room = session.peer, session.room
@@ -231,7 +236,9 @@ class SignalingService:
                 await self.end_consultation(room.consultation_id, session.seat.doctor_id)
             case m.Media(peer_id=source_id, video=True):
                 if room.video_report(peer, source_id):
-                    await self._consultations.video_connected(room.consultation_id, peer.peer_id, source_id)
+                    await self._consultations.video_connected(
+                        room.consultation_id, actor_of(session.seat), source_id
+                    )
             case m.Media():
                 room.authorize(peer, "media")
             case m.Hello():
