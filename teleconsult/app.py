@@ -25,6 +25,7 @@ from teleconsult.api.keys import (
     HEALTH,
     INVITATIONS,
     LINK_RATE,
+    METRICS,
     PENDING_HELLOS,
     PRESCRIPTIONS,
     SEATS,
@@ -33,7 +34,7 @@ from teleconsult.api.keys import (
     SIGNALING,
     SOCKETS,
 )
-from teleconsult.api.middlewares import csrf, errors, security_headers
+from teleconsult.api.middlewares import csrf, errors, security_headers, timed
 from teleconsult.audit import AuditTrail
 from teleconsult.background import BackgroundLoops
 from teleconsult.billing import BillingService
@@ -52,6 +53,7 @@ from teleconsult.health import HealthService
 from teleconsult.i18n import Catalogs
 from teleconsult.invitations import InvitationService, Links
 from teleconsult.mail import transport_for
+from teleconsult.metrics import Metrics, Sources
 from teleconsult.notifications import Notifier
 from teleconsult.outbox import Outbox
 from teleconsult.prescriptions.service import PrescriptionService
@@ -80,8 +82,9 @@ CHORES_STOP_S = 3.0
 
 
 def create_app(settings: Settings) -> web.Application:
-    app = web.Application(middlewares=[security_headers, errors, csrf], client_max_size=MAX_REQUEST_BYTES)
+    app = web.Application(middlewares=[timed, security_headers, errors, csrf], client_max_size=MAX_REQUEST_BYTES)
     app[SETTINGS] = settings
+    app[METRICS] = Metrics()
     app[CATALOGS] = Catalogs(WEB_DIR / "locales")
     app[SOCKETS] = set()
     app[PENDING_HELLOS] = PendingPerKey(settings.signaling.max_pending_per_ip)
@@ -130,7 +133,9 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     app[HEALTH] = HealthService(database, bus, chores)
     trail = app[AUDIT] = AuditTrail(database)
     files = DocumentFiles(settings.server.data_dir / "documents")
-    documents = DocumentService(database, files, keys, own_keys, settings.documents, app[SIGNALING].document_added)
+    documents = DocumentService(
+        database, files, keys, own_keys, settings.documents, app[SIGNALING].document_added, metrics=app[METRICS]
+    )
     app[DOCUMENTS] = documents
     app[PRESCRIPTIONS] = PrescriptionService(
         database, authority, own_keys, files, documents, settings.server.base_url, app[SIGNALING].document_added
@@ -142,8 +147,10 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     chores.start("no-shows", housekeeping.close_no_shows(app[SIGNALING], grace, NO_SHOW_EVERY_S, chores))
     chores.start("heartbeat", heartbeat(sockets, settings.signaling.heartbeat_s, chores))
     chores.start("audit-anchor", trail.run(settings.audit.audit_anchor_interval_s, chores))
+    watch(app[METRICS], app, database)
     yield
     await chores.stop(within_s=CHORES_STOP_S)
+    await app[METRICS].close()
     await bus.close()
     await database.close()
 
@@ -153,6 +160,30 @@ async def _close_sockets(app: web.Application) -> None:
     await app[SIGNALING].shutdown()
     sockets = app[SOCKETS]
     await close_all(sockets, WSCloseCode.GOING_AWAY, "server shutdown", within_s=SHUTDOWN_CLOSE_S)
+
+
+def watch(metrics: Metrics, app: web.Application, database: Database) -> None:
+    """What the scrape-time gauges read (the counters are counted where things happen)."""
+    signaling, sockets, health = app[SIGNALING], app[SOCKETS], app[HEALTH]
+    metrics.watch(
+        Sources(
+            sockets=lambda: len(sockets),
+            sessions=lambda: signaling.session_count,
+            rooms=lambda: signaling.room_count,
+            admitted_peers=lambda: admitted_peers(signaling),
+            loops=lambda: {name: float(up) for name, up in health.chores.running().items()},
+            pool=database.pool_status,
+            mail_queue=app[OUTBOX].queued,
+            bus_round_trip=health.bus_round_trip,
+        )
+    )
+
+
+def admitted_peers(signaling: SignalingService) -> int:
+    """Counted when scraped, from the sessions this node holds."""
+    return sum(
+        1 for peer_id in signaling.peer_ids() if (s := signaling.session(peer_id)) is not None and s.peer.admitted
+    )
 
 
 def catalog_of(settings: Settings) -> ActCatalog:

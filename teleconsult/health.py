@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 from teleconsult.background import BackgroundLoops
@@ -28,3 +29,9 @@ class HealthService:
 
     async def check(self) -> Report:
         return Report(database=await self._db.ping(), bus=await self._bus.ping(), loops=self.chores.running())
+
+    async def bus_round_trip(self) -> float | None:
+        """The health check's bus ping, timed: seconds to the answer, or None when the bus does not answer."""
+        started = time.perf_counter()
+        answered = await self._bus.ping()
+        return time.perf_counter() - started if answered else None

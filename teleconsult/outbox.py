@@ -67,6 +67,11 @@ class Outbox:
         await store.add_mail(tx, mail, self._sealer.seal(bytes(message), mail.id))
         return mail
 
+    async def queued(self) -> int:
+        """How many mails wait to be sent, on every node (the mail queue depth of the metrics)."""
+        async with self._db.transaction() as tx:
+            return await store.queued_count(tx)
+
     def wake(self) -> None:
         """Deliver now rather than at the next poll (called once the queueing transaction has committed)."""
         self._wake.set()

@@ -18,6 +18,7 @@ from teleconsult.documents.service import DocumentService
 from teleconsult.health import HealthService
 from teleconsult.i18n import Catalogs
 from teleconsult.invitations import InvitationService
+from teleconsult.metrics import Metrics
 from teleconsult.prescriptions.service import PrescriptionService
 from teleconsult.ratelimit import PendingPerKey, RatePerKey
 from teleconsult.seats import SeatService
@@ -35,6 +36,7 @@ PRESCRIPTIONS = web.AppKey("prescriptions", PrescriptionService)
 AUDIT = web.AppKey("audit", AuditTrail)
 BILLING = web.AppKey("billing", BillingService)
 CATALOGS = web.AppKey("catalogs", Catalogs)
+METRICS = web.AppKey("metrics", Metrics)
 SECRET = web.AppKey("secret", bytes)
 #: Open WebSockets (each handler adds its own and discards it when it returns): the heartbeat's round, and closed
 #: at shutdown.

@@ -1,17 +1,20 @@
-"""Middlewares: errors become JSON in one place, security headers on every response, CSRF on unsafe requests."""
+"""Middlewares: errors become JSON in one place, security headers on every response, CSRF on unsafe requests,
+request latency by route."""
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Awaitable, MutableMapping
 
-from aiohttp import web
+from aiohttp import hdrs, web
 from aiohttp.typedefs import Handler
 
-from teleconsult.api.keys import CATALOGS, SETTINGS
+from teleconsult.api.keys import CATALOGS, METRICS, SETTINGS
 from teleconsult.api.security import csrf_valid, has_credential_cookie, same_origin
 from teleconsult.errors import DEFAULT_MESSAGES, ErrorCode, TeleconsultError
 from teleconsult.i18n import negotiate
+from teleconsult.metrics import OTHER_ROUTE
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +94,27 @@ def _route(request: web.Request) -> str | None:
     """The route's pattern (``/j/{token}``), never the path itself (it may hold a token)."""
     resource = request.match_info.route.resource
     return resource.canonical if resource is not None else None
+
+
+@web.middleware
+def timed(request: web.Request, handler: Handler) -> Awaitable[web.StreamResponse]:
+    """Request latency, labelled by the route's pattern (``/api/consultations/{id}``: never the path, which holds
+    ids and tokens), ``other`` when no route matched. A WebSocket is not timed (it lasts the call) and, as in
+    ``csrf``, gets no coroutine frame of its own."""
+    if request.headers.get(hdrs.UPGRADE, "").lower() == "websocket":
+        return handler(request)
+    route = request.match_info.route
+    if route.resource is None:
+        return _timed(request, handler, OTHER_ROUTE, OTHER_ROUTE)
+    return _timed(request, handler, route.resource.canonical, route.method)
+
+
+async def _timed(request: web.Request, handler: Handler, route: str, method: str) -> web.StreamResponse:
+    started = time.perf_counter()
+    try:
+        return await handler(request)
+    finally:
+        request.app[METRICS].request_latency(route, time.perf_counter() - started, method=method)
 
 
 @web.middleware

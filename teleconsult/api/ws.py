@@ -15,9 +15,10 @@ from aiohttp import WSCloseCode, WSMessage, WSMsgType, web
 
 from teleconsult.api.clients import client_ip
 from teleconsult.api.connection import WsConnection
-from teleconsult.api.keys import PENDING_HELLOS, SETTINGS, SIGNALING, SOCKETS
+from teleconsult.api.keys import METRICS, PENDING_HELLOS, SETTINGS, SIGNALING, SOCKETS
 from teleconsult.api.security import same_origin
 from teleconsult.errors import ErrorCode, TeleconsultError
+from teleconsult.metrics import FrameType, Metrics
 from teleconsult.protocol import decode_client, encode
 from teleconsult.protocol import messages as m
 from teleconsult.protocol.codec import ref_of
@@ -35,6 +36,13 @@ CLOSE_RATE_LIMITED: Final = 4429
 TRANSPORT_MAX_MSG = 1024 * 1024
 #: What ends the reading: the client closed, or the transport went away.
 ENDINGS: Final = (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED, WSMsgType.ERROR)
+#: The client frames that, once handled, have been relayed to other peers (counted by type).
+RELAYED: Final[dict[type[m.ClientMessage], FrameType]] = {
+    m.Offer: "offer",
+    m.Answer: "answer",
+    m.Candidate: "candidate",
+    m.Chat: "chat",
+}
 
 
 def error_frame(error: TeleconsultError, ref: str | None) -> bytes:
@@ -43,12 +51,19 @@ def error_frame(error: TeleconsultError, ref: str | None) -> bytes:
 
 @dataclass(slots=True)
 class Limits:
-    """Per-socket limits, from the settings."""
+    """Per-socket limits, from the settings, and the node's metrics that count what they let through or refuse."""
 
     max_bytes: int
     hello_timeout: float
     bucket: TokenBucket
+    metrics: Metrics
     last_warning: float = field(default=-1.0)
+
+
+def _refuse(conn: WsConnection, limits: Limits, error: TeleconsultError, ref: str | None) -> None:
+    """An error frame back to the client, counted under its code."""
+    limits.metrics.frame_refused(error.code)
+    conn.send(error_frame(error, ref))
 
 
 @routes.get("/ws")
@@ -77,6 +92,7 @@ async def websocket(request: web.Request) -> web.StreamResponse:
         settings.signaling.max_frame_bytes,
         settings.signaling.hello_timeout_s,
         TokenBucket(settings.signaling.rate_per_s, settings.signaling.rate_burst, settings.signaling.rate_sustained_s),
+        request.app[METRICS],
     )
     session: Session | None = None
     try:
@@ -121,16 +137,19 @@ async def _handshake(
         hello: m.Hello | None = None
         try:
             hello = _parse_hello(msg, limits.max_bytes)
-            return await signaling.hello(conn, hello)
+            session = await signaling.hello(conn, hello)
+            if hello.resume:
+                limits.metrics.resumed()
+            return session
         except TeleconsultError as error:
-            conn.send(error_frame(error, hello.id if hello else _ref_after_failure(msg, error)))
+            _refuse(conn, limits, error, hello.id if hello else _ref_after_failure(msg, error))
             if error.code is ErrorCode.UNAUTHORIZED:
                 conn.close_soon(CLOSE_UNAUTHORIZED, "unauthorized")
                 return None
             if error.code is ErrorCode.TOO_LARGE:
                 conn.close_soon(CLOSE_TOO_LARGE, "too large")
                 return None
-    conn.send(error_frame(TeleconsultError(ErrorCode.UNAUTHORIZED, "No hello in time."), None))
+    _refuse(conn, limits, TeleconsultError(ErrorCode.UNAUTHORIZED, "No hello in time."), None)
     conn.close_soon(CLOSE_UNAUTHORIZED, "hello timeout")
     return None
 
@@ -176,13 +195,13 @@ def _rate(conn: WsConnection, limits: Limits) -> Verdict:
     if limits.bucket.take():
         return Verdict.APPLY
     if limits.bucket.flooding:
-        conn.send(error_frame(TeleconsultError(ErrorCode.RATE_LIMITED, "Too many frames; closing."), None))
+        _refuse(conn, limits, TeleconsultError(ErrorCode.RATE_LIMITED, "Too many frames; closing."), None)
         conn.close_soon(CLOSE_RATE_LIMITED, "rate limited")
         return Verdict.CLOSE
     now = time.monotonic()
     if now - limits.last_warning >= 1.0:
         limits.last_warning = now
-        conn.send(error_frame(TeleconsultError(ErrorCode.RATE_LIMITED, "Too many frames; some were dropped."), None))
+        _refuse(conn, limits, TeleconsultError(ErrorCode.RATE_LIMITED, "Too many frames; some were dropped."), None)
     return Verdict.DROP
 
 
@@ -200,18 +219,20 @@ async def _serve(
         try:
             message = _decode(msg, limits.max_bytes)
         except TeleconsultError as error:
-            conn.send(error_frame(error, _ref_after_failure(msg, error)))
+            _refuse(conn, limits, error, _ref_after_failure(msg, error))
             if error.code is ErrorCode.TOO_LARGE:
                 conn.close_soon(CLOSE_TOO_LARGE, "too large")
                 break
             continue
         try:
             await signaling.handle(session, message)
+            if (relayed := RELAYED.get(type(message))) is not None:
+                limits.metrics.frame_relayed(relayed)
         except TeleconsultError as error:
-            conn.send(error_frame(error, message.id))
+            _refuse(conn, limits, error, message.id)
         except Exception:
             log.exception("unexpected error while handling a %s frame", type(message).__name__)
-            conn.send(error_frame(TeleconsultError(ErrorCode.INTERNAL), message.id))
+            _refuse(conn, limits, TeleconsultError(ErrorCode.INTERNAL), message.id)
 
 
 def _decode(msg: WSMessage, max_bytes: int) -> m.ClientMessage:

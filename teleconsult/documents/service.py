@@ -24,6 +24,7 @@ from teleconsult.domain import Doctor, Document, Participant, Prescription
 from teleconsult.errors import ErrorCode, TeleconsultError
 from teleconsult.ids import DocumentId, hash_token, new_id
 from teleconsult.lifecycle import Status
+from teleconsult.metrics import Metrics
 from teleconsult.store import Database, Tx, audit
 from teleconsult.store import consultations as consultation_store
 from teleconsult.store import documents as store
@@ -60,6 +61,8 @@ class DocumentService:
         doctor_keys: DoctorKeys,
         settings: DocumentsSettings,
         announce: Announce,
+        *,
+        metrics: Metrics,
     ):
         self._db = db
         self._files = files
@@ -67,6 +70,7 @@ class DocumentService:
         self._doctor_keys = doctor_keys
         self._settings = settings
         self._announce = announce
+        self._metrics = metrics
 
     @property
     def max_bytes(self) -> int:
@@ -109,6 +113,7 @@ class DocumentService:
         except BaseException:
             self._files.remove(document.id)  # no file without its record
             raise
+        self._metrics.document_bytes("in", document.size)
         await self._announce(document, seat)
         return document
 
@@ -147,8 +152,8 @@ class DocumentService:
 
     def read_file(self, file_id: str, sha256: str) -> AsyncIterator[bytes | bytearray]:
         """The plaintext of a stored file (a document's, or a prescription's signed copy) once its ciphertext
-        matches ``sha256``, opened with the service keys."""
-        return self._files.read(file_id, sha256, self._keys.identities())
+        matches ``sha256``, opened with the service keys; its bytes are counted as they are served."""
+        return _counted(self._files.read(file_id, sha256, self._keys.identities()), self._metrics)
 
     async def open(self, document_id: str, caller: Caller) -> tuple[Document, AsyncIterator[bytes | bytearray]]:
         """The record and the plaintext stream of a document the caller may read."""
@@ -192,6 +197,12 @@ class DocumentService:
                 if seat is not None and seat.consultation_id == consultation_id and seat.admitted_at is not None:
                     return seat
         raise TeleconsultError(ErrorCode.NOT_FOUND)
+
+
+async def _counted(chunks: AsyncIterator[bytes | bytearray], metrics: Metrics) -> AsyncIterator[bytes | bytearray]:
+    async for chunk in chunks:
+        metrics.document_bytes("out", len(chunk))
+        yield chunk
 
 
 async def _head(chunks: AsyncIterator[bytes], size: int) -> tuple[bytes, AsyncIterator[bytes]]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from alembic import command
@@ -13,6 +14,7 @@ from sqlalchemy import event, make_url, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.pool import QueuePool
 
 from teleconsult.errors import ErrorCode, TeleconsultError
 from teleconsult.files import private_file
@@ -25,10 +27,20 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 Tx = AsyncSession
 
 
+@dataclass(frozen=True, slots=True)
+class PoolStatus:
+    """The connection pool now: connections in use, the pool's size, and how many it may open at most."""
+
+    checked_out: int
+    size: int
+    limit: int
+
+
 class Database:
     def __init__(self, url: str, *, echo: bool = False) -> None:
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
+        self._max_overflow = 0 if self.is_sqlite else 20
         if self.is_sqlite:
             _private_sqlite_file(url)
             self.engine: AsyncEngine = create_async_engine(
@@ -36,16 +48,23 @@ class Database:
                 echo=echo,
                 connect_args={"timeout": 30},
                 pool_size=1,
-                max_overflow=0,
+                max_overflow=self._max_overflow,
                 pool_timeout=300,
                 hide_parameters=True,  # error text never carries a name or a reason for the visit
             )
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
         else:
             self.engine = create_async_engine(
-                url, echo=echo, pool_size=10, max_overflow=20, pool_pre_ping=True, hide_parameters=True
+                url, echo=echo, pool_size=10, max_overflow=self._max_overflow, pool_pre_ping=True, hide_parameters=True
             )
         self._sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+
+    def pool_status(self) -> PoolStatus:
+        """The pool's use now, for the metrics: cheap, no connection taken."""
+        pool = self.engine.pool
+        if not isinstance(pool, QueuePool):
+            return PoolStatus(checked_out=0, size=0, limit=0)
+        return PoolStatus(checked_out=pool.checkedout(), size=pool.size(), limit=pool.size() + self._max_overflow)
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Tx]:

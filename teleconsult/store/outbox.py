@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, or_, select, update
+from sqlalchemy import ColumnElement, func, or_, select, update
 
 from teleconsult import domain
 from teleconsult.store import values
@@ -66,6 +66,12 @@ async def claim_due(tx: Tx, now: datetime, hold_until: datetime, limit: int) -> 
         .all()
     )
     return [mail_id for mail_id in candidates if mail_id in claimed]
+
+
+async def queued_count(tx: Tx) -> int:
+    """Mails still to send (due or waiting for their next attempt): one count on the ``(status, …)`` index."""
+    count = await tx.scalar(select(func.count()).select_from(OutgoingMail).where(OutgoingMail.status == "queued"))
+    return int(count or 0)
 
 
 async def load(tx: Tx, mail_id: str) -> tuple[domain.Mail, bytes | None]:
