@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import ipaddress
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
@@ -174,8 +175,16 @@ class SignalingSettings:
     #: Sockets one address may hold open before saying hello.
     max_pending_per_ip: int = 20
     reconnect_after_ms: int = 1000
-    turn_secret: str = ""
+    #: STUN servers given to clients (``stun:host:3478``); none by default: no public STUN server is ever used
+    #: unless the operator names one.
+    stun_urls: tuple[str, ...] = ()
+    #: coturn's URLs (``turn:host:3478?transport=udp``, ``turns:host:443?transport=tcp``): every welcome carries
+    #: them with a credential for that peer in coturn's REST scheme (``teleconsult/turn.py``).
     turn_urls: tuple[str, ...] = ()
+    #: coturn's ``static-auth-secret`` (``use-auth-secret``); a secret: never logged, never in a repr.
+    turn_secret: str = field(default="", repr=False)
+    #: How long a TURN credential allows new allocations (an allocation made in time outlives it).
+    turn_ttl_s: int = 3600
     ice_servers: tuple[IceServer, ...] = field(default=())
 
 
@@ -320,6 +329,29 @@ def _check(settings: Settings) -> None:
         raise ConfigError("setting forwarded_header: x-forwarded-for or forwarded")
     if server.public_url and urlsplit(server.public_url).scheme not in ("http", "https"):
         raise ConfigError("setting public_url: an http:// or https:// address")
+    _check_ice(settings.signaling)
+
+
+_STUN_URL = re.compile(r"stuns?:(\[[0-9a-fA-F:.]+\]|[\w.-]+)(:\d{1,5})?")
+_TURN_URL = re.compile(r"turns?:(\[[0-9a-fA-F:.]+\]|[\w.-]+)(:\d{1,5})?(\?transport=(udp|tcp))?")
+
+
+def _check_ice(signaling: SignalingSettings) -> None:
+    """STUN and TURN URLs as RFC 7064/7065 write them; TURN URLs and coturn's secret come together."""
+    for url in signaling.stun_urls:
+        if not _STUN_URL.fullmatch(url):
+            raise ConfigError(f"setting stun_urls: {url!r} is not stun:host[:port] or stuns:host[:port]")
+    for url in signaling.turn_urls:
+        if not _TURN_URL.fullmatch(url):
+            raise ConfigError(
+                f"setting turn_urls: {url!r} is not turn:host[:port][?transport=udp|tcp] or turns:host[:port]…"
+            )
+    if signaling.turn_urls and not signaling.turn_secret:
+        raise ConfigError("setting turn_urls needs turn_secret (coturn's static-auth-secret)")
+    if signaling.turn_secret and not signaling.turn_urls:
+        raise ConfigError("setting turn_secret is set without turn_urls")
+    if not 60 <= signaling.turn_ttl_s <= 24 * 3600:
+        raise ConfigError("setting turn_ttl_s: between 60 seconds and a day")
 
 
 def _convert(name: str, hint: Any, value: Any) -> Any:

@@ -8,6 +8,8 @@ import re
 _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     # A token is a whole run of exactly 43 URL-safe characters (ids, file names and hashes are other lengths).
     (re.compile(r"(?<![A-Za-z0-9_-])[A-Za-z0-9_-]{43}(?![A-Za-z0-9_-])"), "[token]"),
+    # A TURN credential (base64 of an HMAC-SHA1, teleconsult/turn.py): 27 characters and one "=".
+    (re.compile(r"(?<![A-Za-z0-9+/])[A-Za-z0-9+/]{27}=(?![A-Za-z0-9+/=])"), "[credential]"),
     # SQLAlchemy's error text names the statement's parameters (names, reasons): never logged.
     (re.compile(r"\[parameters: .*?\]\n?(?=\(Background|\Z)", re.DOTALL), "[parameters hidden]"),
     (re.compile(r"[\w.+-]+@[\w-]+(\.[\w-]+)+"), "[email]"),

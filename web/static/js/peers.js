@@ -71,6 +71,16 @@ export class PeerLink {
     if (!this.closed) this.sendFrame(message);
   }
 
+  /** ICE servers from a later welcome (fresh TURN credentials), for the allocations of the next ICE restart. */
+  setIceServers(iceServers) {
+    if (this.closed) return;
+    try {
+      this.pc.setConfiguration({ ...this.pc.getConfiguration(), iceServers: iceServers || [] });
+    } catch (error) {
+      console.warn("webrtc: ICE servers not updated", error);
+    }
+  }
+
   /** Add the local tracks; when offering, ask to receive the kinds we cannot send so the offer carries them. */
   addLocalMedia(offering) {
     if (this.mediaAdded) return;

@@ -35,6 +35,8 @@ export class RemotePeers {
     this.myPeerId = message.peer_id;
     this.polite = Boolean(message.polite);
     this.iceServers = Array.isArray(message.ice_servers) ? message.ice_servers : [];
+    // A resume's welcome carries fresh TURN credentials: the links kept use them at their next ICE restart.
+    for (const link of this.links.values()) link.setIceServers(this.iceServers);
     for (const peer of message.peers || []) this.remember(peer);
   }
 
