@@ -39,6 +39,7 @@ from teleconsult.audit import AuditTrail
 from teleconsult.background import BackgroundLoops
 from teleconsult.billing import BillingService
 from teleconsult.bus import Bus, LocalBus
+from teleconsult.bus.redis import RedisBus
 from teleconsult.config import Settings
 from teleconsult.consultations import ConsultationService
 from teleconsult.crypto.keyring import KeyRing
@@ -104,7 +105,7 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     database = Database(settings.database_url)
     if database.is_sqlite:
         await database.upgrade()
-    bus = LocalBus()
+    bus = bus_for(settings)
     notifier = Notifier(MailTemplates(WEB_DIR / "templates"), settings.mail, settings.server.base_url)
     outbox = Outbox(
         database,
@@ -184,6 +185,16 @@ def admitted_peers(signaling: SignalingService) -> int:
     return sum(
         1 for peer_id in signaling.peer_ids() if (s := signaling.session(peer_id)) is not None and s.peer.admitted
     )
+
+
+def bus_for(settings: Settings) -> Bus:
+    """Redis between nodes when ``redis_url`` is set (it connects, and reconnects, in the background); the
+    in-process bus otherwise."""
+    if not settings.bus.redis_url:
+        return LocalBus()
+    bus = RedisBus(settings.bus.redis_url)
+    bus.start()
+    return bus
 
 
 def catalog_of(settings: Settings) -> ActCatalog:

@@ -221,3 +221,26 @@ def smtp() -> Iterator[Any]:
     server.start()
     yield server
     server.stop()
+
+
+# --- the bus ----------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(params=["local", "redis"])
+async def bus(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Any]:
+    """Both buses, for the tests that must hold on each: the in-process one and Redis (a server of the test's own)."""
+    from teleconsult.bus import LocalBus
+    from teleconsult.bus.redis import RedisBus
+    from tests.redis_server import redis_url
+
+    if request.param == "local":
+        yield LocalBus()
+        return
+    url, server = redis_url(tmp_path / "redis")
+    redis_bus = RedisBus(url)
+    redis_bus.start()
+    await asyncio.wait_for(redis_bus.connected.wait(), 10)
+    yield redis_bus
+    await redis_bus.close()
+    if server is not None:
+        server.stop()

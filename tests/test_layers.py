@@ -48,6 +48,7 @@ HOMES = {
     "fpdf": ("teleconsult.prescriptions.pdf",),
     "segno": ("teleconsult.prescriptions.pdf",),
     "msgspec": ("teleconsult.protocol", "teleconsult.api.bodies"),
+    "redis": ("teleconsult.bus",),
     "prometheus_client": ("teleconsult.metrics",),
 }
 

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
-from teleconsult.bus import LocalBus
 from teleconsult.domain import Seat
 from teleconsult.ids import ConsultationId, DoctorId, ParticipantId, PeerId
 from teleconsult.rooms import Capacity, Peer, PeerState, Role, Room
 from teleconsult.signaling.ownership import LocalRooms
 from teleconsult.signaling.sessions import SessionRegistry
+from tests.test_bus import settled
 
 
 async def test_concurrent_claims_build_one_room_and_rebuild_it_once() -> None:
@@ -28,8 +29,7 @@ async def test_concurrent_claims_build_one_room_and_rebuild_it_once() -> None:
     assert len(rebuilt) == 2
 
 
-async def test_the_registry_subscribes_a_session_and_forgets_it_cleanly() -> None:
-    bus = LocalBus()
+async def test_the_registry_subscribes_a_session_and_forgets_it_cleanly(bus: Any) -> None:
     registry = SessionRegistry(bus, away_buffer=2)
     room = Room(ConsultationId("c_1"))
     peer = Peer(PeerId("p_1"), Role.PATIENT, "Jeanne", ParticipantId("u_1"), PeerState.WAITING)
@@ -39,9 +39,11 @@ async def test_the_registry_subscribes_a_session_and_forgets_it_cleanly() -> Non
     session = await registry.open(peer, room, seat, None)
     for n in range(3):
         await bus.publish("peer:p_1", b"frame %d" % n)
+    await settled(bus)
     assert session.take_pending() == [b"frame 1", b"frame 2"]  # away: the newest kept, up to the buffer
     assert registry.get("p_1") is session and registry.peer_ids() == {"p_1"} and len(registry) == 1
     await registry.forget(session)
     assert registry.get("p_1") is None and bus.channels() == 0 and session.closed
     await bus.publish("peer:p_1", b"late")
+    await settled(bus)
     assert session.take_pending() == []

@@ -1,6 +1,6 @@
 """The live message bus between nodes: an interface and its backends, chosen once in ``app.py``."""
 
-from teleconsult.bus.base import Bus, Handler
+from teleconsult.bus.base import Bus, Handler, Leases
 from teleconsult.bus.local import LocalBus
 
-__all__ = ["Bus", "Handler", "LocalBus"]
+__all__ = ["Bus", "Handler", "Leases", "LocalBus"]

@@ -13,7 +13,16 @@ class LocalBus:
     def __init__(self) -> None:
         self._handlers: dict[str, list[Handler]] = {}
 
-    async def publish(self, channel: str, data: bytes) -> None:
+    async def publish(self, channel: str, data: bytes) -> int:
+        handlers = self._handlers.get(channel, ())
+        for handler in handlers:
+            try:
+                handler(data)
+            except Exception:
+                log.exception("bus handler failed on channel %s", channel.split(":", 1)[0])
+        return len(handlers)
+
+    def post(self, channel: str, data: bytes) -> None:
         for handler in self._handlers.get(channel, ()):
             try:
                 handler(data)
