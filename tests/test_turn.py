@@ -5,6 +5,7 @@ credentials of their welcomes; expired credentials are refused by coturn."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
 import secrets
@@ -13,14 +14,14 @@ import socket
 import subprocess
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 from aioice import stun
-from aioice.turn import create_turn_endpoint
+from aioice.turn import TurnClientUdpProtocol, create_turn_endpoint
 from aiortc import RTCConfiguration, RTCIceServer, RTCIceTransportPolicy, RTCPeerConnection
 from aiortc.stats import RTCTransportStats
 
@@ -221,9 +222,16 @@ class Coturn:
     port: int
     secret: str
     log: Path
-    process: subprocess.Popen[bytes]
+    process: subprocess.Popen[bytes] = field(init=False)
+    #: TURN over TLS (what 443 serves in production), and the self-signed certificate clients must trust for it.
+    tls_port: int | None = None
+    certificate: Path | None = None
 
     def url(self, transport: str = "udp") -> str:
+        if transport == "tls":
+            if self.tls_port is None:
+                unavailable("openssl is not installed: no certificate for coturn's TLS listener")
+            return f"turns:127.0.0.1:{self.tls_port}?transport=tcp"
         return f"turn:127.0.0.1:{self.port}?transport={transport}"
 
     def log_text(self) -> str:
@@ -240,29 +248,80 @@ class Coturn:
             await asyncio.sleep(0.1)
 
 
-@pytest.fixture
-def coturn(tmp_path: Path) -> Iterator[Coturn]:
-    """coturn on loopback with a shared secret (TURN REST), its own files in tmp_path, no system config."""
+def turnserver_binary() -> str:
     binary = shutil.which("turnserver") or shutil.which("turnserver", path="/usr/bin:/usr/sbin")
     if binary is None:
         unavailable("coturn's turnserver is not installed (apt-get install coturn)")
     assert binary is not None
+    return binary
+
+
+def self_signed(home: Path) -> tuple[Path, Path] | None:
+    """A certificate for 127.0.0.1 and its key (None without openssl)."""
+    if shutil.which("openssl") is None:
+        return None
+    certificate, key = home / "cert.pem", home / "key.pem"
+    openssl_req = "req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 1 -subj /CN=127.0.0.1"
+    files = ["-keyout", str(key), "-out", str(certificate)]
+    subprocess.run(
+        ["openssl", *openssl_req.split(), "-addext", "subjectAltName=IP:127.0.0.1", *files],
+        capture_output=True,
+        check=True,
+    )
+    return certificate, key
+
+
+@contextlib.contextmanager
+def running_turnserver(home: Path, args: list[str], server: Coturn) -> Iterator[Coturn]:
+    """Start ``turnserver`` with ``args`` (its output in ``server.log``) and wait until it listens; stop it after."""
+    with server.log.open("wb") as out:
+        server.process = subprocess.Popen(
+            [turnserver_binary(), *args], stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=home
+        )
+    process = server.process
+    try:
+        deadline = time.monotonic() + 10
+        ports = [p for p in (server.port, server.tls_port) if p]
+        while "Total General servers" not in server.log_text() or not all(_accepts(p) for p in ports):
+            assert process.poll() is None, f"turnserver exited ({process.returncode}):\n{server.log_text()[-3000:]}"
+            assert time.monotonic() < deadline, f"turnserver did not start:\n{server.log_text()[-3000:]}"
+            time.sleep(0.05)
+        yield server
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=5)
+
+
+@pytest.fixture
+def coturn(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Coturn]:
+    """coturn on loopback with a shared secret (TURN REST), its own files in tmp_path, no system config; more
+    options through indirect parametrization."""
+    turnserver_binary()
     home = tmp_path / "coturn"
     home.mkdir()
     (home / "turnserver.conf").write_text("# empty: everything is on the command line\n")
-    port, secret, log = free_udp_and_tcp_port(), secrets.token_urlsafe(24), home / "turnserver.log"
+    server = Coturn(free_udp_and_tcp_port(), secrets.token_urlsafe(24), home / "turnserver.log")
+    tls: list[str] = ["--no-tls"]
+    pem = self_signed(home)
+    if pem is not None:
+        server.tls_port, server.certificate = free_udp_and_tcp_port(), pem[0]
+        tls = [f"--tls-listening-port={server.tls_port}", f"--cert={pem[0]}", f"--pkey={pem[1]}"]
+        tls += ["--no-tlsv1", "--no-tlsv1_1"]
     args = [
-        binary,
         "-c",  # this file, not Debian's /etc/turnserver.conf (which sends the log to syslog)
         str(home / "turnserver.conf"),
-        f"--listening-port={port}",
+        f"--listening-port={server.port}",
         "--listening-ip=127.0.0.1",
         "--relay-ip=127.0.0.1",
         "--use-auth-secret",
-        f"--static-auth-secret={secret}",
+        f"--static-auth-secret={server.secret}",
         f"--realm={REALM}",
         "--fingerprint",
-        "--no-tls",
+        *tls,
         "--no-dtls",
         "--no-cli",
         "--cli-password=x",
@@ -276,24 +335,10 @@ def coturn(tmp_path: Path) -> Iterator[Coturn]:
         "--log-file=stdout",
         "--simple-log",
         "--verbose",  # sessions, allocations and their byte counts
+        *getattr(request, "param", ()),
     ]
-    with log.open("wb") as out:
-        process = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=home)
-    server = Coturn(port, secret, log, process)
-    try:
-        deadline = time.monotonic() + 10
-        while "Total General servers" not in server.log_text() or not _accepts(port):
-            assert process.poll() is None, f"turnserver exited ({process.returncode}):\n{server.log_text()[-3000:]}"
-            assert time.monotonic() < deadline, f"turnserver did not start:\n{server.log_text()[-3000:]}"
-            time.sleep(0.05)
-        yield server
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=5)
+    with running_turnserver(home, args, server) as started:
+        yield started
 
 
 def _accepts(port: int) -> bool:
@@ -360,11 +405,19 @@ def allocated(log: str, username: str) -> bool:
 
 
 @pytest.mark.webrtc
-@pytest.mark.parametrize("transport", ["udp", "tcp"])
-async def test_relay_only_peers_exchange_media_through_coturn(coturn: Coturn, server_with: Any, transport: str) -> None:
+@pytest.mark.parametrize("transport", ["udp", "tcp", "tls"])
+async def test_relay_only_peers_exchange_media_through_coturn(
+    coturn: Coturn, server_with: Any, transport: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Doctor and patient each forced to relay, with the credentials of their welcomes: the call connects and video
-    frames arrive, every candidate and the selected pair are relayed, and coturn counted the bytes it carried."""
-    _, clients = await server_with(turn_urls=[coturn.url(transport)], turn_secret=coturn.secret)
+    frames arrive, every candidate and the selected pair are relayed, and coturn counted the bytes it carried. Over
+    UDP, TCP, and TLS (``turns:``, the firewalled patient's way out on 443)."""
+    if transport == "tls":
+        url = coturn.url("tls")
+        monkeypatch.setenv("SSL_CERT_FILE", str(coturn.certificate))  # aioice verifies coturn's certificate
+    else:
+        url = coturn.url(transport)
+    _, clients = await server_with(turn_urls=[url], turn_secret=coturn.secret)
     _, _, consultation, doctor = await doctor_in_room(clients)
     patient_http = await clients()
     patient = await connect(patient_http, (await join(patient_http, consultation["patient_link"]))["ticket"])
@@ -392,6 +445,10 @@ async def test_relay_only_peers_exchange_media_through_coturn(coturn: Coturn, se
         log = coturn.log_text()
         for username in usernames:
             assert allocated(log, username), username
+            if transport == "tls":  # coturn names the TLS version of the session it allocated on
+                assert re.search(
+                    rf"username=<{re.escape(username)}>, lifetime=\d+, cipher=\S+, method=TLSv1\.[23]", log
+                )
         sent = {
             username: await bytes_sent(media.pc)
             for username, media in zip(usernames, (doctor_media, patient_media), strict=True)
@@ -441,3 +498,126 @@ async def test_expired_credentials_are_refused_by_coturn(coturn: Coturn, server_
         "the expired username refused",
     )
     assert not allocated(log, expired.username)
+
+
+@pytest.mark.parametrize("coturn", [["--max-allocate-lifetime=6"]], indirect=True)
+async def test_an_allocation_outlives_its_credential(coturn: Coturn) -> None:
+    """The TTL bounds new allocations only: one made in time is refreshed after its username's expiry (a call
+    longer than turn_ttl_s keeps its relay), while a new Allocate with the same credential is refused."""
+    server = ("127.0.0.1", coturn.port)
+    short = turn_credential(coturn.secret, "p_long_call", now=datetime.now(UTC), ttl_s=3)
+    relayed, _ = await create_turn_endpoint(
+        asyncio.DatagramProtocol, server, short.username, short.password, lifetime=6
+    )
+    try:
+        # coturn grants 6 s, so aioice refreshes after 5 s: past the credential's expiry.
+        await coturn.wait_for_log(
+            lambda text: f"user <{short.username}>: incoming packet REFRESH processed, success" in text,
+            "a refresh after the expiry",
+        )
+        assert time.time() > short.expires_at
+        with pytest.raises(stun.TransactionFailed) as refused:
+            await create_turn_endpoint(asyncio.DatagramProtocol, server, short.username, short.password)
+        assert refused.value.response.error_code == 401
+    finally:
+        relayed.close()
+
+
+# --- docs/deploy.md's coturn configuration, run ---------------------------------------------------------------------
+
+#: Peers the relay must never reach: private, loopback, shared, link-local (the cloud metadata service), multicast.
+INTERNAL_PEERS = [
+    ("10.1.2.3", 5432),
+    ("172.16.5.4", 6379),
+    ("192.168.1.20", 22),
+    ("127.0.0.1", 8080),
+    ("100.64.0.9", 80),
+    ("169.254.169.254", 80),
+    ("224.0.0.251", 5353),
+]
+
+
+def deploy_configuration() -> list[str]:
+    """The lines of the ``ini`` block of docs/deploy.md's TURN section (comments dropped)."""
+    section = (ROOT / "docs" / "deploy.md").read_text(encoding="utf-8").split("\n## TURN\n", 1)[1].split("\n## ", 1)[0]
+    block = section.split("```ini\n", 1)[1].split("```", 1)[0]
+    return [line for line in block.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+
+
+async def test_the_coturn_configuration_in_deploy_md_runs_and_keeps_the_relay_off_internal_networks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """coturn with docs/deploy.md's file (addresses, ports and paths made the test's): every line is taken, the TURN
+    URLs and credentials Teleconsult hands out work over UDP and over TLS, and the relay refuses internal peers."""
+    lines = deploy_configuration()
+    keys = {line.split("=", 1)[0] for line in lines}
+    for needed in ("use-auth-secret", "static-auth-secret", "realm", "tls-listening-port", "cert", "pkey"):
+        assert needed in keys, needed
+    for needed in ("denied-peer-ip", "no-multicast-peers", "user-quota", "total-quota", "min-port", "max-port"):
+        assert needed in keys, needed
+    assert "allow-loopback-peers" not in keys and "no-auth" not in keys and "lt-cred-mech" not in keys
+    assert "listening-port=3478" in lines and "tls-listening-port=443" in lines
+
+    home = tmp_path / "coturn"
+    home.mkdir()
+    pem = self_signed(home)
+    if pem is None:
+        unavailable("openssl is not installed: no certificate for coturn's TLS listener")
+    assert pem is not None
+    server = Coturn(free_udp_and_tcp_port(), secrets.token_urlsafe(24), home / "turnserver.log")
+    server.tls_port, server.certificate = free_udp_and_tcp_port(), pem[0]
+    ours = {
+        "listening-ip": "127.0.0.1",
+        "relay-ip": "127.0.0.1",
+        "listening-port": str(server.port),
+        "tls-listening-port": str(server.tls_port),
+        "cert": str(pem[0]),
+        "pkey": str(pem[1]),
+        "static-auth-secret": server.secret,
+    }
+    config = []
+    for line in lines:
+        key = line.split("=", 1)[0]
+        if key in ours:
+            config.append(f"{key}={ours[key]}")
+        elif line != "syslog":  # the log goes to the test's file instead
+            config.append(line)
+    config += ["log-file=stdout", "simple-log", "verbose", f"userdb={home / 'turndb'}", f"pidfile={home / 'pid'}"]
+    (home / "turnserver.conf").write_text("\n".join(config) + "\n", encoding="utf-8")
+    realm = next(line.split("=", 1)[1] for line in lines if line.startswith("realm="))
+
+    with running_turnserver(home, ["-c", str(home / "turnserver.conf")], server):
+        log = server.log_text()
+        assert "Bad configuration format" not in log and "CONFIG ERROR" not in log, log[-3000:]
+        signaling = build_settings(
+            {"turn_urls": [server.url("udp"), server.url("tls")], "turn_secret": server.secret}
+        ).signaling
+        (turn_server,) = ice_servers(signaling, "p_deploy", datetime.now(UTC))
+        username, password = turn_server.username, turn_server.credential
+        assert username is not None and password is not None
+
+        # TURN over TLS with the credential: what a patient who only reaches 443 does.
+        monkeypatch.setenv("SSL_CERT_FILE", str(pem[0]))
+        tls_relay, _ = await create_turn_endpoint(
+            asyncio.DatagramProtocol, ("127.0.0.1", server.tls_port), username, password, ssl=True, transport="tcp"
+        )
+        tls_relay.close()
+
+        loop = asyncio.get_running_loop()
+        address = ("127.0.0.1", server.port)
+        _, client = await loop.create_datagram_endpoint(
+            lambda: TurnClientUdpProtocol(address, username, password, lifetime=600, channel_refresh_time=500),
+            remote_addr=address,
+        )
+        try:
+            await client.connect()
+            for number, peer in enumerate(INTERNAL_PEERS, start=0x4000):
+                with pytest.raises(stun.TransactionFailed) as refused:
+                    await client.channel_bind(number, peer)
+                assert refused.value.response.error_code == 403, (peer, refused.value)
+            await client.channel_bind(0x4100, ("198.51.100.99", 5000))  # a public address: allowed
+        finally:
+            await client.delete()
+        log = server.log_text()
+        assert f"realm=<{realm}>, username=<{username}>" in log
+        assert re.search(rf"username=<{re.escape(username)}>, lifetime=\d+, cipher=\S+, method=TLSv1\.[23]", log)
