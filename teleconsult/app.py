@@ -39,7 +39,7 @@ from teleconsult.audit import AuditTrail
 from teleconsult.background import BackgroundLoops
 from teleconsult.billing import BillingService
 from teleconsult.bus import Bus, LocalBus
-from teleconsult.bus.redis import RedisBus
+from teleconsult.bus.redis import RedisBus, RedisLeases
 from teleconsult.config import Settings
 from teleconsult.consultations import ConsultationService
 from teleconsult.crypto.keyring import KeyRing
@@ -52,6 +52,7 @@ from teleconsult.documents.service import DocumentService
 from teleconsult.files import private_directory, write_private
 from teleconsult.health import HealthService
 from teleconsult.i18n import Catalogs
+from teleconsult.ids import new_id
 from teleconsult.invitations import InvitationService, Links
 from teleconsult.mail import transport_for
 from teleconsult.metrics import Metrics, Sources
@@ -60,7 +61,7 @@ from teleconsult.outbox import Outbox
 from teleconsult.prescriptions.service import PrescriptionService
 from teleconsult.ratelimit import PendingPerKey, RatePerKey
 from teleconsult.seats import SeatService
-from teleconsult.signaling import SignalingService
+from teleconsult.signaling import Cluster, SignalingService
 from teleconsult.store import Database
 from teleconsult.templates import MailTemplates, page_loader
 
@@ -129,7 +130,9 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     app[SEATS] = seats
     app[CONSULTATIONS] = consultations
     app[INVITATIONS] = invitations
-    app[SIGNALING] = SignalingService(seats, consultations, invitations, bus, settings.signaling)
+    # A cluster when the bus is Redis: rooms held by lease, frames routed to each room's owner (node id random).
+    cluster = Cluster(new_id("n"), RedisLeases(bus)) if isinstance(bus, RedisBus) else None
+    app[SIGNALING] = SignalingService(seats, consultations, invitations, bus, settings.signaling, cluster=cluster)
     app[OUTBOX] = outbox
     app[HEALTH] = HealthService(database, bus, chores)
     trail = app[AUDIT] = AuditTrail(database)

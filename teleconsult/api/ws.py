@@ -23,7 +23,7 @@ from teleconsult.protocol import decode_client, encode
 from teleconsult.protocol import messages as m
 from teleconsult.protocol.codec import ref_of
 from teleconsult.ratelimit import TokenBucket
-from teleconsult.signaling import Session, SignalingService
+from teleconsult.signaling import Seated, SignalingService
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +94,7 @@ async def websocket(request: web.Request) -> web.StreamResponse:
         TokenBucket(settings.signaling.rate_per_s, settings.signaling.rate_burst, settings.signaling.rate_sustained_s),
         request.app[METRICS],
     )
-    session: Session | None = None
+    session: Seated | None = None
     try:
         try:
             session = await _handshake(ws, conn, signaling, limits)
@@ -121,7 +121,7 @@ async def websocket(request: web.Request) -> web.StreamResponse:
 
 async def _handshake(
     ws: web.WebSocketResponse, conn: WsConnection, signaling: SignalingService, limits: Limits
-) -> Session | None:
+) -> Seated | None:
     """Wait for a valid hello; errors other than ``unauthorized`` leave the socket open until the deadline."""
     deadline = time.monotonic() + limits.hello_timeout
     while (remaining := deadline - time.monotonic()) > 0:
@@ -206,7 +206,7 @@ def _rate(conn: WsConnection, limits: Limits) -> Verdict:
 
 
 async def _serve(
-    ws: web.WebSocketResponse, conn: WsConnection, signaling: SignalingService, session: Session, limits: Limits
+    ws: web.WebSocketResponse, conn: WsConnection, signaling: SignalingService, session: Seated, limits: Limits
 ) -> None:
     async for msg in ws:  # ends on a close frame or a lost transport
         if session.closed:

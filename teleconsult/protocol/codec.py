@@ -61,3 +61,8 @@ def ref_of(data: str | bytes) -> str | None:
 
 def encode(message: ServerMessage) -> bytes:
     return _encoder.encode(message)
+
+
+def encode_client(message: ClientMessage) -> bytes:
+    """A client frame as the client could have sent it (a node forwarding it to the room's owner)."""
+    return _encoder.encode(message)

@@ -1,7 +1,7 @@
 """Signaling: protocol v1's rooms on this node. The dispatcher (``service.py``), the sessions and their registry
 (``sessions.py``), and which node holds which room (``ownership.py``)."""
 
-from teleconsult.signaling.service import SignalingService
+from teleconsult.signaling.service import Cluster, Seated, SignalingService
 from teleconsult.signaling.sessions import Connection, Session, channel_of
 
-__all__ = ["Connection", "Session", "SignalingService", "channel_of"]
+__all__ = ["Cluster", "Connection", "Seated", "Session", "SignalingService", "channel_of"]

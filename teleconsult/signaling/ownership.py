@@ -1,17 +1,21 @@
-"""Which node holds which room: the interface, and its one-node implementation.
+"""Which node holds which room: the interface, its one-node implementation and its cluster one.
 
 A room lives on the node that owns it. ``LocalRooms`` owns every room a client of this node asks for, and
-rebuilds a room from the seats still held in the database when this process has none (after a restart). The
-scale-out issue adds a second implementation over Redis (as LiveKit's local and Redis routers do), chosen once in
-``app.py``; the signaling service only sees ``RoomOwnership``.
+rebuilds a room from the seats still held in the database when this process has none (after a restart).
+``RedisRooms`` (a cluster) owns a room while it holds the room's lease in Redis, and rebuilds it the same way when
+it takes a room over; ``routing.py`` carries the frames of sockets on other nodes to the owner. ``app.py`` chooses
+(as LiveKit chooses its local or Redis router once at start-up); the signaling service only sees the interface.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
+from teleconsult.bus import Leases
+from teleconsult.errors import TeleconsultError
 from teleconsult.ids import ConsultationId
 from teleconsult.rooms import Capacity, Room
 
@@ -60,6 +64,100 @@ class LocalRooms:
 
     def release(self, consultation_id: str) -> Room | None:
         return self._rooms.pop(consultation_id, None)
+
+    def __len__(self) -> int:
+        return len(self._rooms)
+
+
+#: How long a room's lease lasts unless renewed: a dead node's rooms are taken over after at most this long.
+LEASE_TTL_MS = 5000
+#: Leases are renewed this often (a third of their life: two renewals may fail before one is lost).
+RENEW_EVERY_S = LEASE_TTL_MS / 3000
+
+
+class NotOwner(Exception):
+    """Another node holds the room's lease (``holder``; None when it could not be told)."""
+
+    def __init__(self, holder: str | None):
+        super().__init__(holder or "unknown")
+        self.holder = holder
+
+
+def lease_key(consultation_id: str) -> str:
+    return f"room:{consultation_id}:owner"
+
+
+class RedisRooms:
+    """A cluster: a room is this node's while it holds the room's lease (``SET room:<cid>:owner <node> NX PX``),
+    renewed by ``renew`` while the room lives and given up when it empties or closes. A room this node claims is
+    rebuilt from the seats held, as after a restart; a room another node holds raises ``NotOwner``."""
+
+    def __init__(self, capacity: Capacity, rebuild: Rebuild, leases: Leases, node_id: str, ttl_ms: int = LEASE_TTL_MS):
+        self._capacity = capacity
+        self._rebuild = rebuild
+        self._leases = leases
+        self.node_id = node_id
+        self.ttl_ms = ttl_ms
+        self._rooms: dict[str, Room] = {}
+        self._building: dict[str, asyncio.Lock] = {}
+        self._releases: set[asyncio.Task[None]] = set()
+
+    def get(self, consultation_id: str) -> Room | None:
+        return self._rooms.get(consultation_id)
+
+    async def claim(self, consultation_id: ConsultationId) -> Room:
+        room = self._rooms.get(consultation_id)
+        if room is not None:
+            return room
+        lock = self._building.setdefault(consultation_id, asyncio.Lock())
+        try:
+            async with lock:
+                room = self._rooms.get(consultation_id)
+                if room is None:
+                    holder = await self._leases.acquire(lease_key(consultation_id), self.node_id, self.ttl_ms)
+                    if holder != self.node_id:
+                        raise NotOwner(holder)
+                    room = Room(consultation_id, self._capacity)
+                    await self._rebuild(room)
+                    self._rooms[consultation_id] = room
+        finally:
+            self._building.pop(consultation_id, None)
+        return room
+
+    def release(self, consultation_id: str) -> Room | None:
+        room = self._rooms.pop(consultation_id, None)
+        if room is not None:
+            task = asyncio.create_task(self._give_up(consultation_id))
+            self._releases.add(task)
+            task.add_done_callback(self._releases.discard)
+        return room
+
+    def drop(self, consultation_id: str) -> Room | None:
+        """Forget a room whose lease another node has taken (nothing to give up)."""
+        return self._rooms.pop(consultation_id, None)
+
+    async def _give_up(self, consultation_id: str) -> None:
+        with contextlib.suppress(TeleconsultError):  # Redis away: the lease expires by itself
+            await self._leases.release(lease_key(consultation_id), self.node_id)
+
+    async def holder(self, consultation_id: str) -> str | None:
+        return await self._leases.holder(lease_key(consultation_id))
+
+    async def renew(self) -> dict[str, str | None]:
+        """Renew every lease this node holds; the rooms whose lease another node holds now, with that node."""
+        ids = list(self._rooms)
+        if not ids:
+            return {}
+        kept = await self._leases.renew([lease_key(c) for c in ids], self.node_id, self.ttl_ms)
+        lost = [c for c, ok in zip(ids, kept, strict=True) if not ok]
+        return {c: await self.holder(c) for c in lost}
+
+    async def release_all(self) -> None:
+        """Shutting down: every lease given up now, so other nodes take the rooms over at once."""
+        ids = list(self._rooms)
+        self._rooms.clear()
+        await asyncio.gather(*(self._give_up(c) for c in ids))
+        await asyncio.gather(*self._releases, return_exceptions=True)
 
     def __len__(self) -> int:
         return len(self._rooms)

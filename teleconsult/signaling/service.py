@@ -11,25 +11,30 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from teleconsult import turn
 from teleconsult.background import settle
 from teleconsult.billing import BillingChoice
-from teleconsult.bus import Bus
+from teleconsult.bus import Bus, Leases
 from teleconsult.clock import now as clock_now
 from teleconsult.config import SignalingSettings
 from teleconsult.consultations import ConsultationService, Ended
 from teleconsult.domain import Consultation, Doctor, Document, Participant, Seat
 from teleconsult.errors import ErrorCode, TeleconsultError
-from teleconsult.ids import ParticipantId, PeerId, new_id, new_token
+from teleconsult.ids import ConsultationId, ParticipantId, PeerId, new_id, new_token
 from teleconsult.invitations import InvitationService, Resent
 from teleconsult.protocol import PROTOCOL_VERSION, ClientMessage, ServerMessage, encode
 from teleconsult.protocol import messages as m
 from teleconsult.rooms import Capacity, Peer, PeerState, Role, Room, polite
 from teleconsult.seats import SeatService, actor_of
-from teleconsult.signaling.ownership import LocalRooms, RoomOwnership
+from teleconsult.signaling.ownership import LocalRooms, RedisRooms, RoomOwnership
+from teleconsult.signaling.routing import Endpoint, Router
 from teleconsult.signaling.sessions import Connection, Session, SessionRegistry, channel_of
+
+#: What holds a socket on this node: a session of a room this node owns (one node), or an endpoint (a cluster).
+Seated = Session | Endpoint
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +65,7 @@ class SignalingService:
         invitations: InvitationService,
         bus: Bus,
         settings: SignalingSettings,
+        cluster: Cluster | None = None,
     ):
         self._seats = seats
         self._consultations = consultations
@@ -69,6 +75,12 @@ class SignalingService:
         self._capacity = Capacity(guest=settings.guest_seats)
         self._sessions = SessionRegistry(bus, settings.away_buffer_frames)
         self._rooms: RoomOwnership = LocalRooms(self._capacity, self._rebuild)
+        #: A cluster: rooms held by lease, sockets on endpoints, frames routed to each room's owner.
+        self._router: Router | None = None
+        if cluster is not None:
+            rooms = RedisRooms(self._capacity, self._rebuild, cluster.leases, cluster.node_id)
+            self._rooms = rooms
+            self._router = Router(self, bus, rooms, settings.max_frame_bytes)
         self._chores: set[asyncio.Task[None]] = set()
         self._stopping = False
 
@@ -88,13 +100,24 @@ class SignalingService:
     def peer_ids(self) -> set[str]:
         return self._sessions.peer_ids()
 
+    @property
+    def seats(self) -> SeatService:
+        return self._seats
+
+    @property
+    def node_id(self) -> str | None:
+        """This node's id in a cluster (random at start), None on one node."""
+        return self._router.node_id if self._router is not None else None
+
     # --- joining and resuming ----------------------------------------------------------------------------------
 
-    async def hello(self, conn: Connection, hello: m.Hello) -> Session:
+    async def hello(self, conn: Connection, hello: m.Hello) -> Seated:
         if hello.v != PROTOCOL_VERSION:
             raise TeleconsultError(ErrorCode.UNSUPPORTED_VERSION, f"This server speaks protocol v{PROTOCOL_VERSION}.")
         if self._stopping:
             raise TeleconsultError(ErrorCode.UNAVAILABLE, "The server is restarting; reconnect shortly.")
+        if self._router is not None and (hello.resume or hello.ticket):
+            return await self._router.hello(conn, hello)
         if hello.resume:
             return await self._resume(conn, hello.resume)
         if hello.ticket:
@@ -103,11 +126,13 @@ class SignalingService:
 
     async def _take_seat(self, conn: Connection, ticket: str) -> Session:
         seat = await self._seats.open_ticket(ticket)
+        return await self.seat_peer(conn, seat, PeerId(new_id("p")))
+
+    async def seat_peer(self, conn: Connection, seat: Seat, peer_id: PeerId) -> Session:
+        """Seat a peer whose ticket was checked (here, or by the node holding its socket) in the room."""
         room = await self._rooms.claim(seat.consultation_id)
         # Only a resume token keeps an admission: a fresh ticket waits unless the doctor let the seat in beforehand.
-        joined = room.join(
-            PeerId(new_id("p")), Role(seat.role), seat.name, seat.participant_id, pre_admitted=seat.pre_admitted
-        )
+        joined = room.join(peer_id, Role(seat.role), seat.name, seat.participant_id, pre_admitted=seat.pre_admitted)
         if joined.replaced is not None:
             await self._evict(joined.replaced, m.Removed(reason="replaced"), release_seat=False)
         session = await self._sessions.open(joined.peer, room, seat, conn)
@@ -123,8 +148,12 @@ class SignalingService:
     async def _resume(self, conn: Connection, token: str) -> Session:
         fresh = new_token()
         seat = await self._seats.resume_seat(token, fresh)
-        await self._rooms.claim(seat.consultation_id)
-        session = self._sessions.get(seat.peer_id or "")
+        return await self.reattach(conn, seat.consultation_id, seat.peer_id or "", fresh)
+
+    async def reattach(self, conn: Connection, consultation_id: ConsultationId, peer_id: str, fresh: str) -> Session:
+        """A resume whose token was spent (here, or by the node holding the socket): the same session, on ``conn``."""
+        await self._rooms.claim(consultation_id)
+        session = self._sessions.get(peer_id)
         if session is None or session.closed:
             raise TeleconsultError(ErrorCode.UNAUTHORIZED, "This connection can no longer be resumed.")
         session.stop_grace()
@@ -140,6 +169,16 @@ class SignalingService:
         """A room this node did not hold: the seats still held come back as peers away until they resume."""
         for held in await self._seats.seats_held(room.consultation_id):
             await self._restore(room, held)
+        if self._router is not None:  # taken over: the endpoints holding its sockets attach to this node
+            self._router.announce([p.peer_id for p in room])
+
+    def attach(self, session: Session, conn: Connection) -> None:
+        """A session away (or rebuilt after a takeover) gets its socket back without a resume: the endpoint that
+        holds the socket is known (a cluster); what was kept for it is sent on."""
+        session.stop_grace()
+        session.conn = conn
+        for frame in session.take_pending():
+            conn.send(frame)
 
     async def _restore(self, room: Room, seat: Seat) -> None:
         """A seat held before this node started: the peer is away until it resumes or its grace runs out."""
@@ -193,8 +232,13 @@ class SignalingService:
 
     # --- messages from a seated peer ---------------------------------------------------------------------------
 
-    async def handle(self, session: Session, message: ClientMessage) -> None:
+    async def handle(self, session: Seated, message: ClientMessage) -> None:
         """Apply one client message; raises ``TeleconsultError`` for the caller to turn into an error frame."""
+        if type(session) is Endpoint:
+            assert self._router is not None
+            await self._router.forward(session, message)
+            return
+        assert isinstance(session, Session)
         peer, room = session.peer, session.room
         match message:
             case m.Offer(to=to, sdp=sdp):
@@ -236,9 +280,7 @@ class SignalingService:
                 await self.end_consultation(room.consultation_id, session.seat.doctor_id)
             case m.Media(peer_id=source_id, video=True):
                 if room.video_report(peer, source_id):
-                    await self._consultations.video_connected(
-                        room.consultation_id, actor_of(session.seat), source_id
-                    )
+                    await self._consultations.video_connected(room.consultation_id, actor_of(session.seat), source_id)
             case m.Media():
                 room.authorize(peer, "media")
             case m.Hello():
@@ -287,8 +329,12 @@ class SignalingService:
 
     # --- leaving -----------------------------------------------------------------------------------------------
 
-    async def disconnect(self, session: Session, conn: Connection) -> None:
+    async def disconnect(self, session: Seated, conn: Connection) -> None:
         """``conn`` is gone without a goodbye: hold the seat for the grace period. Idempotent."""
+        if isinstance(session, Endpoint):
+            assert self._router is not None
+            await self._router.detach(session, conn, stopping=self._stopping)
+            return
         if session.closed or session.conn is not conn:
             return
         session.conn = None
@@ -364,9 +410,6 @@ class SignalingService:
 
     async def document_added(self, document: Document, seat: Participant) -> None:
         """Show a new document to the room's admitted peers at once (a ``document`` frame)."""
-        room = self._rooms.get(document.consultation_id)
-        if room is None:
-            return
         info = m.DocumentInfo(
             id=document.id,
             name=document.name,
@@ -375,12 +418,24 @@ class SignalingService:
             kind="prescription" if document.kind == "prescription" else "document",
             from_=seat.peer_id or seat.id,
         )
-        await self._broadcast(room.admitted(), m.DocumentOut(document=info))
+        await self.broadcast_admitted(document.consultation_id, encode(m.DocumentOut(document=info)))
+
+    async def broadcast_admitted(self, consultation_id: str, frame: bytes) -> None:
+        """A frame to the admitted peers of a live room (this node's, or its owner's in a cluster)."""
+        room = self._rooms.get(consultation_id)
+        if room is None:
+            if self._router is not None:
+                await self._router.room_op(consultation_id, {"op": "document", "frame": frame.decode()})
+            return
+        for peer in room.admitted():
+            await self._bus.publish(channel_of(peer), frame)
 
     async def link_revoked(self, consultation_id: str, participant_id: str) -> None:
         """The participant's link was replaced (resent): whoever got in with the old one is cut off now."""
         room = self._rooms.get(consultation_id)
         if room is None:
+            if self._router is not None:
+                await self._router.room_op(consultation_id, {"op": "revoke", "participant": participant_id})
             return
         for peer in [p for p in room if p.seat == participant_id]:
             room.leave(peer.peer_id)
@@ -438,6 +493,8 @@ class SignalingService:
         """The consultation is over (ended or cancelled): tell whoever is connected, close, forget the room."""
         room = self._rooms.release(consultation_id)
         if room is None:
+            if self._router is not None:
+                await self._router.room_op(consultation_id, {"op": "close"})
             return
         everyone = room.close()
         await self._broadcast(everyone, m.Ended(consultation_id=room.consultation_id))
@@ -468,6 +525,23 @@ class SignalingService:
             await self._seats.participants_away(seats)
         except TeleconsultError:
             log.warning("could not mark seats away at shutdown (database unavailable)")
+        if self._router is not None:  # its sockets reconnect anywhere; its rooms are given up for others to take
+            await self._router.shutdown(reconnect)
+            await self._router.stop()
+
+    async def hand_over(self, consultation_id: str, holder: str | None) -> None:
+        """Another node holds this room's lease now (it took the room over while this node could not renew): the
+        room is forgotten here, and the endpoints of its peers attach to the new owner."""
+        assert isinstance(self._rooms, RedisRooms) and self._router is not None
+        room = self._rooms.drop(consultation_id)
+        if room is None:
+            return
+        for peer in room:
+            session = self._sessions.get(peer.peer_id)
+            if session is not None:
+                await self._forget(session)
+        if holder is not None:
+            self._router.announce([p.peer_id for p in room], holder)
 
     # --- delivery ----------------------------------------------------------------------------------------------
 
@@ -486,6 +560,14 @@ class SignalingService:
 
     async def _send_lobby(self, room: Room) -> None:
         await self._broadcast(room.doctors(), self._lobby(room))
+
+
+@dataclass(frozen=True, slots=True)
+class Cluster:
+    """What a node of a cluster needs: its own id (random at start) and the leases its rooms are held by."""
+
+    node_id: str
+    leases: Leases
 
 
 def _now_iso() -> str:

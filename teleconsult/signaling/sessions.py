@@ -8,6 +8,7 @@ sessions; it subscribes each to its bus channel (``peer:<peer_id>``) when opened
 from __future__ import annotations
 
 import asyncio
+import json
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -58,10 +59,12 @@ class Session:
         return self.seat.participant_id
 
     def deliver(self, frame: bytes) -> None:
-        """The bus handler: to the socket, or kept in order while the client is away."""
+        """The bus handler: to the socket, or kept in order while the client is away. A socket on an endpoint (a
+        cluster) hears the channel itself."""
         if self.conn is not None:
-            self.conn.send(frame)
-        elif not self.closed:
+            if type(self.conn) is not RemoteSocket:
+                self.conn.send(frame)
+        elif not self.closed and frame[:1] != CONTROL:
             if self.pending is None:
                 self.pending = deque(maxlen=self.away_buffer)  # the oldest frames go first when it is full
             self.pending.append(frame)
@@ -75,6 +78,31 @@ class Session:
         if self.grace is not None:
             self.grace.cancel()
             self.grace = None
+
+
+#: The first byte of a message on a peer's channel that is for the endpoint holding its socket, not for the client.
+CONTROL = b"\x00"
+
+
+class RemoteSocket:
+    """The owner's view of a socket held by an endpoint (``routing.py``), on this node or another: what is sent
+    goes on the peer's channel, in order with everything else published there; a close is a control message that
+    only that endpoint obeys."""
+
+    __slots__ = ("_bus", "channel", "endpoint", "node")
+
+    def __init__(self, bus: Bus, peer_id: str, endpoint: str, node: str):
+        self._bus = bus
+        self.channel = f"peer:{peer_id}"
+        self.endpoint = endpoint
+        self.node = node
+
+    def send(self, frame: bytes) -> None:
+        self._bus.post(self.channel, frame)
+
+    def close_soon(self, code: int, reason: str) -> None:
+        control = {"c": "close", "ep": self.endpoint, "code": code, "reason": reason}
+        self._bus.post(self.channel, CONTROL + json.dumps(control).encode())
 
 
 def channel_of(peer: Peer) -> str:
