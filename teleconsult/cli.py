@@ -9,6 +9,7 @@ import getpass
 import logging
 import secrets
 import sys
+from dataclasses import replace
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,7 @@ from teleconsult.files import private_directory, write_private
 from teleconsult.i18n import PARIS
 from teleconsult.logging import SERVER_ADDRESS, setup_logging
 from teleconsult.store import Database, audit
+from teleconsult.workers import run_workers
 
 log = logging.getLogger("teleconsult")
 
@@ -88,6 +90,9 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--self-signed", action="store_true", default=None)
     serve.add_argument("--behind-proxy", action="store_true", default=None)
     serve.add_argument("--public-url")
+    serve.add_argument(
+        "--workers", type=int, default=1, help="server processes on one port (SO_REUSEPORT); more than one needs Redis"
+    )
     serve.set_defaults(func=_serve)
 
     doctor = command("create-doctor", "create a doctor account")
@@ -172,8 +177,35 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
 GC_YOUNG_THRESHOLD = 50_000
 
 
-def _serve(settings: Settings, _args: argparse.Namespace) -> int:
+def _serve(settings: Settings, args: argparse.Namespace) -> int:
     settings.server.check_serving()
+    workers: int = args.workers
+    if workers < 1:
+        raise ConfigError("--workers: at least 1")
+    if workers == 1:
+        return _serve_one(settings)
+    if not settings.bus.redis_url:
+        raise ConfigError(
+            f"--workers {workers} needs redis_url (TELECONSULT_REDIS_URL): the workers are nodes of a cluster and "
+            "share their rooms through Redis"
+        )
+
+    async def migrate() -> None:  # once, before any worker starts
+        database = Database(settings.database_url)
+        try:
+            private_directory(settings.server.data_dir)
+            server_secret(settings)  # made once, not raced by the workers
+            await database.upgrade()
+        finally:
+            await database.close()
+
+    asyncio.run(migrate())
+    # The demo doctor is made by the first worker only.
+    only_first = replace(settings, server=replace(settings.server, demo=False))
+    return run_workers(workers, lambda index: _serve_one(settings if index == 0 else only_first, reuse_port=True))
+
+
+def _serve_one(settings: Settings, *, reuse_port: bool = False) -> int:
     gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
     ssl_context = server_ssl_context(settings.server)
     app = create_app(settings)
@@ -203,6 +235,7 @@ def _serve(settings: Settings, _args: argparse.Namespace) -> int:
         access_log=None,
         print=lambda _text: print("".join(banner), flush=True),
         handle_signals=True,
+        reuse_port=reuse_port or None,
     )
     return 0
 

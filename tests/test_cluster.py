@@ -407,3 +407,72 @@ async def _until(check: Any, within_s: float = 20.0) -> None:
     while not await check():
         assert time.monotonic() < deadline, "not in time"
         await asyncio.sleep(0.1)
+
+
+# --- serve --workers N ----------------------------------------------------------------------------------------
+
+
+def test_workers_without_redis_refuse_to_start(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TELECONSULT_")}
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "teleconsult",
+            "--data-dir",
+            str(tmp_path),
+            "serve",
+            "--port",
+            str(free_port()),
+            "--workers",
+            "2",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert done.returncode == 2 and "--workers 2 needs redis_url (TELECONSULT_REDIS_URL)" in done.stderr
+
+
+async def test_workers_share_one_port_and_its_rooms(cluster_of: Any, browsers: Any, tmp_path: Path) -> None:
+    cluster = cluster_of(1)  # the database, Redis and a doctor; then one port served by two workers
+    (single,) = cluster.nodes
+    single.stop()
+    port = free_port()
+    log = tmp_path / "workers.log"
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "teleconsult",
+            "--data-dir",
+            str(single.data_dir),
+            "--database-url",
+            cluster.database_url,
+            "serve",
+            "--port",
+            str(port),
+            "--workers",
+            "2",
+        ],
+        stdout=log.open("ab"),
+        stderr=subprocess.STDOUT,
+        env=_env(cluster.redis.url),
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while log.read_bytes().count(b"running") < 2:
+            assert process.poll() is None and time.monotonic() < deadline, log.read_text()
+            await asyncio.sleep(0.05)
+        workers = Path(f"/proc/{process.pid}/task/{process.pid}/children").read_text().split()
+        assert len(workers) == 2
+        node = Node("w", single.data_dir, cluster.database_url, cluster.redis.url, port=port)
+        for _ in range(3):  # whichever worker each socket reaches, the room is one
+            call = await call_across(browsers, node, node)
+            await relays(call.patient_ws, call.doctor_ws)
+            await call.doctor_ws.send(type="end")
+            await call.patient_ws.expect("ended", timeout=10)
+    finally:
+        process.terminate()
+        assert process.wait(timeout=20) == 0, log.read_text()
