@@ -376,6 +376,22 @@ async def test_kill_9_of_the_node_holding_the_room_its_clients_resume_on_the_oth
     assert await cluster.billing_entries(call.consultation["id"]) == 1
 
 
+async def test_kill_9_of_a_node_holding_only_sockets_their_clients_resume_elsewhere(
+    cluster_of: Any, browsers: Any
+) -> None:
+    cluster = cluster_of(2)
+    a, b = cluster.nodes
+    call = await call_across(browsers, a, b)  # A holds the room, B only the patient's socket
+    b.kill()
+    await asyncio.sleep(2.5)  # the owner's lease loop finds B gone: the patient's seat is held for its grace
+    patient_ws = await connect(call.patient_http, a, resume=call.patient_ws.welcome["resume"])
+    assert patient_ws.peer_id == call.patient_ws.peer_id and patient_ws.welcome["state"] == "admitted"
+    await relays(patient_ws, call.doctor_ws, "me revoilà")
+    await call.doctor_ws.send(type="end")
+    await patient_ws.expect("ended", timeout=10)
+    assert await cluster.billing_entries(call.consultation["id"]) == 1
+
+
 async def test_redis_stopped_under_a_live_call_then_back(cluster_of: Any, browsers: Any) -> None:
     cluster = cluster_of(2)
     a, b = cluster.nodes

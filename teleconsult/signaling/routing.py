@@ -32,7 +32,7 @@ from teleconsult.ids import ConsultationId, DoctorId, ParticipantId, PeerId, new
 from teleconsult.protocol import ClientMessage, decode_client, encode_client
 from teleconsult.protocol import messages as m
 from teleconsult.signaling.ownership import NotOwner, RedisRooms
-from teleconsult.signaling.sessions import CONTROL, Connection, RemoteSocket
+from teleconsult.signaling.sessions import CONTROL, Connection, RemoteSocket, Session
 
 if TYPE_CHECKING:
     from teleconsult.signaling.service import SignalingService
@@ -44,6 +44,8 @@ REPLY_TIMEOUT_S = 10.0
 #: How often a requester looks again at the lease of an owner that is gone.
 TAKEOVER_POLL_S = 0.2
 MOVING = "This consultation is moving to another server; try again in a few seconds."
+#: Published on a node's channel to learn whether anyone still listens there (the node ignores it).
+PING = b'{"t":"p"}'
 #: How every welcome frame begins (the codec writes the tag first).
 WELCOME = b'{"type":"welcome"'
 NO_ANSWER = "The server holding this consultation does not answer; try again shortly."
@@ -365,6 +367,24 @@ class Router:
             for consultation_id, holder in lost.items():
                 log.warning("room lease taken by another node: handing the room over")
                 await self._service.hand_over(consultation_id, holder)
+            await self._check_endpoints()
+
+    async def _check_endpoints(self) -> None:
+        """Sockets held by a node that died (nobody listens on its channel) are dropped: their seats are held for
+        the grace period, as when a socket drops, instead of looking connected for ever."""
+        by_node: dict[str, list[tuple[Session, RemoteSocket]]] = {}
+        for session in self._service.sessions():
+            conn = session.conn
+            if isinstance(conn, RemoteSocket) and conn.node != self.node_id:
+                by_node.setdefault(conn.node, []).append((session, conn))
+        for node, held in by_node.items():
+            try:
+                if await self._bus.publish(f"node:{node}", PING):
+                    continue
+                for session, conn in held:
+                    await self._service.disconnect(session, conn)
+            except TeleconsultError:
+                return  # Redis or the database away: looked at again next time
 
     def _spawn(self, work: Any) -> None:
         task = asyncio.create_task(work)

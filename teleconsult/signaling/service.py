@@ -100,6 +100,9 @@ class SignalingService:
     def peer_ids(self) -> set[str]:
         return self._sessions.peer_ids()
 
+    def sessions(self) -> list[Session]:
+        return list(self._sessions)
+
     @property
     def seats(self) -> SeatService:
         return self._seats
