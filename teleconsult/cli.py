@@ -1,14 +1,17 @@
-"""Command line: ``teleconsult serve | create-doctor | keys … | acts list | db upgrade``."""
+"""Command line: ``teleconsult serve | create-doctor | keys … | acts list | billing export | db upgrade``."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import gc
 import getpass
 import logging
+import os
 import secrets
 import sys
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import date
 from pathlib import Path
@@ -20,8 +23,10 @@ from aiohttp import web
 from teleconsult import acts as acts_catalog
 from teleconsult import clock
 from teleconsult.api.keys import DOCTORS
-from teleconsult.app import certificate_authority, create_app, server_secret
+from teleconsult.app import catalog_of, certificate_authority, create_app, server_secret
 from teleconsult.audit import AuditTrail
+from teleconsult.billing import BillingService
+from teleconsult.billing.exports import ExportFormat
 from teleconsult.config import ConfigError, Settings, load_settings
 from teleconsult.crypto.age import Identity
 from teleconsult.crypto.keyring import KeyRing
@@ -32,7 +37,7 @@ from teleconsult.documents.files import DocumentFiles
 from teleconsult.documents.rewrap import RewrapReport, rewrap_documents
 from teleconsult.domain import ChainCheck
 from teleconsult.errors import ErrorCode, TeleconsultError
-from teleconsult.files import private_directory, write_private
+from teleconsult.files import FILE_MODE, private_directory, write_private
 from teleconsult.i18n import PARIS
 from teleconsult.logging import SERVER_ADDRESS, setup_logging
 from teleconsult.store import Database, audit
@@ -137,6 +142,20 @@ def _parser() -> argparse.ArgumentParser:
     acts_list.add_argument("--on", type=_day, help="YYYY-MM-DD (default: today in Europe/Paris)")
     acts_list.add_argument("--all", action="store_true", help="also the unconfirmed ones, marked as such")
     acts_list.set_defaults(func=_acts_list)
+
+    billing = command("billing", "the billing ledger")
+    billing_sub = billing.add_subparsers(required=True)
+    exporting = billing_sub.add_parser(
+        "export",
+        help="the current ledger entries of a range, as CSV or FHIR, to a file or stdout (as GET /api/billing/export)",
+        parents=[after],
+    )
+    exporting.add_argument("--from", dest="first", type=_day, required=True, help="first day, YYYY-MM-DD (Paris)")
+    exporting.add_argument("--to", dest="last", type=_day, required=True, help="last day, YYYY-MM-DD, included")
+    exporting.add_argument("--format", choices=[f.value for f in ExportFormat], default=ExportFormat.CSV.value)
+    exporting.add_argument("--doctor", metavar="RPPS", help="one doctor's entries (default: every doctor's)")
+    exporting.add_argument("--out", type=Path, help="the file to write, mode 0600 (default: stdout)")
+    exporting.set_defaults(func=_billing_export)
 
     trail = command("audit", "the audit trail")
     trail_sub = trail.add_subparsers(required=True)
@@ -425,6 +444,46 @@ def _acts_list(_settings: Settings, args: argparse.Namespace) -> int:
         print("  ".join(cells).rstrip())
     if not all(t.confirmed for t in tariffs):
         print("Unconfirmed (confirmed: NO): never proposed for billing; docs/billing.md says what is missing.")
+    return 0
+
+
+def _billing_export(settings: Settings, args: argparse.Namespace) -> int:
+    """The ledger of ``--from`` to ``--to`` streamed to ``--out`` (written beside it, then renamed: never a file
+    that looks complete and is not) or to stdout; the same bytes as the HTTP export for that doctor and range."""
+    if args.first > args.last:
+        print("teleconsult: --to is before --from", file=sys.stderr)
+        return 2
+
+    async def run(write: Callable[[bytes], object]) -> None:
+        database = Database(settings.database_url)
+        try:
+            await _prepare(database, settings)
+            service = BillingService(database, catalog_of(settings))
+            chunks = service.export(args.first, args.last, ExportFormat(args.format), rpps=args.doctor)
+            async with contextlib.aclosing(chunks):
+                async for chunk in chunks:
+                    write(chunk)
+        finally:
+            await database.close()
+
+    if args.out is None:
+        try:
+            asyncio.run(run(sys.stdout.buffer.write))
+            sys.stdout.buffer.flush()
+        except BrokenPipeError:  # the reader stopped (| head): not an error of ours
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return 1
+        return 0
+    partial = args.out.with_name(args.out.name + ".part")
+    descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, FILE_MODE)
+    os.fchmod(descriptor, FILE_MODE)  # whatever the umask, and if the file was there already
+    try:
+        with os.fdopen(descriptor, "wb") as out:
+            asyncio.run(run(out.write))
+        os.replace(partial, args.out)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
     return 0
 
 

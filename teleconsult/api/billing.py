@@ -3,6 +3,9 @@ consultation and their corrections, a month's summary, and the exports."""
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import re
 from datetime import date
 from typing import Any
 
@@ -15,10 +18,12 @@ from teleconsult.api.keys import BILLING
 from teleconsult.api.middlewares import LANG_COOKIE
 from teleconsult.api.serialize import billing_json
 from teleconsult.billing import BillingChoice, MonthSummary, Proposal
+from teleconsult.billing.exports import MEDIA_TYPES, ExportFormat, file_name
 from teleconsult.domain import BillingStatus
 from teleconsult.errors import ErrorCode, TeleconsultError
 from teleconsult.i18n import negotiate
 
+log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
 
 
@@ -118,3 +123,73 @@ def summary_json(found: MonthSummary) -> dict[str, Any]:
         "total_cents": found.total_cents,
         "currency": "EUR",
     }
+
+
+# --- exports -------------------------------------------------------------------------------------------------------
+
+#: The longest range one request may export (a year, leap day included); the CLI has no such bound.
+EXPORT_MAX_DAYS = 366
+
+
+@routes.get("/api/billing/export")
+async def export(request: web.Request) -> web.StreamResponse:
+    """``?from=2026-11-01&to=2026-11-30&format=csv|fhir``: the doctor's own ledger (the current entry of each
+    consultation of those Paris days), streamed as it is read; the same bytes as ``teleconsult billing export``."""
+    doctor = await require_doctor(request)
+    first, last = export_range(request.query.get("from", ""), request.query.get("to", ""))
+    fmt = export_format(request.query.get("format", ExportFormat.CSV.value))
+    chunks = request.app[BILLING].export(first, last, fmt, doctor=doctor)
+    async with contextlib.aclosing(chunks):
+        opening = await anext(chunks, b"")  # the first page read before the status is sent: a failure is JSON
+        response = web.StreamResponse(
+            headers={
+                "Content-Type": MEDIA_TYPES[fmt],
+                "Content-Disposition": f'attachment; filename="{file_name(first, last, fmt)}"',
+                "Cache-Control": "no-store",
+                "X-Content-Type-Options": "nosniff",
+            }
+        )
+        await response.prepare(request)
+        try:
+            await response.write(opening)
+            async for chunk in chunks:
+                await response.write(chunk)
+        except ConnectionResetError:  # the client went away: stop reading the ledger
+            return response
+        except TeleconsultError as error:  # the database went away mid-stream: never end as if complete
+            log.warning("billing export cut short: %s", error.code.value)
+            if request.transport is not None:
+                request.transport.abort()
+            return response
+    await response.write_eof()
+    return response
+
+
+def export_range(raw_first: str, raw_last: str) -> tuple[date, date]:
+    """``from`` and ``to`` as days (both included), checked: real dates, in order, a year at most."""
+    first = _day(raw_first, "from")
+    last = _day(raw_last, "to")
+    if first > last:
+        raise TeleconsultError(ErrorCode.BAD_REQUEST, "The range ends before it starts.", field="to")
+    if (last - first).days + 1 > EXPORT_MAX_DAYS:
+        raise TeleconsultError(ErrorCode.BAD_REQUEST, f"Export at most {EXPORT_MAX_DAYS} days at a time.", field="to")
+    return first, last
+
+
+def export_format(raw: str) -> ExportFormat:
+    try:
+        return ExportFormat(raw)
+    except ValueError:
+        raise TeleconsultError(ErrorCode.BAD_REQUEST, "The format is csv or fhir.", field="format") from None
+
+
+_DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+def _day(raw: str, field: str) -> date:
+    try:
+        if not _DAY.fullmatch(raw):  # fromisoformat alone takes 20261101 and 2026-W44-7 too
+            raise ValueError(raw)
+        return date.fromisoformat(raw)
+    except ValueError:
+        raise TeleconsultError(ErrorCode.BAD_REQUEST, "Give the day as YYYY-MM-DD.", field=field) from None

