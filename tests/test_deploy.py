@@ -26,6 +26,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+import yaml
 from aiohttp import ClientSession, CookieJar, TCPConnector, WSMsgType
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import create_async_engine
@@ -608,7 +609,6 @@ def test_the_compose_file_and_the_dockerfile_name_real_settings_only() -> None:
 
 
 def test_the_compose_file_runs_the_proxy_in_front_of_the_nodes_it_names() -> None:
-    yaml = pytest.importorskip("yaml", reason="PyYAML is not installed: the compose file is not parsed")
     compose = yaml.safe_load((DEPLOY / "compose.yaml").read_text())
     services = compose["services"]
     assert {"postgres", "redis", "migrate", "node1", "node2", "coturn", "nginx"} <= set(services)
@@ -635,7 +635,6 @@ def test_the_compose_file_runs_the_proxy_in_front_of_the_nodes_it_names() -> Non
 def test_the_nodes_of_the_compose_file_have_settings_the_server_accepts() -> None:
     """Each node's environment, with deploy/env.example's values (and made-up secrets) put in, is taken by the
     settings loader, and `serve` would start with it."""
-    yaml = pytest.importorskip("yaml", reason="PyYAML is not installed: the compose file is not parsed")
     compose = yaml.safe_load((DEPLOY / "compose.yaml").read_text())
     values = dict(
         line.split("=", 1) for line in (DEPLOY / "env.example").read_text().splitlines() if re.match(r"[A-Z_]+=", line)
