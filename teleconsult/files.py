@@ -7,8 +7,11 @@ exist already with wider modes. SQLite creates its WAL and shared-memory files w
 
 from __future__ import annotations
 
+import fcntl
 import os
 import stat
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 DIRECTORY_MODE = 0o700
@@ -40,3 +43,17 @@ def write_private(path: Path, text: str) -> None:
 def _tighten(path: Path, mode: int) -> None:
     if stat.S_IMODE(path.stat().st_mode) & ~mode:
         os.chmod(path, mode)
+
+
+@contextmanager
+def directory_lock(directory: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``directory`` (its ``.lock`` file, ``flock``) across processes: two nodes starting
+    on one data directory must not both make the first key or the CA."""
+    private_directory(directory)
+    descriptor = os.open(directory / ".lock", os.O_RDWR | os.O_CREAT, FILE_MODE)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX)
+        yield
+    finally:
+        fcntl.flock(descriptor, fcntl.LOCK_UN)
+        os.close(descriptor)

@@ -204,7 +204,13 @@ async def test_a_mail_the_library_cannot_send_fails_alone_and_the_sender_goes_on
 async def test_the_health_check_says_when_a_background_loop_is_not_running(clients: Any, running: Running) -> None:
     client = await clients()
     healthy = await (await client.get("/healthz")).json()
-    assert healthy["loops"] == {"housekeeping": True, "outbox": True, "heartbeat": True}
+    assert healthy["loops"] == {
+        "housekeeping": True,
+        "outbox": True,
+        "no-shows": True,
+        "heartbeat": True,
+        "audit-anchor": True,
+    }
     assert "sessions" not in healthy and "rooms" not in healthy  # traffic figures are for /metrics
     (outbox,) = [task for task in asyncio.all_tasks() if task.get_name() == "chore:outbox"]
     outbox.cancel()

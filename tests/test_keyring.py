@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import stat
 import subprocess
@@ -99,3 +100,19 @@ def test_a_rewrap_keeps_the_doctors_key_and_the_older_service_keys(tmp_path: Pat
     ring.drop("service:v1")
     for alone in ([doctor], [escrow], ring.identities()):
         assert decrypt(rotated, alone) == b"compte rendu"
+
+
+def _open_ring_and_ca(directory: str) -> str:
+    from teleconsult.crypto.keyring import KeyRing
+    from teleconsult.crypto.pki import CertificateAuthority
+
+    ring = KeyRing.open(Path(directory) / "keys", b"s" * 32)
+    authority = CertificateAuthority.open(Path(directory) / "certs", b"s" * 32)
+    return f"{ring.active.key_id}={ring.entries()[0].public}|{authority.pem.decode()}"
+
+
+def test_nodes_starting_together_on_one_directory_make_one_key_and_one_ca(tmp_path: Path) -> None:
+    """Without the directory lock each process made its own first key: documents sealed with the loser's were lost."""
+    with multiprocessing.get_context("spawn").Pool(4) as pool:
+        seen = set(pool.map(_open_ring_and_ca, [str(tmp_path)] * 8))
+    assert len(seen) == 1, seen

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from teleconsult.crypto.age import Identity, Recipient
 from teleconsult.crypto.sealing import Sealer
-from teleconsult.files import private_directory, private_file
+from teleconsult.files import directory_lock, private_directory, private_file
 
 SERVICE = "service"
 ESCROW = "escrow"
@@ -63,9 +63,10 @@ class KeyRing:
     def open(cls, directory: Path, secret: bytes, escrow: tuple[str, ...] = ()) -> KeyRing:
         """The ring in ``directory``, made with a first service key if there is none yet."""
         ring = cls(directory, secret, escrow)
-        ring._load()
-        if not ring._entries:
-            ring.rotate()
+        with directory_lock(directory):  # another node starting on the same directory waits, then loads ours
+            ring._load()
+            if not ring._entries:
+                ring.rotate()
         return ring
 
     # --- what documents use ------------------------------------------------------------------------------------

@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives.serialization import pkcs7
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from teleconsult.crypto.sealing import Sealer
-from teleconsult.files import private_directory, private_file
+from teleconsult.files import directory_lock, private_directory, private_file
 
 CA_YEARS = 10
 SIGNER_YEARS = 2
@@ -44,7 +44,12 @@ class CertificateAuthority:
 
     @classmethod
     def open(cls, directory: Path, secret: bytes, name: str = "Teleconsult") -> CertificateAuthority:
-        """The CA in ``directory``, made on first use."""
+        """The CA in ``directory``, made on first use (once, however many nodes start on it together)."""
+        with directory_lock(directory):
+            return cls._open(directory, secret, name)
+
+    @classmethod
+    def _open(cls, directory: Path, secret: bytes, name: str) -> CertificateAuthority:
         sealer = Sealer(secret, "pki")
         key_file, cert_file = directory / "ca.key", directory / "ca.pem"
         if key_file.exists() and cert_file.exists():
