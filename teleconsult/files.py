@@ -47,10 +47,10 @@ def _tighten(path: Path, mode: int) -> None:
 
 @contextmanager
 def directory_lock(directory: Path) -> Iterator[None]:
-    """Hold an exclusive lock on ``directory`` (its ``.lock`` file, ``flock``) across processes: two nodes starting
-    on one data directory must not both make the first key or the CA."""
-    private_directory(directory)
-    descriptor = os.open(directory / ".lock", os.O_RDWR | os.O_CREAT, FILE_MODE)
+    """Hold an exclusive lock on ``directory`` (``.<name>.lock`` beside it, ``flock``) across processes: two nodes
+    starting on one data directory must not both make the first key or the CA."""
+    private_directory(directory.parent)
+    descriptor = os.open(directory.parent / f".{directory.name}.lock", os.O_RDWR | os.O_CREAT, FILE_MODE)
     try:
         fcntl.flock(descriptor, fcntl.LOCK_EX)
         yield
