@@ -459,6 +459,8 @@ def _billing_export(settings: Settings, args: argparse.Namespace) -> int:
         try:
             await _prepare(database, settings)
             service = BillingService(database, catalog_of(settings))
+            scope = f"rpps:{args.doctor}" if args.doctor else "all"
+            await service.exported(actor="cli", first=args.first, last=args.last, fmt=args.format, scope=scope)
             chunks = service.export(args.first, args.last, ExportFormat(args.format), rpps=args.doctor)
             async with contextlib.aclosing(chunks):
                 async for chunk in chunks:

@@ -210,3 +210,21 @@ async def test_an_appointment_the_patient_never_came_into_closes_as_a_no_show_af
     assert billing["recorded_by"] == "system:no-show"
     untouched = await (await doctor_http.get(f"/api/consultations/{later['id']}")).json()
     assert untouched["status"] == "scheduled" and untouched["billing"] is None
+
+
+async def test_an_export_is_an_audit_event_that_names_the_range_not_the_content(clients: Any) -> None:
+    from sqlalchemy import select
+
+    from teleconsult.app import DATABASE
+    from teleconsult.store.models import AuditEvent
+
+    call = await admitted_call(clients)
+    await end(call)
+    response = await call.doctor_http.get("/api/billing/export?from=2026-01-01&to=2026-12-31&format=csv")
+    assert response.status == 200
+    await response.read()
+    app = call.doctor_http.server.app
+    async with app[DATABASE].transaction() as tx:
+        events = (await tx.execute(select(AuditEvent).where(AuditEvent.action == "billing.exported"))).scalars().all()
+    assert len(events) == 1 and events[0].actor.startswith("doctor:")
+    assert '"from": "2026-01-01"' in (events[0].detail or "") and "Jeanne" not in (events[0].detail or "")

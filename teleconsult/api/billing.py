@@ -138,6 +138,9 @@ async def export(request: web.Request) -> web.StreamResponse:
     doctor = await require_doctor(request)
     first, last = export_range(request.query.get("from", ""), request.query.get("to", ""))
     fmt = export_format(request.query.get("format", ExportFormat.CSV.value))
+    await request.app[BILLING].exported(
+        actor=f"doctor:{doctor.id}", first=first, last=last, fmt=fmt.value, scope=f"rpps:{doctor.rpps}"
+    )
     chunks = request.app[BILLING].export(first, last, fmt, doctor=doctor)
     async with contextlib.aclosing(chunks):
         opening = await anext(chunks, b"")  # the first page read before the status is sent: a failure is JSON

@@ -60,6 +60,16 @@ class BillingService:
     def catalog(self) -> ActCatalog:
         return self._catalog
 
+    async def exported(self, *, actor: str, first: date, last: date, fmt: str, scope: str) -> None:
+        """An export is an audit event: who took which range, in which format (never its content)."""
+        async with self._db.transaction() as tx:
+            await audit.add_event(
+                tx,
+                action="billing.exported",
+                actor=actor,
+                detail={"from": first.isoformat(), "to": last.isoformat(), "format": fmt, "scope": scope},
+            )
+
     # --- inside the transaction that ends a consultation -------------------------------------------------------
 
     def draft(
@@ -218,3 +228,4 @@ async def _audit(tx: Tx, record: BillingRecord, action: str) -> None:
     await audit.add_event(
         tx, action=action, actor=record.recorded_by, consultation_id=record.consultation_id, detail=detail
     )
+
