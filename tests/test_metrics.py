@@ -170,7 +170,7 @@ async def test_document_bytes_in_and_out_and_latency_by_route_pattern(clients: A
     document = await uploaded.json()
     got = await doctor_http.get(f"/api/documents/{document['id']}")
     assert got.status == 200 and await got.read() == content
-    assert (await doctor_http.get("/no/such/page/4242")).status == 404
+    assert (await doctor_http.get("/no/such/page/zq-probe")).status == 404
     text, after = await scrape(scraper)
 
     assert delta(before, after, "teleconsult_document_bytes_total", direction="in") == len(content)
@@ -190,7 +190,7 @@ async def test_document_bytes_in_and_out_and_latency_by_route_pattern(clients: A
     # The WebSocket endpoint is not timed (a socket lasts the whole call).
     assert not any(dict(labels).get("route") == "/ws" for _, labels in after)
     # Never an id in a label, anywhere.
-    for secret in (consultation["id"], document["id"], "4242"):
+    for secret in (consultation["id"], document["id"], "zq-probe"):
         assert secret not in text
 
 
