@@ -103,7 +103,7 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     private_directory(settings.server.data_dir)
     app[SECRET] = server_secret(settings)
-    database = Database(settings.database_url)
+    database = Database(settings.database_url, bounded=True)  # a database that does not answer: 503, not a hang
     if database.is_sqlite:
         await database.upgrade()
     bus = bus_for(settings)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -23,6 +24,14 @@ log = logging.getLogger(__name__)
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
+#: A serving node's bounds on a PostgreSQL that does not answer (its host gone, the network cut, the server frozen):
+#: a connection not made within this, or a statement not answered within this, is ``unavailable`` (the request gets
+#: its 503, the frame its error) instead of a hang. asyncpg's own defaults are 60 s to connect and no limit at all.
+CONNECT_TIMEOUT_S = 5.0
+STATEMENT_TIMEOUT_S = 5.0
+#: How long the health check waits for its ping; one ping at a time, never cancelled (it ends within the bounds).
+PING_WAIT_S = 2.0
+
 #: The transaction handle services pass to store functions.
 Tx = AsyncSession
 
@@ -37,8 +46,11 @@ class PoolStatus:
 
 
 class Database:
-    def __init__(self, url: str, *, echo: bool = False) -> None:
+    def __init__(self, url: str, *, echo: bool = False, bounded: bool = False) -> None:
+        """``bounded``: a serving node's database, whose connections and statements are bounded in time (see
+        ``CONNECT_TIMEOUT_S``); the CLI's batch work (migrations, exports, the chain's verification) is not."""
         self.url = url
+        self._ping: asyncio.Task[bool] | None = None
         self.is_sqlite = url.startswith("sqlite")
         self._max_overflow = 0 if self.is_sqlite else 20
         if self.is_sqlite:
@@ -55,7 +67,13 @@ class Database:
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
         else:
             self.engine = create_async_engine(
-                url, echo=echo, pool_size=10, max_overflow=self._max_overflow, pool_pre_ping=True, hide_parameters=True
+                url,
+                echo=echo,
+                pool_size=10,
+                max_overflow=self._max_overflow,
+                pool_pre_ping=True,
+                hide_parameters=True,
+                connect_args=_bounds(url) if bounded else {},
             )
         self._sessions = async_sessionmaker(self.engine, expire_on_commit=False)
 
@@ -82,6 +100,14 @@ class Database:
             raise TeleconsultError(ErrorCode.UNAVAILABLE, "The database is unavailable.") from exc
 
     async def ping(self) -> bool:
+        """Whether the database answers a ``SELECT 1`` within ``PING_WAIT_S``. A ping still under way (a database
+        that does not answer) is waited for again rather than started anew, so pings never pile up."""
+        if self._ping is None or self._ping.done():
+            self._ping = asyncio.create_task(self._ping_once(), name="database-ping")
+        done, _ = await asyncio.wait({self._ping}, timeout=PING_WAIT_S)
+        return bool(done) and self._ping.result()
+
+    async def _ping_once(self) -> bool:
         try:
             async with self.engine.connect() as conn:
                 await conn.execute(text("SELECT 1"))
@@ -95,6 +121,8 @@ class Database:
             await conn.run_sync(_upgrade)
 
     async def close(self) -> None:
+        if self._ping is not None:
+            await asyncio.wait({self._ping}, timeout=CONNECT_TIMEOUT_S + STATEMENT_TIMEOUT_S)
         await self.engine.dispose()
 
 
@@ -106,8 +134,25 @@ def _private_sqlite_file(url: str) -> None:
         private_file(Path(database))
 
 
+def _bounds(url: str) -> dict[str, float]:
+    """The driver's own time limits for a serving node (asyncpg: ``timeout`` to connect, ``command_timeout`` for
+    each statement, the pool's pre-ping and ``BEGIN`` included)."""
+    if make_url(url).get_driver_name() != "asyncpg":
+        return {}
+    return {"timeout": CONNECT_TIMEOUT_S, "command_timeout": STATEMENT_TIMEOUT_S}
+
+
+#: SQLSTATEs that say the server cannot serve now: class 08 (connection exceptions), the server shutting down
+#: (57P01 admin_shutdown, 57P02 crash_shutdown) or not yet started (57P03 cannot_connect_now: "the database system is
+#: starting up" / "is shutting down"), too many connections (53300).
+UNAVAILABLE_STATES = frozenset({"57P01", "57P02", "57P03", "53300"})
+
+
 def _is_connectivity(exc: DBAPIError) -> bool:
-    return isinstance(exc, OperationalError) or "connect" in type(exc.orig).__name__.lower()
+    if isinstance(exc, OperationalError) or "connect" in type(exc.orig).__name__.lower():
+        return True
+    state = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
+    return isinstance(state, str) and (state.startswith("08") or state in UNAVAILABLE_STATES)
 
 
 def _sqlite_pragmas(dbapi_conn: object, _record: object) -> None:
