@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from datetime import date, datetime
 from enum import StrEnum
+from typing import NamedTuple
 
 from teleconsult.ids import (
     BillingRecordId,
@@ -153,6 +154,45 @@ class BillingRecord:
     acts: tuple[BillingAct, ...]
     recorded_at: datetime
     recorded_by: str
+
+
+class BillingLine(NamedTuple):
+    """One line of a ledger export: a current entry with one of its acts, in the export's order (day, consultation,
+    act). An entry without an act (a no-show, an interrupted or not billable consultation) is one line whose act
+    fields are ``None``. The store reads these straight from its rows, so that a year's CSV export builds no
+    ``BillingRecord`` per entry (``billing/exports.py`` makes them from a record too: ``lines_of``). Plain values
+    only, the status as its text (a ``BillingStatus`` value): such a tuple is soon untracked by the garbage
+    collector, so that pages of them do not make it walk the whole heap again and again (an enum member in each
+    line made that a tenth of the export's time)."""
+
+    act_date: date
+    consultation_id: ConsultationId
+    entry_id: BillingRecordId
+    revision: int
+    corrects: BillingRecordId | None
+    status: str
+    reason: str | None
+    doctor_name: str
+    doctor_rpps: str
+    patient_name: str
+    patient_birth_date: date | None
+    patient_nir: str | None
+    #: The nurse's name, number and place: the number and the place count only when the name is given.
+    nurse_name: str | None
+    nurse_number: str | None
+    nurse_place: str | None
+    scheduled_at: datetime | None
+    started_at: datetime | None
+    ended_at: datetime
+    duration_s: int
+    video_connected: bool
+    #: The act: all ``None`` (and no modifiers) on the one line of an entry without an act.
+    role: str | None
+    performer_name: str | None
+    act_code: str | None
+    amount_cents: int | None
+    tariff_from: date | None
+    modifiers: tuple[Modifier, ...]
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,9 +15,10 @@ import sys
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from aiohttp import ClientSession, CookieJar
@@ -501,6 +502,152 @@ async def test_the_fhir_ids_are_stable_and_a_nurse_without_a_number_is_named_onl
         fhir_chunks(_records([_record(1)]), catalog, first=date(2026, 4, 1), last=date(2026, 4, 30))
     )
     assert json.loads(other_month)["id"] != json.loads(first)["id"]
+
+
+def _reference_csv(records: list[BillingRecord], catalog: ActCatalog) -> bytes:
+    """The CSV as the csv module writes it, cell by cell (what the export wrote before it wrote its lines itself:
+    the fast path must give the same bytes)."""
+    labels = exports._Labels(catalog)
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, delimiter=";", lineterminator="\r\n", quoting=csv.QUOTE_MINIMAL)
+    buffer.write(CSV_BOM)
+    writer.writerow(CSV_COLUMNS)
+    for r in records:
+        nurse = r.nurse
+        head = [
+            r.act_date.isoformat(),
+            r.consultation_id,
+            r.id,
+            str(r.revision),
+            r.corrects or "",
+            r.status.value,
+            safe_cell(r.reason),
+            safe_cell(r.doctor_name),
+            safe_cell(r.doctor_rpps),
+            safe_cell(r.patient_name),
+            r.patient_birth_date.isoformat() if r.patient_birth_date else "",
+            safe_cell(r.patient_nir),
+            safe_cell(nurse.name) if nurse else "",
+            safe_cell(nurse.number) if nurse else "",
+            nurse.place if nurse else "",
+        ]
+        times = [exports.paris_time(t) for t in (r.scheduled_at, r.started_at, r.ended_at)]
+        tail = [*times, str(r.duration_s), "oui" if r.video_connected else "non"]
+        if not r.acts:
+            writer.writerow([*head, "", "", "", "", "0,00", "", "", "0,00", "0,00", *tail])
+        for act in r.acts:
+            extra = sum(m.amount_cents for m in act.modifiers)
+            writer.writerow(
+                [
+                    *head,
+                    act.role,
+                    safe_cell(act.performer_name),
+                    safe_cell(act.act_code),
+                    safe_cell(labels(act.act_code, act.tariff_from)),
+                    exports.euros(act.amount_cents),
+                    act.tariff_from.isoformat(),
+                    safe_cell("+".join(m.code for m in act.modifiers)) if act.modifiers else "",
+                    exports.euros(extra),
+                    exports.euros(act.amount_cents + extra),
+                    *tail,
+                ]
+            )
+    return buffer.getvalue().encode("utf-8")
+
+
+ODD_TEXTS = [
+    "Jeanne Dupont",
+    "Dupont; Jeanne",
+    'Jeanne "Jo" Dupont',
+    "Jeanne\nDupont",
+    "Jeanne\rDupont",
+    "Jeanne\r\nDupont",
+    "=HYPERLINK(1)",
+    "+33 6",
+    "-1",
+    "@x",
+    "\tx",
+    "\rx",
+    " Jeanne ",
+    "nul\0byte",
+    '";"',
+    "",
+    "é ß 東京 🙂",
+]
+ODD_TIMES = [
+    datetime(2026, 3, 29, 0, 59, 59, 999999, tzinfo=UTC),  # the spring change, either side
+    datetime(2026, 3, 29, 1, 0, tzinfo=UTC),
+    datetime(2026, 10, 25, 0, 30, tzinfo=UTC),  # the autumn one: 02:30 twice in Paris
+    datetime(2026, 10, 25, 1, 30, tzinfo=UTC),
+    datetime(2026, 12, 31, 23, 30, 1, tzinfo=UTC),  # the next day and year in Paris
+    datetime(2026, 7, 1, 12, 0, 5),  # naive: taken as UTC
+    datetime(2026, 7, 1, 8, 0, 5, tzinfo=ZoneInfo("America/New_York")),
+    datetime(2026, 7, 1, 8, 0, 5, tzinfo=timezone(timedelta(hours=5, minutes=30))),
+    datetime(1900, 6, 1, 12, 0, tzinfo=UTC),  # Paris mean time, 9 min 21 s from UTC: converted one by one
+]
+
+
+def _odd_records() -> list[BillingRecord]:
+    """Records with every kind of cell text, time and act the CSV has to write as the csv module would."""
+    found = []
+    for n in range(300):
+        text = ODD_TEXTS[n % len(ODD_TEXTS)]
+        other = ODD_TEXTS[(n * 7 + 3) % len(ODD_TEXTS)]
+        moment = ODD_TIMES[n % len(ODD_TIMES)]
+        modifiers = (Modifier("MEG", 500, date(2018, 9, 15)), Modifier(other or "MZZ", -5, date(2020, 1, 1)))
+        acts = (
+            BillingAct("doctor", text or "Dr A", ["TCG", "XYZ", "=1"][n % 3], 2500 - n, date(2018, 9, 15)),
+            BillingAct("nurse", other, "TLS", 1000, date(2020, 1, 1), modifiers[: n % 3]),
+            BillingAct("doctor", f"Dr {n}", "TCG", -150, date(2018, 9, 15), modifiers[:1]),  # a new performer each
+        )[: n % 4]
+        found.append(
+            _record(
+                n,
+                revision=n % 3,
+                corrects=BillingRecordId(f"b_{n - 1:06d}") if n % 3 else None,
+                status=list(BillingStatus)[n % 4],
+                reason=other or None,
+                patient_name=text,
+                doctor_name=other,
+                doctor_rpps=text,
+                patient_birth_date=date(1950 + n % 60, 1 + n % 12, 1 + n % 28) if n % 2 else None,
+                patient_nir=other or None,
+                nurse=[None, Nurse(text, other or None, ["home", "", "planned_visit"][n % 3])][n % 2],
+                scheduled_at=moment if n % 5 else None,
+                started_at=moment + timedelta(seconds=n) if n % 6 else None,
+                ended_at=moment + timedelta(minutes=n),
+                duration_s=n * 11,
+                video_connected=bool(n % 2),
+                acts=acts,
+            )
+        )
+    return found
+
+
+async def test_the_csv_is_byte_for_byte_what_the_csv_module_writes() -> None:
+    records = _odd_records() + [_record(n) for n in range(300, 3000)]  # and enough for many chunks
+    catalog = ActCatalog.load()
+    assert await collect(csv_chunks(_records(records), catalog)) == _reference_csv(records, catalog)
+
+
+def test_the_paris_times_of_a_year_are_paris_time_s() -> None:
+    text = exports._CsvText(ActCatalog.load())
+    moment = datetime(2025, 12, 31, 0, 0, 1, 500000, tzinfo=UTC)
+    while moment.year < 2028:
+        assert text._paris(moment) == exports.paris_time(moment), moment
+        moment += timedelta(minutes=37, seconds=1)
+    for odd in ODD_TIMES:
+        assert text._paris(odd) == exports.paris_time(odd), odd
+
+
+async def test_the_stores_lines_are_its_records_lines(ledger: Ledger) -> None:
+    async with ledger.live.app[DATABASE].transaction() as tx:
+        for scope in ({}, {"doctor_id": ledger.doctor.id}, {"rpps": OTHER_RPPS}):
+            records = await store.current_page(tx, ledger.first, ledger.last, **scope)
+            lines = await store.current_lines(tx, ledger.first, ledger.last, **scope)
+            assert lines == [line for record in records for line in exports.lines_of(record)]
+            assert len({line.entry_id for line in lines}) == len(records) > 0
+        assert await store.current_lines(tx, ledger.first, ledger.last, after=(ledger.last, "~")) == []
 
 
 @pytest.mark.parametrize(

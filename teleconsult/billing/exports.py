@@ -1,6 +1,7 @@
-"""The ledger's exports, as pure formatting: the current entries of a range (an async iterator of
-``BillingRecord``, in the store's ``(day, consultation)`` order) become a stream of bytes chunks, CSV for the
-accountant or a FHIR R4 Bundle for software. Nothing here reads the database or a clock, and nothing holds more
+"""The ledger's exports, as pure formatting: the current entries of a range, in the store's ``(day, consultation)``
+order, become a stream of bytes chunks, CSV for the accountant (from pages of ``BillingLine``, an entry's act per
+line, as the store reads them; or from ``BillingRecord`` values) or a FHIR R4 Bundle for software (from an async
+iterator of ``BillingRecord``). Nothing here reads the database or a clock, and nothing holds more
 than one chunk: a year of a busy practice never sits in memory. The same entries give the same bytes (no "now" in
 the output; ids derived from the entries), so the CLI and the HTTP API, given the same range, agree byte for byte.
 
@@ -22,22 +23,24 @@ import hashlib
 import io
 import json
 import uuid
-from collections.abc import AsyncGenerator, AsyncIterator, Iterator
-from datetime import UTC, date, datetime
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Iterator, Sequence
+from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
 from teleconsult.acts import ActCatalog, UnknownAct
 from teleconsult.clock import PARIS
-from teleconsult.domain import BillingAct, BillingRecord, BillingStatus
+from teleconsult.domain import BillingAct, BillingLine, BillingRecord, BillingStatus
 
 #: What the exports produce: bytes, a chunk at a time (an async generator: ``aclose`` it when stopping early).
 Chunks = AsyncGenerator[bytes, None]
 
 #: A chunk is handed on once it holds about this many characters.
 CHUNK_CHARS = 64 * 1024
-#: Records read between two turns of the event loop (``BillingService.export``): a few milliseconds of work.
+#: Records (FHIR) or lines (CSV) formatted between two turns of the event loop (``BillingService.export``): a few
+#: milliseconds of work each.
 YIELD_EVERY = 100
+LINES_PER_TURN = 500
 
 
 class ExportFormat(StrEnum):
@@ -53,21 +56,6 @@ EXTENSIONS = {ExportFormat.CSV: "csv", ExportFormat.FHIR: "json"}
 def file_name(first: date, last: date, fmt: ExportFormat) -> str:
     """``teleconsult-2026-11-01-2026-11-30.csv``."""
     return f"teleconsult-{first.isoformat()}-{last.isoformat()}.{EXTENSIONS[fmt]}"
-
-
-def export_chunks(
-    records: AsyncIterator[BillingRecord],
-    fmt: ExportFormat,
-    catalog: ActCatalog,
-    *,
-    first: date,
-    last: date,
-    scope: str = "",
-) -> Chunks:
-    """The chunks of ``records`` in ``fmt``; ``first``, ``last`` and ``scope`` (the doctor filter) name the Bundle."""
-    if fmt is ExportFormat.CSV:
-        return csv_chunks(records, catalog)
-    return fhir_chunks(records, catalog, first=first, last=last, scope=scope)
 
 
 class _Labels:
@@ -159,75 +147,205 @@ def paris_time(moment: datetime | None) -> str:
     return str(aware.astimezone(PARIS))[:19]  # "YYYY-MM-DD HH:MM:SS", then microseconds and offset, cut off
 
 
-def _day(value: date | None) -> str:
-    return value.isoformat() if value is not None else ""
-
-
-def csv_rows(record: BillingRecord, label: _Labels) -> list[list[str]]:
-    """The rows of one entry: one per act, or one without an act (so that every consultation is in the file)."""
+def lines_of(record: BillingRecord) -> Iterator[BillingLine]:
+    """A record's export lines: one per act, or one without an act (what the store's ``current_lines`` reads)."""
     nurse = record.nurse
-    head = [
-        record.act_date.isoformat(),
+    entry = (
+        record.act_date,
         record.consultation_id,
         record.id,
-        str(record.revision),
-        record.corrects or "",
+        record.revision,
+        record.corrects,
         record.status.value,
-        safe_cell(record.reason),
-        safe_cell(record.doctor_name),
-        safe_cell(record.doctor_rpps),
-        safe_cell(record.patient_name),
-        _day(record.patient_birth_date),
-        safe_cell(record.patient_nir),
-        safe_cell(nurse.name) if nurse else "",
-        safe_cell(nurse.number) if nurse else "",
-        nurse.place if nurse else "",
-    ]
-    tail = [
-        paris_time(record.scheduled_at),
-        paris_time(record.started_at),
-        paris_time(record.ended_at),
-        str(record.duration_s),
-        "oui" if record.video_connected else "non",
-    ]
+        record.reason,
+        record.doctor_name,
+        record.doctor_rpps,
+        record.patient_name,
+        record.patient_birth_date,
+        record.patient_nir,
+        nurse.name if nurse is not None else None,
+        nurse.number if nurse is not None else None,
+        nurse.place if nurse is not None else None,
+        record.scheduled_at,
+        record.started_at,
+        record.ended_at,
+        record.duration_s,
+        record.video_connected,
+    )
     if not record.acts:
-        return [[*head, "", "", "", "", "0,00", "", "", "0,00", "0,00", *tail]]
-    rows = []
+        yield BillingLine(*entry, None, None, None, None, None, ())
     for act in record.acts:
-        modifiers = act.modifiers
-        extra = sum(m.amount_cents for m in modifiers) if modifiers else 0
-        rows.append(
-            [
-                *head,
-                act.role,
-                safe_cell(act.performer_name),
-                safe_cell(act.act_code),
-                safe_cell(label(act.act_code, act.tariff_from)),
-                euros(act.amount_cents),
-                act.tariff_from.isoformat(),
-                safe_cell("+".join(m.code for m in modifiers)) if modifiers else "",
-                euros(extra),
-                euros(act.amount_cents + extra),
-                *tail,
-            ]
+        yield BillingLine(
+            *entry, act.role, act.performer_name, act.act_code, act.amount_cents, act.tariff_from, act.modifiers
         )
-    return rows
 
 
-async def csv_chunks(records: AsyncIterator[BillingRecord], catalog: ActCatalog) -> Chunks:
-    """The CSV, header first, in chunks of about ``CHUNK_CHARS`` characters."""
+#: The csv module's dialect of the export: what the fast path below writes the same, byte for byte.
+_DIALECT: dict[str, Any] = {"delimiter": ";", "lineterminator": "\r\n", "quoting": csv.QUOTE_MINIMAL}
+
+
+def _joined(cells: Sequence[str]) -> str:
+    """Cells as one piece of a CSV line: joined by ``;`` when none needs quoting (none holds ``;``, ``"``, a line
+    break or a NUL), else written by the csv module (each cell is quoted on its own, so a piece is the same text as
+    in a whole row)."""
+    text = ";".join(cells)
+    plain = '"' not in text and "\n" not in text and "\r" not in text and "\0" not in text
+    if plain and text.count(";") == len(cells) - 1:
+        return text
     buffer = io.StringIO()
-    writer = csv.writer(buffer, delimiter=";", lineterminator="\r\n", quoting=csv.QUOTE_MINIMAL)
-    buffer.write(CSV_BOM)
-    writer.writerow(CSV_COLUMNS)
-    label = _Labels(catalog)
+    csv.writer(buffer, **_DIALECT).writerow(cells)
+    return buffer.getvalue().removesuffix("\r\n")
+
+
+#: "MM:SS" for each second of an hour.
+_MINUTES_SECONDS = tuple(f"{minutes:02d}:{seconds:02d}" for minutes in range(60) for seconds in range(60))
+_NO_ACT = ";;;;0,00;;;0,00;0,00"
+_UNSEEN = object()
+
+
+class _CsvText:
+    """The CSV lines of an export, with what repeats formatted once: each day; each act with its performer (label,
+    amounts, majorations); each hour's Paris wall clock (the time zone asked once per hour, not once per time, and
+    the minutes and seconds from a table); an entry's own cells once for all its lines. The same text as
+    ``paris_time``, ``euros``, ``safe_cell`` and the csv module give, cell by cell (``tests/test_exports.py``)."""
+
+    def __init__(self, catalog: ActCatalog):
+        self._label = _Labels(catalog)
+        self._days: dict[date, str] = {}
+        self._acts: dict[tuple[Any, ...], str] = {}
+        self._hours: dict[int, Any] = {}
+
+    def lines(self, lines: Iterable[BillingLine]) -> list[str]:
+        """Each line's text, CRLF included."""
+        day, paris, act_text = self._day, self._paris, self._act
+        texts: list[str] = []
+        add = texts.append
+        entry_id: str | None = None
+        head = tail = ""
+        for line in lines:
+            if line.entry_id != entry_id:  # a new entry: its cells before and after the act's, once
+                entry_id = line.entry_id
+                nurse = line.nurse_name is not None
+                head = _joined(
+                    (
+                        day(line.act_date),
+                        line.consultation_id,
+                        line.entry_id,
+                        str(line.revision),
+                        line.corrects or "",
+                        line.status,
+                        safe_cell(line.reason),
+                        safe_cell(line.doctor_name),
+                        safe_cell(line.doctor_rpps),
+                        safe_cell(line.patient_name),
+                        day(line.patient_birth_date),
+                        safe_cell(line.patient_nir),
+                        safe_cell(line.nurse_name) if nurse else "",
+                        safe_cell(line.nurse_number) if nurse else "",
+                        (line.nurse_place or "") if nurse else "",
+                    )
+                )
+                # Times, digits and oui/non: nothing to quote.
+                tail = (
+                    f"{paris(line.scheduled_at)};{paris(line.started_at)};{paris(line.ended_at)};"
+                    f"{line.duration_s};{'oui' if line.video_connected else 'non'}\r\n"
+                )
+            add(f"{head};{_NO_ACT if line.act_code is None else act_text(line)};{tail}")
+        return texts
+
+    def _day(self, value: date | None) -> str:
+        if value is None:
+            return ""
+        found = self._days.get(value)
+        if found is None:
+            found = value.isoformat()
+            if len(self._days) < 65536:  # the days of a year and the birth dates of its patients
+                self._days[value] = found
+        return found
+
+    def _paris(self, moment: datetime | None) -> str:
+        """``paris_time(moment)``."""
+        if moment is None:
+            return ""
+        if moment.tzinfo is not UTC:
+            moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+        hour = moment.toordinal() * 24 + moment.hour
+        prefix = self._hours.get(hour, _UNSEEN)
+        if prefix is _UNSEEN:
+            prefix = self._hours[hour] = _paris_hour(moment)
+        if prefix is None:
+            return paris_time(moment)
+        text: str = prefix + _MINUTES_SECONDS[moment.minute * 60 + moment.second]
+        return text
+
+    def _act(self, line: BillingLine) -> str:
+        """The act's nine cells (role to total), for a line with an act."""
+        key = line[20:]  # role, performer, code, amount, tariff day, majorations
+        found = self._acts.get(key)
+        if found is None:
+            code, cents, day, modifiers = line.act_code or "", line.amount_cents or 0, line.tariff_from, line.modifiers
+            extra = sum(m.amount_cents for m in modifiers)
+            found = _joined(
+                (
+                    line.role or "",
+                    safe_cell(line.performer_name),
+                    safe_cell(code),
+                    safe_cell(self._label(code, day) if day is not None else ""),
+                    euros(cents),
+                    self._day(day),
+                    safe_cell("+".join(m.code for m in modifiers)) if modifiers else "",
+                    euros(extra),
+                    euros(cents + extra),
+                )
+            )
+            if len(self._acts) >= 4096:  # performers come and go: forget them all now and then
+                self._acts.clear()
+            self._acts[key] = found
+        return found
+
+
+def _paris_hour(moment: datetime) -> str | None:
+    """``YYYY-MM-DD HH:`` in Paris for the UTC hour of ``moment``, or ``None`` when Paris is not a whole number of
+    hours from UTC for all of that hour (then each time is converted on its own)."""
+    start = moment.replace(minute=0, second=0, microsecond=0)
+    local, end = start.astimezone(PARIS), (start + timedelta(seconds=3599)).astimezone(PARIS)
+    if local.minute or local.second or local.utcoffset() != end.utcoffset():
+        return None
+    return str(local)[:14]
+
+
+def csv_chunks(records: AsyncIterator[BillingRecord], catalog: ActCatalog) -> Chunks:
+    """The CSV of ``records``, header first, in chunks of about ``CHUNK_CHARS`` characters."""
+    return csv_line_chunks(_pages(records), catalog)
+
+
+async def _pages(records: AsyncIterator[BillingRecord]) -> AsyncIterator[list[BillingLine]]:
+    page: list[BillingLine] = []
     async for record in records:
-        writer.writerows(csv_rows(record, label))
-        if buffer.tell() >= CHUNK_CHARS:
-            yield buffer.getvalue().encode("utf-8")
-            buffer.seek(0)
-            buffer.truncate()
-    yield buffer.getvalue().encode("utf-8")
+        page.extend(lines_of(record))
+        if len(page) >= 256:
+            yield page
+            page = []
+    if page:
+        yield page
+
+
+async def csv_line_chunks(pages: AsyncIterator[Sequence[BillingLine]], catalog: ActCatalog) -> Chunks:
+    """The CSV of ``pages`` of lines (the store's ``current_lines``), header first, in chunks of about
+    ``CHUNK_CHARS`` characters (a page's more)."""
+    text = _CsvText(catalog)
+    chunk = CHUNK_CHARS
+    parts = [CSV_BOM + _joined(CSV_COLUMNS) + "\r\n"]
+    size = len(parts[0])
+    async for page in pages:
+        texts = text.lines(page)
+        parts += texts
+        size += sum(map(len, texts))
+        if size >= chunk:
+            yield "".join(parts).encode("utf-8")
+            parts.clear()
+            size = 0
+    yield "".join(parts).encode("utf-8")
 
 
 # --- FHIR R4 -------------------------------------------------------------------------------------------------------

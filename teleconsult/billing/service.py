@@ -7,16 +7,24 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import date, datetime
+from typing import Protocol, TypeVar
 
 from teleconsult.acts import ActCatalog
-from teleconsult.billing.exports import YIELD_EVERY, Chunks, ExportFormat, export_chunks
+from teleconsult.billing.exports import (
+    LINES_PER_TURN,
+    YIELD_EVERY,
+    Chunks,
+    ExportFormat,
+    csv_line_chunks,
+    fhir_chunks,
+)
 from teleconsult.billing.proposal import BillingChoice, Proposal, propose
 from teleconsult.clock import now as clock_now
 from teleconsult.clock import paris_day_bounds
-from teleconsult.domain import BillingRecord, BillingStatus, Consultation, Doctor
+from teleconsult.domain import BillingLine, BillingRecord, BillingStatus, Consultation, Doctor
 from teleconsult.errors import ErrorCode, TeleconsultError
 from teleconsult.lifecycle import CLOSED, Status
 from teleconsult.store import Database, Tx, audit
@@ -171,40 +179,93 @@ class BillingService:
     ) -> Chunks:
         """The current entry of each consultation of ``[first, last]`` (Paris days) as ``fmt`` bytes, streamed: a
         doctor's own (``doctor``), those of an RPPS number (``rpps``, the operator's CLI), or everyone's. The entries
-        are read ``EXPORT_BATCH`` at a time, each batch in a short transaction of its own (SQLite's one connection
-        is never held for the whole export). The same range and scope give the same bytes, whoever asks."""
+        are read ``EXPORT_BATCH`` at a time (``_pages``): for the CSV as lines (``current_lines``: an entry's act per
+        line, no ``BillingRecord`` built), for FHIR as records. The same range and scope give the same bytes, whoever
+        asks."""
         scope = f"rpps:{doctor.rpps}" if doctor is not None else f"rpps:{rpps}" if rpps else "all"
-        records = self._current(first, last, doctor_id=doctor.id if doctor else None, rpps=rpps)
-        return export_chunks(records, fmt, self._catalog, first=first, last=last, scope=scope)
+        doctor_id = doctor.id if doctor else None
+        if fmt is ExportFormat.CSV:
+            return csv_line_chunks(self._lines(first, last, doctor_id=doctor_id, rpps=rpps), self._catalog)
+        records = self._current(first, last, doctor_id=doctor_id, rpps=rpps)
+        return fhir_chunks(records, self._catalog, first=first, last=last, scope=scope)
+
+    async def _lines(
+        self, first: date, last: date, *, doctor_id: str | None, rpps: str | None
+    ) -> AsyncIterator[list[BillingLine]]:
+        """The current entries' lines, ``LINES_PER_TURN`` at a time, with a turn of the event loop before each."""
+
+        async def read(tx: Tx, after: tuple[date, str] | None) -> list[BillingLine]:
+            return await store.current_lines(
+                tx, first, last, after=after, doctor_id=doctor_id, rpps=rpps, limit=store.EXPORT_BATCH
+            )
+
+        async for found in self._pages(read, more=bool):
+            for start in range(0, len(found), LINES_PER_TURN):
+                await asyncio.sleep(0)
+                yield found[start : start + LINES_PER_TURN]
 
     async def _current(
         self, first: date, last: date, *, doctor_id: str | None, rpps: str | None
     ) -> AsyncIterator[BillingRecord]:
-        """The current entries, page after page. The next page is asked for as soon as this one arrives, and the
-        event loop gets a turn every ``YIELD_EVERY`` records: the database reads the next page while this
-        one is formatted, and a year's export never holds the loop (live rooms) for more than a few milliseconds."""
+        """The current entries, with a turn of the event loop every ``YIELD_EVERY`` records."""
 
-        async def page(after: tuple[date, str] | None) -> list[BillingRecord]:
-            async with self._db.transaction() as tx:
-                return await store.current_page(
-                    tx, first, last, after=after, doctor_id=doctor_id, rpps=rpps, limit=store.EXPORT_BATCH
-                )
+        async def read(tx: Tx, after: tuple[date, str] | None) -> list[BillingRecord]:
+            return await store.current_page(
+                tx, first, last, after=after, doctor_id=doctor_id, rpps=rpps, limit=store.EXPORT_BATCH
+            )
 
-        pending: asyncio.Task[list[BillingRecord]] | None = asyncio.ensure_future(page(None))
-        try:
-            while pending is not None:
-                found = await pending
-                pending = None
-                if len(found) == store.EXPORT_BATCH:
-                    pending = asyncio.ensure_future(page((found[-1].act_date, found[-1].consultation_id)))
-                for index, record in enumerate(found):
-                    if index % YIELD_EVERY == 0:
-                        await asyncio.sleep(0)
-                    yield record
-        finally:
-            if pending is not None:  # the reader stopped early: let the read end (a transaction is never cancelled)
-                with contextlib.suppress(Exception):
-                    await asyncio.shield(pending)
+        async for found in self._pages(read, more=lambda page: len(page) == store.EXPORT_BATCH):
+            for index, record in enumerate(found):
+                if index % YIELD_EVERY == 0:
+                    await asyncio.sleep(0)
+                yield record
+
+    async def _pages(
+        self,
+        read: Callable[[Tx, tuple[date, str] | None], Awaitable[list[_Page]]],
+        *,
+        more: Callable[[list[_Page]], bool],
+    ) -> AsyncIterator[list[_Page]]:
+        """Pages of the export, each read after the keyset of the one before (its last ``(day, consultation)``),
+        while ``more`` says a page may follow. The next page is asked for as soon as this one arrives: the database
+        reads it while this one is formatted. On SQLite each page is read in a transaction of its own (its one
+        connection is never held for the whole export); on PostgreSQL every page in one transaction, on one
+        connection of the pool, so that a page is one round trip (not four: the connection's check, ``BEGIN``, the
+        query, ``COMMIT``, each waiting for a turn of the loop between two slices of formatting)."""
+        async with contextlib.AsyncExitStack() as stack:
+            shared = None if self._db.is_sqlite else await stack.enter_async_context(self._db.transaction())
+
+            async def page(after: tuple[date, str] | None) -> list[_Page]:
+                if shared is not None:
+                    return await read(shared, after)
+                async with self._db.transaction() as tx:
+                    return await read(tx, after)
+
+            pending: asyncio.Task[list[_Page]] | None = asyncio.ensure_future(page(None))
+            try:
+                while pending is not None:
+                    found = await pending
+                    pending = None
+                    if more(found):
+                        pending = asyncio.ensure_future(page((found[-1].act_date, found[-1].consultation_id)))
+                    yield found
+            finally:
+                if pending is not None:  # the reader stopped early: let the read end (a read is never cancelled)
+                    with contextlib.suppress(Exception):
+                        await asyncio.shield(pending)
+
+
+class _Keyed(Protocol):
+    """What a page of the export is keyed on: a record's or a line's day and consultation."""
+
+    @property
+    def act_date(self) -> date: ...
+
+    @property
+    def consultation_id(self) -> str: ...
+
+
+_Page = TypeVar("_Page", bound=_Keyed)
 
 
 async def _owned(tx: Tx, doctor: Doctor, consultation_id: str) -> Consultation:
@@ -228,4 +289,3 @@ async def _audit(tx: Tx, record: BillingRecord, action: str) -> None:
     await audit.add_event(
         tx, action=action, actor=record.recorded_by, consultation_id=record.consultation_id, detail=detail
     )
-

@@ -198,8 +198,9 @@ class BillingEntry(Base):
     __tablename__ = "billing_entries"
     __table_args__ = (
         UniqueConstraint("consultation_id", "revision", name="uq_billing_entries_once"),
-        Index("ix_billing_entries_doctor_day", "doctor_id", "act_date"),
-        Index("ix_billing_entries_day", "act_date"),
+        # The exports' order (day, consultation): a page starts at its keyset and reads in order (migration 0010).
+        Index("ix_billing_entries_doctor_day", "doctor_id", "act_date", "consultation_id"),
+        Index("ix_billing_entries_day", "act_date", "consultation_id"),
     )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
