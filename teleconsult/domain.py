@@ -186,6 +186,7 @@ class BillingLine(NamedTuple):
     ended_at: datetime
     duration_s: int
     video_connected: bool
+    recorded_at: datetime
     #: The act: all ``None`` (and no modifiers) on the one line of an entry without an act.
     role: str | None
     performer_name: str | None

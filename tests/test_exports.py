@@ -13,7 +13,7 @@ import stat
 import subprocess
 import sys
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta, timezone
 from pathlib import Path
@@ -570,6 +570,8 @@ ODD_TEXTS = [
     "\rx",
     " Jeanne ",
     "nul\0byte",
+    "back\\slash",
+    "\u2028 \x7f \xa0",
     '";"',
     "",
     "é ß 東京 🙂",
@@ -612,10 +614,14 @@ def _odd_records() -> list[BillingRecord]:
                 doctor_rpps=text,
                 patient_birth_date=date(1950 + n % 60, 1 + n % 12, 1 + n % 28) if n % 2 else None,
                 patient_nir=other or None,
-                nurse=[None, Nurse(text, other or None, ["home", "", "planned_visit"][n % 3])][n % 2],
+                nurse=[
+                    None,
+                    Nurse(text, [other or None, "12345678901", "1234", None][n % 4], ["home", "", "x"][n % 3]),
+                ][n % 2],
                 scheduled_at=moment if n % 5 else None,
                 started_at=moment + timedelta(seconds=n) if n % 6 else None,
                 ended_at=moment + timedelta(minutes=n),
+                recorded_at=moment + timedelta(minutes=n, seconds=n % 2),  # the same as the end, or not
                 duration_s=n * 11,
                 video_connected=bool(n % 2),
                 acts=acts,
@@ -628,6 +634,206 @@ async def test_the_csv_is_byte_for_byte_what_the_csv_module_writes() -> None:
     records = _odd_records() + [_record(n) for n in range(300, 3000)]  # and enough for many chunks
     catalog = ActCatalog.load()
     assert await collect(csv_chunks(_records(records), catalog)) == _reference_csv(records, catalog)
+
+
+# The FHIR Bundle as the encoder writes it from the entries' objects (what the export wrote before it wrote its
+# entries as text itself: the fast path must give the same bytes).
+
+
+def _ref_urn(name: str) -> str:
+    return f"urn:uuid:{uuid.uuid5(NAMESPACE, name)}"
+
+
+class _RefPractitioners:
+    """Each practitioner's entry once per Bundle (doctors by RPPS, nurses by number)."""
+
+    def __init__(self) -> None:
+        self._seen: set[str] = set()
+
+    def doctor(self, record: BillingRecord) -> tuple[str, dict[str, Any] | None]:
+        full_url = _ref_urn(f"practitioner:rpps:{record.doctor_rpps}")
+        if full_url in self._seen:
+            return full_url, None
+        self._seen.add(full_url)
+        identifiers = [
+            exports._identifier(exports.IDNPS_SYSTEM, "8" + record.doctor_rpps, "IDNPS"),
+            exports._identifier(exports.RPPS_SYSTEM, record.doctor_rpps, "RPPS"),
+        ]
+        return full_url, exports._practitioner(full_url, identifiers, record.doctor_name)
+
+    def nurse(self, name: str, number: str) -> tuple[str, dict[str, Any] | None]:
+        full_url = _ref_urn(f"practitioner:nurse:{number}")
+        if full_url in self._seen:
+            return full_url, None
+        self._seen.add(full_url)
+        return full_url, exports._practitioner(full_url, [exports.nurse_identifier(number)], name)
+
+
+def _ref_entries(record: BillingRecord, practitioners: _RefPractitioners, label: Any) -> Iterator[dict[str, Any]]:
+    """The Bundle entries of one ledger entry: practitioners not yet in the Bundle, the Patient, the Encounter and
+    its ChargeItems."""
+    entry = record.id
+    patient_url = _ref_urn(f"{entry}/patient")
+    encounter_url = _ref_urn(f"{entry}/encounter")
+    doctor_url, doctor_entry = practitioners.doctor(record)
+    if doctor_entry is not None:
+        yield doctor_entry
+    nurse = record.nurse
+    nurse_ref: dict[str, Any] | None = None
+    if nurse is not None:
+        if nurse.number:
+            nurse_url, nurse_entry = practitioners.nurse(nurse.name, nurse.number)
+            if nurse_entry is not None:
+                yield nurse_entry
+            nurse_ref = exports._ref(nurse_url, "Practitioner", nurse.name)
+        else:
+            nurse_ref = {"display": nurse.name}  # no number: named, without a Practitioner of her own
+    doctor_ref = exports._ref(doctor_url, "Practitioner", record.doctor_name)
+
+    patient: dict[str, Any] = {"resourceType": "Patient", "id": patient_url.removeprefix("urn:uuid:")}
+    if record.patient_nir:
+        patient["identifier"] = [exports._identifier(exports.INS_NIR_SYSTEM, record.patient_nir, "INS-NIR")]
+    patient["name"] = [{"text": record.patient_name}]
+    if record.patient_birth_date is not None:
+        patient["birthDate"] = record.patient_birth_date.isoformat()
+    yield {"fullUrl": patient_url, "resource": patient}
+
+    participants = [{"type": [exports._participation("PPRF", "primary performer")], "individual": doctor_ref}]
+    if nurse_ref is not None:
+        participants.append({"type": [exports._participation("SPRF", "secondary performer")], "individual": nurse_ref})
+    ended = exports.fhir_instant(record.ended_at)
+    started = exports.fhir_instant(record.started_at) if record.started_at is not None else None
+    period = {"start": started, "end": ended} if started is not None else {"end": ended}
+    encounter: dict[str, Any] = {
+        "resourceType": "Encounter",
+        "id": encounter_url.removeprefix("urn:uuid:"),
+        "identifier": [{"system": exports.CONSULTATION_SYSTEM, "value": record.consultation_id}],
+        "status": exports.ENCOUNTER_STATUS[record.status],
+        "class": {"system": exports.ACT_CODE_SYSTEM, "code": "VR", "display": "virtual"},
+        "subject": exports._ref(patient_url, "Patient", record.patient_name),
+        "participant": participants,
+        "period": period,
+        "length": {"value": record.duration_s, "unit": "s", "system": "http://unitsofmeasure.org", "code": "s"},
+    }
+    yield {"fullUrl": encounter_url, "resource": encounter}
+
+    common = {
+        "subject": exports._ref(patient_url, "Patient", record.patient_name),
+        "context": exports._ref(encounter_url, "Encounter"),
+        "occurrenceDateTime": started or ended,
+        "enteredDate": ended if record.recorded_at == record.ended_at else exports.fhir_instant(record.recorded_at),
+    }
+    if not record.acts:
+        yield _ref_no_act(record, common)
+        return
+    for position, act in enumerate(record.acts):
+        performer = nurse_ref if act.role == "nurse" and nurse_ref is not None else doctor_ref
+        yield from _ref_charges(record, position, act, performer, common, label)
+
+
+def _ref_charges(
+    record: BillingRecord,
+    position: int,
+    act: BillingAct,
+    performer: dict[str, Any],
+    common: dict[str, Any],
+    label: Any,
+) -> Iterator[dict[str, Any]]:
+    """The act's ChargeItem, then one per majoration, ``partOf`` the act's."""
+    act_url = _ref_urn(f"{record.id}/act/{position}")
+    note = f"Tarif en vigueur depuis le {act.tariff_from.isoformat()}"
+    if record.nurse is not None and act.role == "nurse":
+        note += f"; infirmière {exports.NURSE_PLACES.get(record.nurse.place, record.nurse.place)}"
+    yield _ref_charge_item(
+        act_url,
+        identifier=f"{record.id}/{position}",
+        code=exports._ngap(act.act_code, act.tariff_from, label),
+        cents=act.amount_cents,
+        performer=performer,
+        common=common,
+        note=note,
+    )
+    for index, modifier in enumerate(act.modifiers):
+        yield _ref_charge_item(
+            _ref_urn(f"{record.id}/act/{position}/modifier/{index}"),
+            identifier=f"{record.id}/{position}/{modifier.code}",
+            code=exports._ngap(modifier.code, modifier.tariff_from, label),
+            cents=modifier.amount_cents,
+            performer=performer,
+            common=common,
+            note=f"Majoration de {act.act_code}; tarif en vigueur depuis le {modifier.tariff_from.isoformat()}",
+            part_of=act_url,
+        )
+
+
+def _ref_charge_item(
+    full_url: str,
+    *,
+    identifier: str,
+    code: dict[str, Any],
+    cents: int,
+    performer: dict[str, Any] | None,
+    common: dict[str, Any],
+    note: str | None,
+    part_of: str | None = None,
+    billable: bool = True,
+) -> dict[str, Any]:
+    resource: dict[str, Any] = {
+        "resourceType": "ChargeItem",
+        "id": full_url.removeprefix("urn:uuid:"),
+        "identifier": [{"system": exports.ENTRY_SYSTEM, "value": identifier}],
+        "status": "billable" if billable else "not-billable",
+    }
+    if part_of is not None:
+        resource["partOf"] = [exports._ref(part_of, "ChargeItem")]
+    resource["code"] = code
+    resource.update(common)
+    if performer is not None:
+        resource["performer"] = [{"actor": performer}]
+    resource["quantity"] = {"value": 1}
+    resource["priceOverride"] = exports._money(cents)
+    if note:
+        resource["note"] = [{"text": note}]
+    return {"fullUrl": full_url, "resource": resource}
+
+
+def _ref_no_act(record: BillingRecord, common: dict[str, Any]) -> dict[str, Any]:
+    """An entry that bills nothing still appears, as one not-billable ChargeItem of 0 EUR saying why."""
+    status = record.status
+    return _ref_charge_item(
+        _ref_urn(f"{record.id}/none"),
+        identifier=f"{record.id}/-",
+        code={
+            "coding": [
+                {"system": exports.STATUS_SYSTEM, "code": status.value, "display": exports.STATUS_LABELS[status]}
+            ]
+        },
+        cents=0,
+        performer=None,
+        common=common,
+        note=record.reason,
+        billable=False,
+    )
+
+
+def _reference_bundle(records: list[BillingRecord], catalog: ActCatalog, first: date, last: date, scope: str) -> bytes:
+    texts = [exports.bundle_head(first, last, scope)]
+    practitioners, labels = _RefPractitioners(), exports._Labels(catalog)
+    separator = ',"entry":['
+    for record in records:
+        texts.append(separator + exports._dumps(list(_ref_entries(record, practitioners, labels)))[1:-1])
+        separator = ","
+    texts.append("}" if separator != "," else "]}")
+    return "".join(texts).encode("utf-8")
+
+
+async def test_the_fhir_bundle_is_byte_for_byte_what_the_encoder_writes() -> None:
+    records = _odd_records() + [_record(n) for n in range(300, 3000)]
+    catalog = ActCatalog.load()
+    for some in (records, records[:1], records[2:3], []):
+        found = await collect(fhir_chunks(_records(some), catalog, first=date(2026, 1, 1), last=date(2026, 12, 31)))
+        assert found == _reference_bundle(some, catalog, date(2026, 1, 1), date(2026, 12, 31), "")
+        json.loads(found)
 
 
 def test_the_paris_times_of_a_year_are_paris_time_s() -> None:
@@ -643,7 +849,7 @@ def test_the_paris_times_of_a_year_are_paris_time_s() -> None:
 async def test_the_stores_lines_are_its_records_lines(ledger: Ledger) -> None:
     async with ledger.live.app[DATABASE].transaction() as tx:
         for scope in ({}, {"doctor_id": ledger.doctor.id}, {"rpps": OTHER_RPPS}):
-            records = await store.current_page(tx, ledger.first, ledger.last, **scope)
+            records = [record async for record in store.stream_current(tx, ledger.first, ledger.last, **scope)]
             lines = await store.current_lines(tx, ledger.first, ledger.last, **scope)
             assert lines == [line for record in records for line in exports.lines_of(record)]
             assert len({line.entry_id for line in lines}) == len(records) > 0

@@ -1,8 +1,10 @@
 """The ledger's exports, as pure formatting: the current entries of a range, in the store's ``(day, consultation)``
-order, become a stream of bytes chunks, CSV for the accountant (from pages of ``BillingLine``, an entry's act per
-line, as the store reads them; or from ``BillingRecord`` values) or a FHIR R4 Bundle for software (from an async
-iterator of ``BillingRecord``). Nothing here reads the database or a clock, and nothing holds more
-than one chunk: a year of a busy practice never sits in memory. The same entries give the same bytes (no "now" in
+order, become a stream of bytes chunks, CSV for the accountant or a FHIR R4 Bundle for software. Both are written
+from pages of ``BillingLine`` (an entry's act per line, as the store reads them: ``csv_line_chunks``,
+``fhir_line_chunks``) or from ``BillingRecord`` values (``csv_chunks``, ``fhir_chunks``: their lines), as text
+made of pieces formatted once (a day, an hour, an act, a practitioner) and written the way the csv module and the
+json encoder write them, byte for byte (``tests/test_exports.py`` compares them). Nothing here reads the database
+or a clock, and nothing holds more than one chunk: a year of a busy practice never sits in memory. The same entries give the same bytes (no "now" in
 the output; ids derived from the entries), so the CLI and the HTTP API, given the same range, agree byte for byte.
 
 CSV (``docs/billing.md``, "Exports"): UTF-8 with a BOM, ``;`` between cells, CRLF line ends, French decimal
@@ -30,16 +32,14 @@ from typing import Any
 
 from teleconsult.acts import ActCatalog, UnknownAct
 from teleconsult.clock import PARIS
-from teleconsult.domain import BillingAct, BillingLine, BillingRecord, BillingStatus
+from teleconsult.domain import BillingLine, BillingRecord, BillingStatus
 
 #: What the exports produce: bytes, a chunk at a time (an async generator: ``aclose`` it when stopping early).
 Chunks = AsyncGenerator[bytes, None]
 
 #: A chunk is handed on once it holds about this many characters.
 CHUNK_CHARS = 64 * 1024
-#: Records (FHIR) or lines (CSV) formatted between two turns of the event loop (``BillingService.export``): a few
-#: milliseconds of work each.
-YIELD_EVERY = 100
+#: Lines formatted between two turns of the event loop (``BillingService.export``): a millisecond or two of work.
 LINES_PER_TURN = 500
 
 
@@ -171,6 +171,7 @@ def lines_of(record: BillingRecord) -> Iterator[BillingLine]:
         record.ended_at,
         record.duration_s,
         record.video_connected,
+        record.recorded_at,
     )
     if not record.acts:
         yield BillingLine(*entry, None, None, None, None, None, ())
@@ -197,6 +198,8 @@ def _joined(cells: Sequence[str]) -> str:
     return buffer.getvalue().removesuffix("\r\n")
 
 
+#: Where a line's act begins (its role, then its performer, code, amount, tariff day and majorations).
+_ACT_START = BillingLine._fields.index("role")
 #: "MM:SS" for each second of an hour.
 _MINUTES_SECONDS = tuple(f"{minutes:02d}:{seconds:02d}" for minutes in range(60) for seconds in range(60))
 _NO_ACT = ";;;;0,00;;;0,00;0,00"
@@ -280,7 +283,7 @@ class _CsvText:
 
     def _act(self, line: BillingLine) -> str:
         """The act's nine cells (role to total), for a line with an act."""
-        key = line[20:]  # role, performer, code, amount, tariff day, majorations
+        key = line[_ACT_START:]  # role, performer, code, amount, tariff day, majorations
         found = self._acts.get(key)
         if found is None:
             code, cents, day, modifiers = line.act_code or "", line.amount_cents or 0, line.tariff_from, line.modifiers
@@ -391,16 +394,17 @@ NURSE_PLACES = {
 
 
 def urn(name: str) -> str:
-    """``urn:uuid:`` and ``uuid.uuid5(NAMESPACE, name)``, without building a ``UUID`` (a fifth of the FHIR export's
-    time went there): SHA-1 of the namespace and the name, version 5, RFC 4122 variant."""
-    digest = bytearray(hashlib.sha1(_NAMESPACE_BYTES + name.encode("utf-8"), usedforsecurity=False).digest()[:16])
-    digest[6] = (digest[6] & 0x0F) | 0x50
-    digest[8] = (digest[8] & 0x3F) | 0x80
-    hex_ = digest.hex()
-    return f"urn:uuid:{hex_[:8]}-{hex_[8:12]}-{hex_[12:16]}-{hex_[16:20]}-{hex_[20:]}"
+    """``urn:uuid:`` and ``uuid.uuid5(NAMESPACE, name)``, without building a ``UUID``: SHA-1 of the namespace (its
+    state kept, copied for each name) and the name, version 5, RFC 4122 variant, set on the hexadecimal digits."""
+    sha = _NAMESPACE_SHA1.copy()
+    sha.update(name.encode("utf-8"))
+    h = sha.hexdigest()
+    return f"urn:uuid:{h[:8]}-{h[8:12]}-5{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:32]}"
 
 
-_NAMESPACE_BYTES = NAMESPACE.bytes
+_NAMESPACE_SHA1 = hashlib.sha1(NAMESPACE.bytes, usedforsecurity=False)
+#: The variant's digit (``10xx``) for each digit of the hash.
+_VARIANT = {digit: "89ab"[int(digit, 16) & 3] for digit in "0123456789abcdef"}
 
 
 def fhir_instant(moment: datetime) -> str:
@@ -437,31 +441,6 @@ def nurse_identifier(number: str) -> dict[str, Any]:
     return _identifier(None, number, text="Numéro Assurance Maladie")
 
 
-class _Practitioners:
-    """Each practitioner's entry once per Bundle (doctors by RPPS, nurses by number)."""
-
-    def __init__(self) -> None:
-        self._seen: set[str] = set()
-
-    def doctor(self, record: BillingRecord) -> tuple[str, dict[str, Any] | None]:
-        full_url = urn(f"practitioner:rpps:{record.doctor_rpps}")
-        if full_url in self._seen:
-            return full_url, None
-        self._seen.add(full_url)
-        identifiers = [
-            _identifier(IDNPS_SYSTEM, "8" + record.doctor_rpps, "IDNPS"),
-            _identifier(RPPS_SYSTEM, record.doctor_rpps, "RPPS"),
-        ]
-        return full_url, _practitioner(full_url, identifiers, record.doctor_name)
-
-    def nurse(self, name: str, number: str) -> tuple[str, dict[str, Any] | None]:
-        full_url = urn(f"practitioner:nurse:{number}")
-        if full_url in self._seen:
-            return full_url, None
-        self._seen.add(full_url)
-        return full_url, _practitioner(full_url, [nurse_identifier(number)], name)
-
-
 def _practitioner(full_url: str, identifiers: list[dict[str, Any]], name: str) -> dict[str, Any]:
     resource = {
         "resourceType": "Practitioner",
@@ -472,105 +451,8 @@ def _practitioner(full_url: str, identifiers: list[dict[str, Any]], name: str) -
     return {"fullUrl": full_url, "resource": resource}
 
 
-def fhir_entries(record: BillingRecord, practitioners: _Practitioners, label: _Labels) -> Iterator[dict[str, Any]]:
-    """The Bundle entries of one ledger entry: practitioners not yet in the Bundle, the Patient, the Encounter and
-    its ChargeItems."""
-    entry = record.id
-    patient_url = urn(f"{entry}/patient")
-    encounter_url = urn(f"{entry}/encounter")
-    doctor_url, doctor_entry = practitioners.doctor(record)
-    if doctor_entry is not None:
-        yield doctor_entry
-    nurse = record.nurse
-    nurse_ref: dict[str, Any] | None = None
-    if nurse is not None:
-        if nurse.number:
-            nurse_url, nurse_entry = practitioners.nurse(nurse.name, nurse.number)
-            if nurse_entry is not None:
-                yield nurse_entry
-            nurse_ref = _ref(nurse_url, "Practitioner", nurse.name)
-        else:
-            nurse_ref = {"display": nurse.name}  # no number: named, without a Practitioner of her own
-    doctor_ref = _ref(doctor_url, "Practitioner", record.doctor_name)
-
-    patient: dict[str, Any] = {"resourceType": "Patient", "id": patient_url.removeprefix("urn:uuid:")}
-    if record.patient_nir:
-        patient["identifier"] = [_identifier(INS_NIR_SYSTEM, record.patient_nir, "INS-NIR")]
-    patient["name"] = [{"text": record.patient_name}]
-    if record.patient_birth_date is not None:
-        patient["birthDate"] = record.patient_birth_date.isoformat()
-    yield {"fullUrl": patient_url, "resource": patient}
-
-    participants = [{"type": [_participation("PPRF", "primary performer")], "individual": doctor_ref}]
-    if nurse_ref is not None:
-        participants.append({"type": [_participation("SPRF", "secondary performer")], "individual": nurse_ref})
-    ended = fhir_instant(record.ended_at)
-    started = fhir_instant(record.started_at) if record.started_at is not None else None
-    period = {"start": started, "end": ended} if started is not None else {"end": ended}
-    encounter: dict[str, Any] = {
-        "resourceType": "Encounter",
-        "id": encounter_url.removeprefix("urn:uuid:"),
-        "identifier": [{"system": CONSULTATION_SYSTEM, "value": record.consultation_id}],
-        "status": ENCOUNTER_STATUS[record.status],
-        "class": {"system": ACT_CODE_SYSTEM, "code": "VR", "display": "virtual"},
-        "subject": _ref(patient_url, "Patient", record.patient_name),
-        "participant": participants,
-        "period": period,
-        "length": {"value": record.duration_s, "unit": "s", "system": "http://unitsofmeasure.org", "code": "s"},
-    }
-    yield {"fullUrl": encounter_url, "resource": encounter}
-
-    common = {
-        "subject": _ref(patient_url, "Patient", record.patient_name),
-        "context": _ref(encounter_url, "Encounter"),
-        "occurrenceDateTime": started or ended,
-        "enteredDate": ended if record.recorded_at == record.ended_at else fhir_instant(record.recorded_at),
-    }
-    if not record.acts:
-        yield _no_act(record, common)
-        return
-    for position, act in enumerate(record.acts):
-        performer = nurse_ref if act.role == "nurse" and nurse_ref is not None else doctor_ref
-        yield from _charges(record, position, act, performer, common, label)
-
-
 def _participation(code: str, display: str) -> dict[str, Any]:
     return {"coding": [{"system": PARTICIPATION_TYPE, "code": code, "display": display}]}
-
-
-def _charges(
-    record: BillingRecord,
-    position: int,
-    act: BillingAct,
-    performer: dict[str, Any],
-    common: dict[str, Any],
-    label: _Labels,
-) -> Iterator[dict[str, Any]]:
-    """The act's ChargeItem, then one per majoration, ``partOf`` the act's."""
-    act_url = urn(f"{record.id}/act/{position}")
-    note = f"Tarif en vigueur depuis le {act.tariff_from.isoformat()}"
-    if record.nurse is not None and act.role == "nurse":
-        note += f"; infirmière {NURSE_PLACES.get(record.nurse.place, record.nurse.place)}"
-    yield _charge_item(
-        act_url,
-        identifier=f"{record.id}/{position}",
-        code=_ngap(act.act_code, act.tariff_from, label),
-        cents=act.amount_cents,
-        performer=performer,
-        common=common,
-        note=note,
-    )
-    for index, modifier in enumerate(act.modifiers):
-        yield _charge_item(
-            urn(f"{record.id}/act/{position}/modifier/{index}"),
-            identifier=f"{record.id}/{position}/{modifier.code}",
-            code=_ngap(modifier.code, modifier.tariff_from, label),
-            cents=modifier.amount_cents,
-            performer=performer,
-            common=common,
-            note=f"Majoration de {act.act_code}; tarif en vigueur depuis le {modifier.tariff_from.isoformat()}",
-            part_of=act_url,
-        )
 
 
 def _ngap(code: str, day: date, label: _Labels) -> dict[str, Any]:
@@ -581,54 +463,216 @@ def _ngap(code: str, day: date, label: _Labels) -> dict[str, Any]:
     return {"coding": [coding], "text": display or code}
 
 
-def _charge_item(
-    full_url: str,
-    *,
-    identifier: str,
-    code: dict[str, Any],
-    cents: int,
-    performer: dict[str, Any] | None,
-    common: dict[str, Any],
-    note: str | None,
-    part_of: str | None = None,
-    billable: bool = True,
-) -> dict[str, Any]:
-    resource: dict[str, Any] = {
-        "resourceType": "ChargeItem",
-        "id": full_url.removeprefix("urn:uuid:"),
-        "identifier": [{"system": ENTRY_SYSTEM, "value": identifier}],
-        "status": "billable" if billable else "not-billable",
-    }
-    if part_of is not None:
-        resource["partOf"] = [_ref(part_of, "ChargeItem")]
-    resource["code"] = code
-    resource.update(common)
-    if performer is not None:
-        resource["performer"] = [{"actor": performer}]
-    resource["quantity"] = {"value": 1}
-    resource["priceOverride"] = _money(cents)
-    if note:
-        resource["note"] = [{"text": note}]
-    return {"fullUrl": full_url, "resource": resource}
-
-
-def _no_act(record: BillingRecord, common: dict[str, Any]) -> dict[str, Any]:
-    """An entry that bills nothing still appears, as one not-billable ChargeItem of 0 EUR saying why."""
-    status = record.status
-    return _charge_item(
-        urn(f"{record.id}/none"),
-        identifier=f"{record.id}/-",
-        code={"coding": [{"system": STATUS_SYSTEM, "code": status.value, "display": STATUS_LABELS[status]}]},
-        cents=0,
-        performer=None,
-        common=common,
-        note=record.reason,
-        billable=False,
-    )
-
-
 def _dumps(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def _js(text: str) -> str:
+    """``text`` as a JSON string, as ``_dumps`` writes it: as is between quotes when nothing in it needs escaping."""
+    if '"' not in text and "\\" not in text and text.isprintable():  # no control character, no quote, no backslash
+        return '"' + text + '"'
+    return _dumps(text)
+
+
+# The Bundle's fixed pieces, written once by the encoder itself.
+_CLASS = _dumps({"system": ACT_CODE_SYSTEM, "code": "VR", "display": "virtual"})
+_PRIMARY = _dumps([_participation("PPRF", "primary performer")])
+_SECONDARY = _dumps([_participation("SPRF", "secondary performer")])
+_LENGTH_UNIT = ',"unit":"s","system":"http://unitsofmeasure.org","code":"s"}'
+_CONSULTATION = '[{"system":' + _dumps(CONSULTATION_SYSTEM) + ',"value":'
+_ENTRY_IDENTIFIER = '[{"system":' + _dumps(ENTRY_SYSTEM) + ',"value":'
+_ENCOUNTER_STATUS = {status.value: _dumps(text) for status, text in ENCOUNTER_STATUS.items()}
+_STATUS_CODES = {
+    status.value: _dumps({"coding": [{"system": STATUS_SYSTEM, "code": status.value, "display": text}]})
+    for status, text in STATUS_LABELS.items()
+}
+
+
+class _FhirText:
+    """The Bundle's entries of an export's lines, an entry's at a time (its lines may come in two slices: the last
+    entry of a slice waits for the next one, or ``flush``), written as JSON text from pieces: what repeats is written
+    once by the encoder (a practitioner's reference, an act's code, an amount), each name or id is quoted as is
+    unless it needs escaping, each hour's UTC prefix is made once. The same text as the encoder gives for the
+    entries' objects (``tests/test_exports.py`` compares them); each practitioner once per Bundle."""
+
+    def __init__(self, catalog: ActCatalog):
+        self._label = _Labels(catalog)
+        self._seen: set[str] = set()  # the practitioners already in the Bundle
+        self._urls: dict[str, str] = {}  # a practitioner's name for ``urn`` -> its URL
+        self._refs: dict[tuple[str, str], str] = {}  # (URL, name) -> the reference's JSON
+        self._codes: dict[tuple[str, date], str] = {}
+        self._prices: dict[int, str] = {}
+        self._hours: dict[int, str] = {}
+        self._entry: list[BillingLine] = []
+
+    def lines(self, lines: Iterable[BillingLine]) -> list[str]:
+        """The text of each entry these lines complete (its Bundle entries, separated by commas)."""
+        texts: list[str] = []
+        entry = self._entry
+        for line in lines:
+            if entry and line.entry_id != entry[0].entry_id:
+                texts.append(self._text(entry))
+                entry = self._entry = []
+            entry.append(line)
+        return texts
+
+    def flush(self) -> list[str]:
+        """The text of the entry still waiting, if any."""
+        entry, self._entry = self._entry, []
+        return [self._text(entry)] if entry else []
+
+    def _text(self, lines: list[BillingLine]) -> str:
+        first = lines[0]
+        entry_id = first.entry_id
+        parts: list[str] = []
+        doctor_url = self._practitioner(f"practitioner:rpps:{first.doctor_rpps}", first.doctor_name, parts, None)
+        doctor_ref = self._ref(doctor_url, first.doctor_name)
+        nurse_ref: str | None = None
+        nurse_name = first.nurse_name
+        if nurse_name is not None:
+            if first.nurse_number:
+                nurse_url = self._practitioner(
+                    f"practitioner:nurse:{first.nurse_number}", nurse_name, parts, first.nurse_number
+                )
+                nurse_ref = self._ref(nurse_url, nurse_name)
+            else:
+                nurse_ref = '{"display":' + _js(nurse_name) + "}"  # no number: named, without a Practitioner
+
+        patient_url = urn(f"{entry_id}/patient")
+        patient = [f'{{"fullUrl":"{patient_url}","resource":{{"resourceType":"Patient","id":"{patient_url[9:]}"']
+        if first.patient_nir:
+            patient.append(',"identifier":[' + _dumps(_identifier(INS_NIR_SYSTEM, first.patient_nir, "INS-NIR")) + "]")
+        patient.append(',"name":[{"text":' + _js(first.patient_name) + "}]")
+        if first.patient_birth_date is not None:
+            patient.append(f',"birthDate":"{first.patient_birth_date.isoformat()}"')
+        patient.append("}}")
+        parts.append("".join(patient))
+
+        subject = f'{{"reference":"{patient_url}","type":"Patient"'
+        subject += (',"display":' + _js(first.patient_name) + "}") if first.patient_name else "}"
+        participants = '[{"type":' + _PRIMARY + ',"individual":' + doctor_ref + "}"
+        if nurse_ref is not None:
+            participants += ',{"type":' + _SECONDARY + ',"individual":' + nurse_ref + "}"
+        instant = self._instant
+        ended = instant(first.ended_at)
+        started = instant(first.started_at) if first.started_at is not None else None
+        period = f'{{"start":"{started}","end":"{ended}"}}' if started is not None else f'{{"end":"{ended}"}}'
+        encounter_url = urn(f"{entry_id}/encounter")
+        parts.append(
+            f'{{"fullUrl":"{encounter_url}","resource":{{"resourceType":"Encounter","id":"{encounter_url[9:]}",'
+            f'"identifier":{_CONSULTATION}{_js(first.consultation_id)}}}],'
+            f'"status":{_ENCOUNTER_STATUS[first.status]},"class":{_CLASS},"subject":{subject},'
+            f'"participant":{participants}],"period":{period},"length":{{"value":{first.duration_s}{_LENGTH_UNIT}}}}}'
+        )
+
+        entered = ended if first.recorded_at == first.ended_at else instant(first.recorded_at)
+        common = (
+            f',"subject":{subject},"context":{{"reference":"{encounter_url}","type":"Encounter"}},'
+            f'"occurrenceDateTime":"{started or ended}","enteredDate":"{entered}"'
+        )
+        acts = [line for line in lines if line.act_code is not None]
+        if not acts:  # an entry that bills nothing still appears, as one not-billable ChargeItem of 0 EUR saying why
+            none_url = urn(f"{entry_id}/none")
+            code = _STATUS_CODES[first.status]
+            parts.append(self._charge(none_url, f"{entry_id}/-", code, 0, None, common, first.reason, None, False))
+        for position, act in enumerate(acts):
+            performer = nurse_ref if act.role == "nurse" and nurse_ref is not None else doctor_ref
+            act_url = urn(f"{entry_id}/act/{position}")
+            act_code, day = act.act_code or "", act.tariff_from or date.min
+            note = f"Tarif en vigueur depuis le {day.isoformat()}"
+            if nurse_name is not None and act.role == "nurse":
+                place = first.nurse_place or ""
+                note += f"; infirmière {NURSE_PLACES.get(place, place)}"
+            code = self._code(act_code, day)
+            parts.append(
+                self._charge(act_url, f"{entry_id}/{position}", code, act.amount_cents or 0, performer, common, note)
+            )
+            for index, modifier in enumerate(act.modifiers):
+                parts.append(
+                    self._charge(
+                        urn(f"{entry_id}/act/{position}/modifier/{index}"),
+                        f"{entry_id}/{position}/{modifier.code}",
+                        self._code(modifier.code, modifier.tariff_from),
+                        modifier.amount_cents,
+                        performer,
+                        common,
+                        f"Majoration de {act_code}; tarif en vigueur depuis le {modifier.tariff_from.isoformat()}",
+                        act_url,
+                    )
+                )
+        return ",".join(parts)
+
+    def _charge(
+        self,
+        url: str,
+        identifier: str,
+        code: str,
+        cents: int,
+        performer: str | None,
+        common: str,
+        note: str | None,
+        part_of: str | None = None,
+        billable: bool = True,
+    ) -> str:
+        """A ChargeItem's entry (``_charge_item``'s keys, in its order)."""
+        text = (
+            f'{{"fullUrl":"{url}","resource":{{"resourceType":"ChargeItem","id":"{url[9:]}",'
+            f'"identifier":{_ENTRY_IDENTIFIER}{_js(identifier)}}}],'
+            f'"status":"{"billable" if billable else "not-billable"}"'
+        )
+        if part_of is not None:
+            text += f',"partOf":[{{"reference":"{part_of}","type":"ChargeItem"}}]'
+        text += ',"code":' + code + common
+        if performer is not None:
+            text += ',"performer":[{"actor":' + performer + "}]"
+        price = self._prices.get(cents)
+        if price is None:
+            price = self._prices[cents] = _dumps(_money(cents))
+        text += ',"quantity":{"value":1},"priceOverride":' + price
+        if note:
+            text += ',"note":[{"text":' + _js(note) + "}]"
+        return text + "}}"
+
+    def _practitioner(self, name: str, display: str, parts: list[str], nurse_number: str | None) -> str:
+        """The URL of a doctor's (by RPPS) or a nurse's (by number) Practitioner; its entry in ``parts`` the first
+        time the Bundle meets it, with this name."""
+        url = self._urls.get(name)
+        if url is None:
+            url = self._urls[name] = urn(name)
+        if url not in self._seen:
+            self._seen.add(url)
+            if nurse_number is not None:
+                identifiers = [nurse_identifier(nurse_number)]
+            else:
+                rpps = name.removeprefix("practitioner:rpps:")
+                identifiers = [
+                    _identifier(IDNPS_SYSTEM, "8" + rpps, "IDNPS"),
+                    _identifier(RPPS_SYSTEM, rpps, "RPPS"),
+                ]
+            parts.append(_dumps(_practitioner(url, identifiers, display)))
+        return url
+
+    def _ref(self, url: str, display: str) -> str:
+        found = self._refs.get((url, display))
+        if found is None:
+            found = self._refs[(url, display)] = _dumps(_ref(url, "Practitioner", display))
+        return found
+
+    def _code(self, code: str, day: date) -> str:
+        found = self._codes.get((code, day))
+        if found is None:
+            found = self._codes[(code, day)] = _dumps(_ngap(code, day, self._label))
+        return found
+
+    def _instant(self, moment: datetime) -> str:
+        """``fhir_instant(moment)``."""
+        if moment.tzinfo is not UTC:
+            moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+        hour = moment.toordinal() * 24 + moment.hour
+        prefix = self._hours.get(hour)
+        if prefix is None:
+            prefix = self._hours[hour] = str(moment)[:14].replace(" ", "T")  # "YYYY-MM-DDTHH:"
+        return prefix + _MINUTES_SECONDS[moment.minute * 60 + moment.second] + "Z"
 
 
 def bundle_head(first: date, last: date, scope: str) -> str:
@@ -644,25 +688,39 @@ def bundle_head(first: date, last: date, scope: str) -> str:
     return _dumps(head)[:-1]
 
 
-async def fhir_chunks(
+def fhir_chunks(
     records: AsyncIterator[BillingRecord], catalog: ActCatalog, *, first: date, last: date, scope: str = ""
 ) -> Chunks:
-    """The Bundle as JSON text: its opening, each entry as it comes, its closing (without ``entry`` when there is
-    none: FHIR allows no empty array)."""
+    """The Bundle of ``records``: its opening, each entry as it comes, its closing."""
+    return fhir_line_chunks(_pages(records), catalog, first=first, last=last, scope=scope)
+
+
+async def fhir_line_chunks(
+    pages: AsyncIterator[Sequence[BillingLine]], catalog: ActCatalog, *, first: date, last: date, scope: str = ""
+) -> Chunks:
+    """The Bundle as JSON text from ``pages`` of lines (the store's ``current_lines``): its opening, each entry as it
+    comes, its closing (without ``entry`` when there is none: FHIR allows no empty array), in chunks of about
+    ``CHUNK_CHARS`` characters (a page's more)."""
+    text = _FhirText(catalog)
+    chunk = CHUNK_CHARS
     parts: list[str] = [bundle_head(first, last, scope)]
     size = len(parts[0])
     separator = ',"entry":['
-    practitioners = _Practitioners()
-    label = _Labels(catalog)
-    async for record in records:
-        text = separator + _dumps(list(fhir_entries(record, practitioners, label)))[1:-1]  # one encoder call each
+    async for page in pages:
+        texts = text.lines(page)
+        if texts:
+            joined = separator + ",".join(texts)
+            separator = ","
+            parts.append(joined)
+            size += len(joined)
+            if size >= chunk:
+                yield "".join(parts).encode("utf-8")
+                parts.clear()
+                size = 0
+    texts = text.flush()
+    if texts:
+        parts.append(separator + ",".join(texts))
         separator = ","
-        parts.append(text)
-        size += len(text)
-        if size >= CHUNK_CHARS:
-            yield "".join(parts).encode("utf-8")
-            parts.clear()
-            size = 0
     parts.append("}" if separator != "," else "]}")
     yield "".join(parts).encode("utf-8")
 

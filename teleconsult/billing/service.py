@@ -10,17 +10,9 @@ from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Protocol, TypeVar
 
 from teleconsult.acts import ActCatalog
-from teleconsult.billing.exports import (
-    LINES_PER_TURN,
-    YIELD_EVERY,
-    Chunks,
-    ExportFormat,
-    csv_line_chunks,
-    fhir_chunks,
-)
+from teleconsult.billing.exports import LINES_PER_TURN, Chunks, ExportFormat, csv_line_chunks, fhir_line_chunks
 from teleconsult.billing.proposal import BillingChoice, Proposal, propose
 from teleconsult.clock import now as clock_now
 from teleconsult.clock import paris_day_bounds
@@ -179,55 +171,35 @@ class BillingService:
     ) -> Chunks:
         """The current entry of each consultation of ``[first, last]`` (Paris days) as ``fmt`` bytes, streamed: a
         doctor's own (``doctor``), those of an RPPS number (``rpps``, the operator's CLI), or everyone's. The entries
-        are read ``EXPORT_BATCH`` at a time (``_pages``): for the CSV as lines (``current_lines``: an entry's act per
-        line, no ``BillingRecord`` built), for FHIR as records. The same range and scope give the same bytes, whoever
-        asks."""
+        are read ``EXPORT_BATCH`` at a time (``_pages``) as lines (``current_lines``: an entry's act per line, no
+        ``BillingRecord`` built). The same range and scope give the same bytes, whoever asks."""
         scope = f"rpps:{doctor.rpps}" if doctor is not None else f"rpps:{rpps}" if rpps else "all"
-        doctor_id = doctor.id if doctor else None
+        lines = self._lines(first, last, doctor_id=doctor.id if doctor else None, rpps=rpps)
         if fmt is ExportFormat.CSV:
-            return csv_line_chunks(self._lines(first, last, doctor_id=doctor_id, rpps=rpps), self._catalog)
-        records = self._current(first, last, doctor_id=doctor_id, rpps=rpps)
-        return fhir_chunks(records, self._catalog, first=first, last=last, scope=scope)
+            return csv_line_chunks(lines, self._catalog)
+        return fhir_line_chunks(lines, self._catalog, first=first, last=last, scope=scope)
 
     async def _lines(
         self, first: date, last: date, *, doctor_id: str | None, rpps: str | None
     ) -> AsyncIterator[list[BillingLine]]:
-        """The current entries' lines, ``LINES_PER_TURN`` at a time, with a turn of the event loop before each."""
+        """The current entries' lines, ``LINES_PER_TURN`` at a time, with a turn of the event loop before each: an
+        export never holds the loop (live rooms) for more than a few milliseconds."""
 
         async def read(tx: Tx, after: tuple[date, str] | None) -> list[BillingLine]:
             return await store.current_lines(
                 tx, first, last, after=after, doctor_id=doctor_id, rpps=rpps, limit=store.EXPORT_BATCH
             )
 
-        async for found in self._pages(read, more=bool):
+        async for found in self._pages(read):
             for start in range(0, len(found), LINES_PER_TURN):
                 await asyncio.sleep(0)
                 yield found[start : start + LINES_PER_TURN]
 
-    async def _current(
-        self, first: date, last: date, *, doctor_id: str | None, rpps: str | None
-    ) -> AsyncIterator[BillingRecord]:
-        """The current entries, with a turn of the event loop every ``YIELD_EVERY`` records."""
-
-        async def read(tx: Tx, after: tuple[date, str] | None) -> list[BillingRecord]:
-            return await store.current_page(
-                tx, first, last, after=after, doctor_id=doctor_id, rpps=rpps, limit=store.EXPORT_BATCH
-            )
-
-        async for found in self._pages(read, more=lambda page: len(page) == store.EXPORT_BATCH):
-            for index, record in enumerate(found):
-                if index % YIELD_EVERY == 0:
-                    await asyncio.sleep(0)
-                yield record
-
     async def _pages(
-        self,
-        read: Callable[[Tx, tuple[date, str] | None], Awaitable[list[_Page]]],
-        *,
-        more: Callable[[list[_Page]], bool],
-    ) -> AsyncIterator[list[_Page]]:
+        self, read: Callable[[Tx, tuple[date, str] | None], Awaitable[list[BillingLine]]]
+    ) -> AsyncIterator[list[BillingLine]]:
         """Pages of the export, each read after the keyset of the one before (its last ``(day, consultation)``),
-        while ``more`` says a page may follow. The next page is asked for as soon as this one arrives: the database
+        until an empty one. The next page is asked for as soon as this one arrives: the database
         reads it while this one is formatted. On SQLite each page is read in a transaction of its own (its one
         connection is never held for the whole export); on PostgreSQL every page in one transaction, on one
         connection of the pool, so that a page is one round trip (not four: the connection's check, ``BEGIN``, the
@@ -235,37 +207,24 @@ class BillingService:
         async with contextlib.AsyncExitStack() as stack:
             shared = None if self._db.is_sqlite else await stack.enter_async_context(self._db.transaction())
 
-            async def page(after: tuple[date, str] | None) -> list[_Page]:
+            async def page(after: tuple[date, str] | None) -> list[BillingLine]:
                 if shared is not None:
                     return await read(shared, after)
                 async with self._db.transaction() as tx:
                     return await read(tx, after)
 
-            pending: asyncio.Task[list[_Page]] | None = asyncio.ensure_future(page(None))
+            pending: asyncio.Task[list[BillingLine]] | None = asyncio.ensure_future(page(None))
             try:
                 while pending is not None:
                     found = await pending
                     pending = None
-                    if more(found):
+                    if found:
                         pending = asyncio.ensure_future(page((found[-1].act_date, found[-1].consultation_id)))
                     yield found
             finally:
                 if pending is not None:  # the reader stopped early: let the read end (a read is never cancelled)
                     with contextlib.suppress(Exception):
                         await asyncio.shield(pending)
-
-
-class _Keyed(Protocol):
-    """What a page of the export is keyed on: a record's or a line's day and consultation."""
-
-    @property
-    def act_date(self) -> date: ...
-
-    @property
-    def consultation_id(self) -> str: ...
-
-
-_Page = TypeVar("_Page", bound=_Keyed)
 
 
 async def _owned(tx: Tx, doctor: Doctor, consultation_id: str) -> Consultation:

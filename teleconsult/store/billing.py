@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Callable
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import Date, Integer, Select, String, bindparam, exists, func, select, tuple_, type_coerce
+from sqlalchemy import Date, Integer, Select, String, bindparam, exists, func, select, tuple_
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import aliased
 
@@ -159,12 +159,6 @@ async def cancelled_between(tx: Tx, doctor_id: str, start: datetime, end: dateti
 # --- exports: pages of current entries, read as plain rows ----------------------------------------------------
 
 
-def _plain(column: Any) -> Any:
-    """A timestamp column as the driver hands it (asyncpg: an aware datetime; SQLite: the stored text), without
-    the model's decorator around each value: a third of the export's reading time went there."""
-    return type_coerce(column, String()).label(column.key)  # String: no result processor on either driver
-
-
 def _from_sqlite(text: str | None) -> datetime | None:
     """SQLite's stored UTC text (``2026-11-03 13:05:09.000000``) as an aware datetime."""
     return None if text is None else datetime.fromisoformat(text + "+00:00")
@@ -174,38 +168,6 @@ def _as_is(value: Any) -> Any:
     return value
 
 
-def _stamps(dialect: str) -> Callable[[Any], Any]:
-    return _from_sqlite if dialect == "sqlite" else _as_is
-
-
-_ENTRY_COLUMNS = (
-    BillingEntry.id,
-    BillingEntry.consultation_id,
-    BillingEntry.revision,
-    BillingEntry.corrects,
-    BillingEntry.status,
-    BillingEntry.reason,
-    BillingEntry.act_date,
-    BillingEntry.doctor_id,
-    BillingEntry.doctor_name,
-    BillingEntry.doctor_rpps,
-    BillingEntry.patient_name,
-    BillingEntry.patient_birth_date,
-    BillingEntry.patient_nir,
-    BillingEntry.nurse_name,
-    BillingEntry.nurse_number,
-    BillingEntry.nurse_place,
-    _plain(BillingEntry.scheduled_at),
-    _plain(BillingEntry.started_at),
-    _plain(BillingEntry.ended_at),
-    BillingEntry.duration_s,
-    BillingEntry.video_connected,
-    BillingEntry.total_cents,
-    BillingEntry.currency,
-    _plain(BillingEntry.recorded_at),
-    BillingEntry.recorded_by,
-)
-_ENTRY_WIDTH = len(_ENTRY_COLUMNS)
 _ACT_COLUMNS = (
     BillingEntryAct.role,
     BillingEntryAct.performer_name,
@@ -214,21 +176,20 @@ _ACT_COLUMNS = (
     BillingEntryAct.tariff_from,
     BillingEntryAct.modifiers,
 )
-_STATUSES = {status.value: status for status in domain.BillingStatus}
 
 
 @functools.cache
-def _page(lines: bool, after: bool, by_doctor: bool, by_rpps: bool) -> Select[Any]:
+def _page(after: bool, by_doctor: bool, by_rpps: bool) -> Select[Any]:
     """The query of a page: up to ``:limit`` current entries of ``[:since, :last]`` after the keyset ``(:after_day,
     :after_consultation)``, in ``(day, consultation)`` order, each joined to its acts (an entry without an act: one
-    row, its act columns null); the export's columns (``lines``) or a record's. An entry is current when no later
+    row, its act columns null), the columns of a ``BillingLine``. An entry is current when no later
     revision of its consultation exists (an index probe on ``(consultation_id, revision)``, not an aggregate over
     the whole range for every page). Built once for each shape, its values bound (``_bounds``): building a query
     took a millisecond a page."""
     newer = aliased(BillingEntry)
     # One lower bound on the day (``:since``), the cursor's once there is one: SQLite's index search starts at the
     # first of two bounds it is given, which made every page rescan the range from its first day.
-    query = select(*(_LINE_COLUMNS if lines else _ENTRY_COLUMNS)).where(
+    query = select(*_LINE_COLUMNS).where(
         BillingEntry.act_date >= bindparam("since", type_=Date()),
         BillingEntry.act_date <= bindparam("last", type_=Date()),
         ~exists().where(newer.consultation_id == BillingEntry.consultation_id, newer.revision > BillingEntry.revision),
@@ -253,7 +214,6 @@ def _page(lines: bool, after: bool, by_doctor: bool, by_rpps: bool) -> Select[An
 
 
 def _bounds(
-    lines: bool,
     first: date,
     last: date,
     after: tuple[date, str] | None,
@@ -269,49 +229,7 @@ def _bounds(
         values["doctor_id"] = doctor_id
     if rpps is not None:
         values["rpps"] = rpps
-    return _page(lines, after is not None, doctor_id is not None, rpps is not None), values
-
-
-async def current_page(
-    tx: Tx,
-    first: date,
-    last: date,
-    *,
-    after: tuple[date, str] | None = None,
-    doctor_id: str | None = None,
-    rpps: str | None = None,
-    limit: int = EXPORT_BATCH,
-) -> list[domain.BillingRecord]:
-    """Up to ``limit`` current entries of the range after the keyset ``after`` (``(day, consultation)``), in that
-    order, with their acts: one core query (the page's entries joined to their acts) of plain rows on the
-    transaction's connection (no ORM objects, no identity map, no list of ids to bind), so a caller paging through
-    a year holds one page at a time and may give each page its own short transaction."""
-    query, bound = _bounds(False, first, last, after, doctor_id, rpps, limit)
-    conn = await tx.connection()
-    stamp = _stamps(conn.dialect.name)
-    records: list[domain.BillingRecord] = []
-    entry: Any = None
-    acts: list[domain.BillingAct] = []
-    for row in (await conn.execute(query, bound)).all():
-        if entry is None or row[0] != entry[0]:
-            if entry is not None:
-                records.append(_record(entry, tuple(acts), stamp))
-            entry, acts = row, []
-        role, performer, code, cents, tariff_from, modifiers = row[_ENTRY_WIDTH:]
-        if code is not None:  # an entry without an act has one row, its act columns null
-            acts.append(
-                domain.BillingAct(
-                    role=role,
-                    performer_name=performer,
-                    act_code=code,
-                    amount_cents=cents,
-                    tariff_from=tariff_from,
-                    modifiers=_modifiers(modifiers),
-                )
-            )
-    if entry is not None:
-        records.append(_record(entry, tuple(acts), stamp))
-    return records
+    return _page(after is not None, doctor_id is not None, rpps is not None), values
 
 
 #: What a ``BillingLine`` holds of its entry, in its order (its act's columns, ``_ACT_COLUMNS``, follow).
@@ -331,11 +249,12 @@ _LINE_COLUMNS = (
     BillingEntry.nurse_name,
     BillingEntry.nurse_number,
     BillingEntry.nurse_place,
-    _plain(BillingEntry.scheduled_at),
-    _plain(BillingEntry.started_at),
-    _plain(BillingEntry.ended_at),
+    BillingEntry.scheduled_at,
+    BillingEntry.started_at,
+    BillingEntry.ended_at,
     BillingEntry.duration_s,
     BillingEntry.video_connected,
+    BillingEntry.recorded_at,
 )
 
 #: ``tuple.__new__``: a ``BillingLine`` from a tuple of its fields, without the keyword-checking constructor.
@@ -353,12 +272,14 @@ async def current_lines(
     limit: int = EXPORT_BATCH,
 ) -> list[domain.BillingLine]:
     """The lines of up to ``limit`` current entries of the range after the keyset ``after`` (``(day,
-    consultation)``), in the export's order: ``current_page``'s query with only the columns the CSV export shows,
-    its rows (the driver's own tuples, without SQLAlchemy's row objects and their type processing: a fifth of the
-    reading time on SQLite) made straight into ``BillingLine`` tuples, one per act or one for an entry without an
-    act, without a ``BillingRecord`` or a ``BillingAct`` per entry. An entry's lines are never split between two
-    pages; an empty page is the end."""
-    query, bound = _bounds(True, first, last, after, doctor_id, rpps, limit)
+    consultation)``), in the export's order, with their acts: one core query (the page's entries joined to their
+    acts, ``_page``) on the transaction's connection, its rows the driver's own tuples (no ORM objects, no
+    SQLAlchemy rows and their type processing: a fifth of the reading time on SQLite) made straight into
+    ``BillingLine`` tuples, one per act or one for an entry without an act (no ``BillingRecord`` or ``BillingAct``
+    per entry: a third of the export's time went there). A caller paging through a year holds one page at a time
+    and may give each page its own short transaction. An entry's lines are never split between two pages; an empty
+    page is the end."""
+    query, bound = _bounds(first, last, after, doctor_id, rpps, limit)
     conn = await tx.connection()
     result = await conn.execute(query, bound)
     try:
@@ -391,6 +312,7 @@ async def current_lines(
         ended_at,
         duration_s,
         video_connected,
+        recorded_at,
         role,
         performer,
         code,
@@ -398,6 +320,7 @@ async def current_lines(
         tariff_from,
         modifiers,
     ) in rows:
+        ended = stamp(ended_at)
         add(
             new(
                 line,
@@ -419,9 +342,10 @@ async def current_lines(
                     nurse_place,
                     stamp(scheduled_at),
                     stamp(started_at),
-                    stamp(ended_at),
+                    ended,
                     duration_s,
                     bool(video_connected),
+                    ended if recorded_at == ended_at else stamp(recorded_at),  # most often the same instant
                     role,
                     performer,
                     code,
@@ -468,62 +392,4 @@ def _modifiers(text: str) -> tuple[domain.Modifier, ...]:
     return tuple(
         domain.Modifier(code=m["code"], amount_cents=int(m["amount_cents"]), tariff_from=date.fromisoformat(m["from"]))
         for m in json.loads(text)
-    )
-
-
-def _record(row: Any, acts: tuple[domain.BillingAct, ...], stamp: Callable[[Any], Any]) -> domain.BillingRecord:
-    (
-        entry_id,
-        consultation_id,
-        revision,
-        corrects,
-        status,
-        reason,
-        act_date,
-        doctor_id,
-        doctor_name,
-        doctor_rpps,
-        patient_name,
-        patient_birth_date,
-        patient_nir,
-        nurse_name,
-        nurse_number,
-        nurse_place,
-        scheduled_at,
-        started_at,
-        ended_at,
-        duration_s,
-        video_connected,
-        total_cents,
-        currency,
-        recorded_at,
-        recorded_by,
-    ) = row[:_ENTRY_WIDTH]
-    return domain.BillingRecord(
-        id=entry_id,
-        consultation_id=consultation_id,
-        revision=revision,
-        corrects=corrects or None,
-        status=_STATUSES[status],
-        reason=reason,
-        act_date=act_date,
-        doctor_id=doctor_id,
-        doctor_name=doctor_name,
-        doctor_rpps=doctor_rpps,
-        patient_name=patient_name,
-        patient_birth_date=patient_birth_date,
-        patient_nir=patient_nir,
-        nurse=domain.Nurse(name=nurse_name, number=nurse_number, place=nurse_place or "")
-        if nurse_name is not None
-        else None,
-        scheduled_at=stamp(scheduled_at),
-        started_at=stamp(started_at),
-        ended_at=stamp(ended_at),
-        duration_s=duration_s,
-        video_connected=bool(video_connected),
-        total_cents=total_cents,
-        currency=currency,
-        acts=acts,
-        recorded_at=stamp(recorded_at),
-        recorded_by=recorded_by,
     )
