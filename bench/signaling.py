@@ -913,8 +913,9 @@ def bench_settings(data_dir: Path, port: int, keepalive: bool) -> Any:
     )
 
 
-async def seed(data_dir: Path, rooms: int) -> list[tuple[str, str]]:
-    """N consultations (doctor + patient seats) and one WebSocket ticket per seat, straight into the store."""
+async def seed(data_dir: Path, rooms: int, database_url: str | None = None) -> list[tuple[str, str]]:
+    """N consultations (doctor + patient seats) and one WebSocket ticket per seat, straight into the store (the
+    data directory's SQLite file, or ``database_url``: bench/cluster.py seeds PostgreSQL)."""
     from datetime import timedelta
 
     from teleconsult.ids import hash_token, new_id, new_token
@@ -924,7 +925,7 @@ async def seed(data_dir: Path, rooms: int) -> list[tuple[str, str]]:
     from teleconsult.tickets import issue_ticket
 
     settings = bench_settings(data_dir, 0, False)
-    db = Database(settings.database_url)
+    db = Database(database_url or settings.database_url)
     await db.upgrade()
     now = utcnow()
     doctor = Doctor(
