@@ -4,8 +4,9 @@ from pages of ``BillingLine`` (an entry's act per line, as the store reads them:
 ``fhir_line_chunks``) or from ``BillingRecord`` values (``csv_chunks``, ``fhir_chunks``: their lines), as text
 made of pieces formatted once (a day, an hour, an act, a practitioner) and written the way the csv module and the
 json encoder write them, byte for byte (``tests/test_exports.py`` compares them). Nothing here reads the database
-or a clock, and nothing holds more than one chunk: a year of a busy practice never sits in memory. The same entries give the same bytes (no "now" in
-the output; ids derived from the entries), so the CLI and the HTTP API, given the same range, agree byte for byte.
+or a clock, and nothing holds more than one chunk: a year of a busy practice never sits in memory. The same
+entries give the same bytes (no "now" in the output; ids derived from the entries), so the CLI and the HTTP API,
+given the same range, agree byte for byte.
 
 CSV (``docs/billing.md``, "Exports"): UTF-8 with a BOM, ``;`` between cells, CRLF line ends, French decimal
 amounts (``25,00``), days as ISO dates (``2026-11-03``) and times in Europe/Paris (``2026-11-03 14:05:09``), one
