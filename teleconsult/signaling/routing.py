@@ -174,7 +174,7 @@ class Router:
             case {"c": "close", "ep": endpoint.id, "code": int(code), "reason": str(reason)}:
                 endpoint.closed = True
                 endpoint.conn.close_soon(code, reason)
-            case {"c": "owner", "node": str(node)} if not endpoint.closed:
+            case {"c": "owner", "node": str(node)} if not endpoint.closed and endpoint.welcomed:
                 endpoint.owner = node  # the room was taken over: the socket is attached to its new owner
                 self._spawn(self._attach(endpoint))
 
