@@ -43,7 +43,7 @@ from teleconsult.billing.exports import (
 )
 from teleconsult.clock import paris_date
 from teleconsult.consultations import NewConsultation
-from teleconsult.domain import BillingAct, BillingRecord, BillingStatus, Doctor, Modifier, Nurse
+from teleconsult.domain import BillingAct, BillingLine, BillingRecord, BillingStatus, Doctor, Modifier, Nurse
 from teleconsult.ids import BillingRecordId, ConsultationId, DoctorId
 from teleconsult.store import billing as store
 from teleconsult.store.models import Participant
@@ -853,7 +853,22 @@ async def test_the_stores_lines_are_its_records_lines(ledger: Ledger) -> None:
             lines = await store.current_lines(tx, ledger.first, ledger.last, **scope)
             assert lines == [line for record in records for line in exports.lines_of(record)]
             assert len({line.entry_id for line in lines}) == len(records) > 0
+            for limit in (1, 2, 3):  # a page of whole entries however short: the keyset walks them all
+                walked: list[BillingLine] = []
+                while page := await store.current_lines(
+                    tx, ledger.first, ledger.last, after=_keyset(walked), limit=limit, **scope
+                ):
+                    assert page[-1].entry_id not in {line.entry_id for line in walked}
+                    walked += page
+                assert walked == lines
         assert await store.current_lines(tx, ledger.first, ledger.last, after=(ledger.last, "~")) == []
+        before = (ledger.first - timedelta(days=1), "~")  # a keyset before the range: the range from its start
+        everything = await store.current_lines(tx, ledger.first, ledger.last)
+        assert await store.current_lines(tx, ledger.first, ledger.last, after=before) == everything
+
+
+def _keyset(lines: list[BillingLine]) -> tuple[date, str] | None:
+    return (lines[-1].act_date, lines[-1].consultation_id) if lines else None
 
 
 @pytest.mark.parametrize(
@@ -921,9 +936,10 @@ async def test_pages_of_one_entry_give_the_same_bytes_and_a_reader_may_stop_earl
 ) -> None:
     billing = ledger.live.app[BILLING]
     whole = await collect(billing.export(ledger.first, ledger.last, ExportFormat(fmt), doctor=ledger.doctor))
-    monkeypatch.setattr(store, "EXPORT_BATCH", 1)  # every entry a page of its own: the keyset walks them all
-    paged = await collect(billing.export(ledger.first, ledger.last, ExportFormat(fmt), doctor=ledger.doctor))
-    assert paged == whole
+    for lines in (1, 2, 3):  # pages of a line or two: an entry's acts never split, the keyset walks them all
+        monkeypatch.setattr(store, "EXPORT_BATCH", lines)
+        paged = await collect(billing.export(ledger.first, ledger.last, ExportFormat(fmt), doctor=ledger.doctor))
+        assert paged == whole
     monkeypatch.setattr(exports, "CHUNK_CHARS", 1)  # a chunk per entry, so that the reader can stop after one
     chunks = billing.export(ledger.first, ledger.last, ExportFormat(fmt), doctor=ledger.doctor)
     assert await anext(chunks)

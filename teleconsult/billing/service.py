@@ -206,6 +206,8 @@ class BillingService:
         query, ``COMMIT``, each waiting for a turn of the loop between two slices of formatting)."""
         async with contextlib.AsyncExitStack() as stack:
             shared = None if self._db.is_sqlite else await stack.enter_async_context(self._db.transaction())
+            if shared is not None:
+                await store.export_pages(shared)
 
             async def page(after: tuple[date, str] | None) -> list[BillingLine]:
                 if shared is not None:

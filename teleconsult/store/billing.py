@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import Date, Integer, Select, String, bindparam, exists, func, select, tuple_
+from sqlalchemy import Date, Integer, Select, String, bindparam, case, exists, func, select, text, tuple_
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.orm import aliased
 
 from teleconsult import domain
@@ -168,49 +169,60 @@ def _as_is(value: Any) -> Any:
     return value
 
 
+#: A line's act (all null for an entry without one); the performer null when it is the doctor, the majorations
+#: null when there are none, as most often: one value less to read for each line.
 _ACT_COLUMNS = (
     BillingEntryAct.role,
-    BillingEntryAct.performer_name,
+    case(
+        (BillingEntryAct.performer_name == BillingEntry.doctor_name, None), else_=BillingEntryAct.performer_name
+    ).label("performer"),
     BillingEntryAct.code,
     BillingEntryAct.amount_cents,
     BillingEntryAct.tariff_from,
-    BillingEntryAct.modifiers,
+    case((BillingEntryAct.modifiers == "[]", None), else_=BillingEntryAct.modifiers).label("majorations"),
 )
 
 
+#: A page's query: a select of the line's columns.
+_Query = Select[*tuple[Any, ...]]
+
+
 @functools.cache
-def _page(after: bool, by_doctor: bool, by_rpps: bool) -> Select[Any]:
-    """The query of a page: up to ``:limit`` current entries of ``[:since, :last]`` after the keyset ``(:after_day,
-    :after_consultation)``, in ``(day, consultation)`` order, each joined to its acts (an entry without an act: one
-    row, its act columns null), the columns of a ``BillingLine``. An entry is current when no later
-    revision of its consultation exists (an index probe on ``(consultation_id, revision)``, not an aggregate over
-    the whole range for every page). Built once for each shape, its values bound (``_bounds``): building a query
-    took a millisecond a page."""
+def _page(after: bool, by_doctor: bool, by_rpps: bool) -> _Query:
+    """The query of a page: up to ``:limit`` rows of the current entries of the range, each joined to its acts (an
+    entry without an act: one row, its act columns null), in the export's order ``(day, consultation, act)``, from
+    ``:since`` or after the keyset ``(:after_day, :after_consultation)``, the columns of a ``BillingLine``. An entry
+    is current when no later revision of its consultation exists (an index probe on ``(consultation_id,
+    revision)``, not an aggregate over the whole range for every page). One flat join read in the index's order
+    (``(act_date, consultation_id, revision)``, migrations 0010 and 0011), not a page of entries joined to their
+    acts and sorted again: a third of SQLite's time. Built once for each shape, its values bound (``_bounds``):
+    building a query took a millisecond a page."""
     newer = aliased(BillingEntry)
-    # One lower bound on the day (``:since``), the cursor's once there is one: SQLite's index search starts at the
-    # first of two bounds it is given, which made every page rescan the range from its first day.
-    query = select(*_LINE_COLUMNS).where(
-        BillingEntry.act_date >= bindparam("since", type_=Date()),
-        BillingEntry.act_date <= bindparam("last", type_=Date()),
-        ~exists().where(newer.consultation_id == BillingEntry.consultation_id, newer.revision > BillingEntry.revision),
+    query: _Query = (
+        select(*_LINE_COLUMNS, *_ACT_COLUMNS)
+        .outerjoin(BillingEntryAct, BillingEntryAct.entry_id == BillingEntry.id)
+        .where(
+            BillingEntry.act_date <= bindparam("last", type_=Date()),
+            ~exists().where(
+                newer.consultation_id == BillingEntry.consultation_id, newer.revision > BillingEntry.revision
+            ),
+        )
     )
+    # One lower bound, the day's or the keyset's: SQLite's index search starts at the first of two it is given,
+    # which made every page rescan its day from the start.
     if after:
         cursor = tuple_(bindparam("after_day", type_=Date()), bindparam("after_consultation", type_=String()))
         query = query.where(tuple_(BillingEntry.act_date, BillingEntry.consultation_id) > cursor)
+    else:
+        query = query.where(BillingEntry.act_date >= bindparam("since", type_=Date()))
     if by_doctor:
         query = query.where(BillingEntry.doctor_id == bindparam("doctor_id", type_=String()))
     if by_rpps:
         query = query.where(BillingEntry.doctor_rpps == bindparam("rpps", type_=String()))
-    page = (
-        query.order_by(BillingEntry.act_date, BillingEntry.consultation_id)
-        .limit(bindparam("limit", type_=Integer()))
-        .subquery()
-    )
-    return (
-        select(page, *_ACT_COLUMNS)
-        .outerjoin(BillingEntryAct, BillingEntryAct.entry_id == page.c.id)
-        .order_by(page.c.act_date, page.c.consultation_id, BillingEntryAct.position)
-    )
+    # The revision too (one current entry per consultation: the same order), as the unique day index has it: SQLite
+    # then reads each entry's acts in their position's order along their own index, and sorts nothing.
+    order = (BillingEntry.act_date, BillingEntry.consultation_id, BillingEntry.revision, BillingEntryAct.position)
+    return query.order_by(*order).limit(bindparam("limit", type_=Integer()))
 
 
 def _bounds(
@@ -220,16 +232,19 @@ def _bounds(
     doctor_id: str | None,
     rpps: str | None,
     limit: int,
-) -> tuple[Select[Any], dict[str, Any]]:
-    """A page's query and its values."""
-    values: dict[str, Any] = {"since": first, "last": last, "limit": limit}
-    if after is not None:
-        values |= {"since": max(first, after[0]), "after_day": after[0], "after_consultation": after[1]}
+) -> tuple[_Query, dict[str, Any]]:
+    """A page's query and its values (a keyset before the range's first day is the range's start)."""
+    keyset = after is not None and after[0] >= first
+    values: dict[str, Any] = {"last": last, "limit": limit}
+    if after is not None and keyset:
+        values |= {"after_day": after[0], "after_consultation": after[1]}
+    else:
+        values["since"] = first
     if doctor_id is not None:
         values["doctor_id"] = doctor_id
     if rpps is not None:
         values["rpps"] = rpps
-    return _page(after is not None, doctor_id is not None, rpps is not None), values
+    return _page(keyset, doctor_id is not None, rpps is not None), values
 
 
 #: What a ``BillingLine`` holds of its entry, in its order (its act's columns, ``_ACT_COLUMNS``, follow).
@@ -254,11 +269,54 @@ _LINE_COLUMNS = (
     BillingEntry.ended_at,
     BillingEntry.duration_s,
     BillingEntry.video_connected,
-    BillingEntry.recorded_at,
+    # Null when it is the end, as it most often is: one value less to read and convert for each line.
+    case((BillingEntry.recorded_at == BillingEntry.ended_at, None), else_=BillingEntry.recorded_at).label("recorded"),
 )
 
 #: ``tuple.__new__``: a ``BillingLine`` from a tuple of its fields, without the keyword-checking constructor.
 _new_line: Callable[[type[domain.BillingLine], tuple[Any, ...]], domain.BillingLine] = tuple.__new__
+
+
+_ENTRY_ID = [column.key for column in _LINE_COLUMNS].index("id")
+
+
+async def _rows(
+    conn: AsyncConnection,
+    first: date,
+    last: date,
+    after: tuple[date, str] | None,
+    doctor_id: str | None,
+    rpps: str | None,
+    limit: int,
+) -> Sequence[Any]:
+    """The driver's rows of a page of whole entries: a full page's last entry may go on in the next rows, so it is
+    left to the next page; a page that holds one entry only is read again, twice as long, until it ends."""
+    while True:
+        query, bound = _bounds(first, last, after, doctor_id, rpps, limit)
+        result = await conn.execute(query, bound)
+        try:
+            rows: Sequence[Any] = result.cursor.fetchall()  # the driver's rows, every one read (async drivers buffer)
+        finally:
+            result.close()
+        if len(rows) < limit:
+            return rows
+        last_entry = rows[-1][_ENTRY_ID]
+        cut = len(rows) - 1
+        while cut > 0 and rows[cut - 1][_ENTRY_ID] == last_entry:
+            cut -= 1
+        if cut:
+            return rows[:cut]
+        limit *= 2
+
+
+async def export_pages(tx: Tx) -> None:
+    """Make ``tx`` the transaction of an export's pages (PostgreSQL: every page in one transaction): no parallel
+    plans in it. A page is a few thousand rows read in a few milliseconds along an index; the planner, seeing a
+    range of a million, would start two workers for each, which cost more to start than they save and take the
+    cores that the export's own formatting needs."""
+    conn = await tx.connection()
+    if conn.dialect.name == "postgresql":
+        await conn.execute(text("SET LOCAL max_parallel_workers_per_gather = 0"))
 
 
 async def current_lines(
@@ -271,35 +329,41 @@ async def current_lines(
     rpps: str | None = None,
     limit: int = EXPORT_BATCH,
 ) -> list[domain.BillingLine]:
-    """The lines of up to ``limit`` current entries of the range after the keyset ``after`` (``(day,
-    consultation)``), in the export's order, with their acts: one core query (the page's entries joined to their
-    acts, ``_page``) on the transaction's connection, its rows the driver's own tuples (no ORM objects, no
+    """About ``limit`` lines (whole entries) of the current entries of the range after the keyset ``after``
+    (``(day, consultation)``), in the export's order, with their acts: one core query (``_page``) on the
+    transaction's connection, its rows the driver's own tuples (no ORM objects, no
     SQLAlchemy rows and their type processing: a fifth of the reading time on SQLite) made straight into
     ``BillingLine`` tuples, one per act or one for an entry without an act (no ``BillingRecord`` or ``BillingAct``
     per entry: a third of the export's time went there). A caller paging through a year holds one page at a time
     and may give each page its own short transaction. An entry's lines are never split between two pages; an empty
     page is the end."""
-    query, bound = _bounds(first, last, after, doctor_id, rpps, limit)
     conn = await tx.connection()
-    result = await conn.execute(query, bound)
-    try:
-        rows = result.cursor.fetchall()  # the driver's rows, every one already read (the async drivers buffer)
-    finally:
-        result.close()
-    # SQLite hands days and times back as the text it stores them as, and booleans as integers.
-    day, stamp = (_sqlite_day, _from_sqlite) if conn.dialect.name == "sqlite" else (_as_is, _as_is)
-    line, new, modifiers_of = domain.BillingLine, _new_line, _modifiers_cached
+    rows = await _rows(conn, first, last, after, doctor_id, rpps, limit)
+    # SQLite hands days and times back as the text it stores them as (and booleans as integers).
+    if conn.dialect.name == "sqlite":
+        return _lines_of(rows, _sqlite_day, _from_sqlite)
+    return _lines_of(rows, _as_is, _as_is)
+
+
+def _lines_of(
+    rows: Sequence[Any], day: Callable[[Any], date | None], stamp: Callable[[Any], datetime | None]
+) -> list[domain.BillingLine]:
+    """The driver's rows (``_LINE_COLUMNS`` and ``_ACT_COLUMNS``) as lines: an entry's own values converted once
+    for all its lines."""
+    line, new, known_modifiers = domain.BillingLine, _new_line, _MODIFIERS
     lines: list[domain.BillingLine] = []
     add = lines.append
+    entry: tuple[Any, ...] = ()
+    entry_id = doctor_name = None
     for (
         act_date,
         consultation_id,
-        entry_id,
+        row_entry_id,
         revision,
         corrects,
         status,
         reason,
-        doctor_name,
+        row_doctor_name,
         doctor_rpps,
         patient_name,
         birth_date,
@@ -320,41 +384,37 @@ async def current_lines(
         tariff_from,
         modifiers,
     ) in rows:
-        ended = stamp(ended_at)
-        add(
-            new(
-                line,
-                (
-                    day(act_date),
-                    consultation_id,
-                    entry_id,
-                    revision,
-                    corrects or None,
-                    status,
-                    reason,
-                    doctor_name,
-                    doctor_rpps,
-                    patient_name,
-                    day(birth_date),
-                    nir,
-                    nurse_name,
-                    nurse_number,
-                    nurse_place,
-                    stamp(scheduled_at),
-                    stamp(started_at),
-                    ended,
-                    duration_s,
-                    bool(video_connected),
-                    ended if recorded_at == ended_at else stamp(recorded_at),  # most often the same instant
-                    role,
-                    performer,
-                    code,
-                    cents,
-                    day(tariff_from),
-                    () if modifiers is None else modifiers_of(modifiers),
-                ),
+        if row_entry_id != entry_id:
+            entry_id, doctor_name, ended = row_entry_id, row_doctor_name, stamp(ended_at)
+            entry = (
+                day(act_date),
+                consultation_id,
+                entry_id,
+                revision,
+                corrects or None,
+                status,
+                reason,
+                doctor_name,
+                doctor_rpps,
+                patient_name,
+                day(birth_date),
+                nir,
+                nurse_name,
+                nurse_number,
+                nurse_place,
+                stamp(scheduled_at),
+                stamp(started_at),
+                ended,
+                duration_s,
+                bool(video_connected),
+                ended if recorded_at is None else stamp(recorded_at),  # null: at the end (most often)
             )
-        )
+        found = () if modifiers is None else known_modifiers.get(modifiers)  # null: none (most often)
+        if found is None:
+            found = _modifiers_cached(modifiers)
+        if performer is None and code is not None:  # null: the doctor (most often)
+            performer = doctor_name
+        add(new(line, (*entry, role, performer, code, cents, day(tariff_from), found)))
     return lines
 
 

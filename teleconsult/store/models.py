@@ -198,9 +198,10 @@ class BillingEntry(Base):
     __tablename__ = "billing_entries"
     __table_args__ = (
         UniqueConstraint("consultation_id", "revision", name="uq_billing_entries_once"),
-        # The exports' order (day, consultation): a page starts at its keyset and reads in order (migration 0010).
-        Index("ix_billing_entries_doctor_day", "doctor_id", "act_date", "consultation_id"),
-        Index("ix_billing_entries_day", "act_date", "consultation_id"),
+        # The exports' order (day, consultation, revision): a page starts at its keyset and reads in order, each
+        # entry's acts by position, without a sort (migrations 0010 and 0011; unique, as (consultation, revision) is).
+        Index("ix_billing_entries_doctor_day", "doctor_id", "act_date", "consultation_id", "revision", unique=True),
+        Index("ix_billing_entries_day", "act_date", "consultation_id", "revision", unique=True),
     )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
