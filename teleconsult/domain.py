@@ -160,17 +160,14 @@ class BillingLine(NamedTuple):
     """One line of a ledger export: a current entry with one of its acts, in the export's order (day, consultation,
     act). An entry without an act (a no-show, an interrupted or not billable consultation) is one line whose act
     fields are ``None``. The store reads these straight from its rows, so that a year's CSV export builds no
-    ``BillingRecord`` per entry (``billing/exports.py`` makes them from a record too: ``lines_of``). Plain values
-    only, the status as its text (a ``BillingStatus`` value): such a tuple is soon untracked by the garbage
-    collector, so that pages of them do not make it walk the whole heap again and again (an enum member in each
-    line made that a tenth of the export's time)."""
+    ``BillingRecord`` per entry (``billing/exports.py`` makes them from a record too: ``lines_of``)."""
 
     act_date: date
     consultation_id: ConsultationId
     entry_id: BillingRecordId
     revision: int
     corrects: BillingRecordId | None
-    status: str
+    status: BillingStatus
     reason: str | None
     doctor_name: str
     doctor_rpps: str

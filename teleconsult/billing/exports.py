@@ -157,7 +157,7 @@ def lines_of(record: BillingRecord) -> Iterator[BillingLine]:
         record.id,
         record.revision,
         record.corrects,
-        record.status.value,
+        record.status,
         record.reason,
         record.doctor_name,
         record.doctor_rpps,
@@ -237,7 +237,7 @@ class _CsvText:
                         line.entry_id,
                         str(line.revision),
                         line.corrects or "",
-                        line.status,
+                        line.status.value,
                         safe_cell(line.reason),
                         safe_cell(line.doctor_name),
                         safe_cell(line.doctor_rpps),
@@ -482,9 +482,9 @@ _SECONDARY = _dumps([_participation("SPRF", "secondary performer")])
 _LENGTH_UNIT = ',"unit":"s","system":"http://unitsofmeasure.org","code":"s"}'
 _CONSULTATION = '[{"system":' + _dumps(CONSULTATION_SYSTEM) + ',"value":'
 _ENTRY_IDENTIFIER = '[{"system":' + _dumps(ENTRY_SYSTEM) + ',"value":'
-_ENCOUNTER_STATUS = {status.value: _dumps(text) for status, text in ENCOUNTER_STATUS.items()}
+_ENCOUNTER_STATUS = {status: _dumps(text) for status, text in ENCOUNTER_STATUS.items()}
 _STATUS_CODES = {
-    status.value: _dumps({"coding": [{"system": STATUS_SYSTEM, "code": status.value, "display": text}]})
+    status: _dumps({"coding": [{"system": STATUS_SYSTEM, "code": status.value, "display": text}]})
     for status, text in STATUS_LABELS.items()
 }
 

@@ -273,6 +273,8 @@ _LINE_COLUMNS = (
     case((BillingEntry.recorded_at == BillingEntry.ended_at, None), else_=BillingEntry.recorded_at).label("recorded"),
 )
 
+_STATUSES = {status.value: status for status in domain.BillingStatus}
+
 #: ``tuple.__new__``: a ``BillingLine`` from a tuple of its fields, without the keyword-checking constructor.
 _new_line: Callable[[type[domain.BillingLine], tuple[Any, ...]], domain.BillingLine] = tuple.__new__
 
@@ -350,7 +352,7 @@ def _lines_of(
 ) -> list[domain.BillingLine]:
     """The driver's rows (``_LINE_COLUMNS`` and ``_ACT_COLUMNS``) as lines: an entry's own values converted once
     for all its lines."""
-    line, new, known_modifiers = domain.BillingLine, _new_line, _MODIFIERS
+    line, new, known_modifiers, statuses = domain.BillingLine, _new_line, _MODIFIERS, _STATUSES
     lines: list[domain.BillingLine] = []
     add = lines.append
     entry: tuple[Any, ...] = ()
@@ -392,7 +394,7 @@ def _lines_of(
                 entry_id,
                 revision,
                 corrects or None,
-                status,
+                statuses[status],
                 reason,
                 doctor_name,
                 doctor_rpps,
