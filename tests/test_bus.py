@@ -13,7 +13,7 @@ import pytest
 from aiohttp import ClientSession
 
 from teleconsult.bus import LocalBus
-from teleconsult.bus.redis import RedisBus, RedisLeases
+from teleconsult.bus.redis import RENEW_CHUNK, RedisBus, RedisLeases
 from teleconsult.errors import ErrorCode, TeleconsultError
 from tests.conftest import make_settings, start_server
 from tests.redis_server import RedisServer, own_redis
@@ -100,6 +100,28 @@ async def test_leases_have_one_holder_and_expire(tmp_path: Path) -> None:
         assert await leases.acquire("room:c:owner", "B", 300) == "B"
         await leases.release("room:c:owner", "B")
         assert await leases.holder("room:c:owner") is None
+    finally:
+        await bus.close()
+        server.stop()
+
+
+async def test_many_leases_renewed_in_a_few_calls_each_key_answered_in_order(tmp_path: Path) -> None:
+    server = own_redis(tmp_path / "redis")
+    bus = RedisBus(server.url)
+    bus.start()
+    try:
+        await asyncio.wait_for(bus.connected.wait(), 10)
+        leases = RedisLeases(bus)
+        keys = [f"room:{i}:owner" for i in range(2 * RENEW_CHUNK + 7)]  # three script calls
+        for key in keys[::3]:
+            assert await leases.acquire(key, "A", 60_000) == "A"
+        for key in keys[1::3]:
+            assert await leases.acquire(key, "B", 60_000) == "B"
+        # keys[2::3] are nobody's (expired meanwhile): renewing takes them again
+        kept = await leases.renew(keys, "A", 60_000)
+        assert kept == [i % 3 != 1 for i in range(len(keys))]
+        assert [await leases.holder(key) for key in keys[:6]] == ["A", "B", "A", "A", "B", "A"]
+        assert await leases.renew([], "A", 60_000) == []
     finally:
         await bus.close()
         server.stop()
