@@ -20,6 +20,7 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import ClientSession, CookieJar
+from redis import Redis
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import create_async_engine
 
@@ -303,6 +304,34 @@ async def test_a_doctor_and_a_patient_on_two_nodes_exchange_every_frame(cluster_
         ended = await peer.expect("ended", timeout=10)
         assert ended["consultation_id"] == call.consultation["id"]
     assert await cluster.billing_entries(call.consultation["id"]) == 1
+
+
+def publishes(redis: RedisServer) -> int:
+    """How many PUBLISH commands Redis has run."""
+    client = Redis.from_url(redis.url)
+    try:
+        stats = client.info("commandstats")
+    finally:
+        client.close()
+    return int(stats.get("cmdstat_publish", {}).get("calls", 0))
+
+
+async def test_peers_on_their_rooms_owner_relay_without_redis_a_split_room_through_it(
+    cluster_of: Any, browsers: Any
+) -> None:
+    cluster = cluster_of(2)
+    a, b = cluster.nodes
+    here = await call_across(browsers, a, a)
+    before = publishes(cluster.redis)
+    for n in range(10):
+        await relays(here.patient_ws, here.doctor_ws, f"message {n}")
+        await relays(here.doctor_ws, here.patient_ws, f"réponse {n}")
+    assert publishes(cluster.redis) == before  # 80 frames relayed (and 40 chats echoed), none through Redis
+
+    split = await call_across(browsers, a, b)
+    before = publishes(cluster.redis)
+    await relays(split.patient_ws, split.doctor_ws)
+    assert publishes(cluster.redis) >= before + 4  # each frame crossed: to the owner, or to the peer's node
 
 
 async def test_three_nodes_one_room(cluster_of: Any, browsers: Any) -> None:

@@ -2,6 +2,6 @@
 (``sessions.py``), and which node holds which room (``ownership.py``)."""
 
 from teleconsult.signaling.service import Cluster, Seated, SignalingService
-from teleconsult.signaling.sessions import Connection, Session, channel_of
+from teleconsult.signaling.sessions import Connection, Session
 
-__all__ = ["Cluster", "Connection", "Seated", "Session", "SignalingService", "channel_of"]
+__all__ = ["Cluster", "Connection", "Seated", "Session", "SignalingService"]

@@ -2,11 +2,12 @@
 
 A socket is held by an ``Endpoint`` on the node it reached. The endpoint listens on its peer's channel
 (``peer:<peer_id>``) and writes what arrives to the socket; what the client sends goes to the room's owner, over
-the owner's channel (``node:<node_id>``: the peer id, the endpoint and the frame), or by a plain call when the owner
-is this node. The owner keeps the room and every session as on one node; a session whose socket is on an endpoint
-has a ``RemoteSocket`` as its connection, which publishes on the peer's channel. Everything one owner sends a peer
-goes through its one Redis connection, so the peer gets it in order, and a request's reply comes after the frames
-it caused.
+the owner's channel (``node:<node_id>``: a JSON head, the peer id and the endpoint, then a newline and the frame as
+it is), or by a plain call when the owner is this node. The owner keeps the room and every session as on one node;
+a session whose socket is on another node's endpoint has a ``RemoteSocket`` as its connection, which publishes on
+the peer's channel; one whose socket is on this node has a ``LocalSocket``, which hands frames to the endpoint
+directly: two peers on their room's owner never touch Redis. Everything one owner sends a peer goes through its one
+Redis connection, so the peer gets it in order, and a request's reply comes after the frames it caused.
 
 Each request gets a reply. A ``PUBLISH`` that reaches nobody means the owner is gone (its Redis connection closed
 with its process): the requester waits for the owner's lease to expire, claims the room, rebuilds it from the seats
@@ -88,6 +89,33 @@ class Endpoint:
             return
         self.router.control(self, json.loads(frame[1:]))
 
+    def close(self, code: int, reason: str) -> None:
+        """The owner closed the socket: nothing more is forwarded."""
+        self.closed = True
+        self.conn.close_soon(code, reason)
+
+
+class LocalSocket:
+    """The owner's view of a socket held by an endpoint on this node: what is sent is handed to the endpoint, with
+    no bus in between."""
+
+    __slots__ = ("_endpoint", "endpoint", "node")
+
+    def __init__(self, endpoint: Endpoint):
+        self._endpoint = endpoint
+        self.endpoint = endpoint.id
+        self.node = endpoint.router.node_id
+
+    def send(self, frame: bytes) -> None:
+        self._endpoint.deliver(frame)
+
+    def close_soon(self, code: int, reason: str) -> None:
+        self._endpoint.close(code, reason)
+
+
+#: How the owner sees a socket held by an endpoint, on this node or another.
+EndpointSocket = LocalSocket | RemoteSocket
+
 
 class Router:
     def __init__(self, service: SignalingService, bus: Bus, rooms: RedisRooms, max_frame_bytes: int):
@@ -138,23 +166,37 @@ class Router:
             request = {"op": "join", "seat": seat_to_wire(seat)}
         endpoint = Endpoint(self, conn, peer_id, seat.consultation_id)
         await self._bus.subscribe(endpoint.channel, endpoint.deliver)  # before the owner's welcome is published
+        self._endpoints[endpoint.id] = endpoint  # an owner on this node hands it frames directly
         try:
             await self.call(endpoint.consultation_id, request | self._about(endpoint), endpoint=endpoint)
         except BaseException:
+            self._endpoints.pop(endpoint.id, None)
             await self._bus.unsubscribe(endpoint.channel, endpoint.deliver)
             raise
-        self._endpoints[endpoint.id] = endpoint
         return endpoint
 
     async def forward(self, endpoint: Endpoint, message: ClientMessage) -> None:
         if endpoint.closed:
             return
-        request = {"op": "frame", "frame": encode_client(message).decode()} | self._about(endpoint)
+        session = self._held_here(endpoint)
+        if session is not None:  # the owner is this node and the session holds this endpoint: a plain call
+            await self._service.handle(session, message)
+            return
+        request = {"op": "frame"} | self._about(endpoint)
         try:
-            await self.call(endpoint.consultation_id, request, endpoint=endpoint)
+            await self.call(endpoint.consultation_id, request, body=encode_client(message), endpoint=endpoint)
         except Gone:
-            endpoint.closed = True
-            endpoint.conn.close_soon(1000, "gone")
+            endpoint.close(1000, "gone")
+
+    def _held_here(self, endpoint: Endpoint) -> Session | None:
+        """The session of a room this node owns whose socket is this endpoint, if that is so."""
+        if endpoint.owner != self.node_id:
+            return None
+        session = self._service.session(endpoint.peer_id)
+        if session is None or session.closed or self._rooms.get(endpoint.consultation_id) is not session.room:
+            return None
+        conn = session.conn
+        return session if type(conn) is LocalSocket and conn.endpoint == endpoint.id else None
 
     async def detach(self, endpoint: Endpoint, conn: Connection, *, stopping: bool) -> None:
         """The socket is gone: the owner holds the seat for the grace period."""
@@ -172,8 +214,7 @@ class Router:
     def control(self, endpoint: Endpoint, control: dict[str, Any]) -> None:
         match control:
             case {"c": "close", "ep": endpoint.id, "code": int(code), "reason": str(reason)}:
-                endpoint.closed = True
-                endpoint.conn.close_soon(code, reason)
+                endpoint.close(code, reason)
             case {"c": "owner", "node": str(node)} if not endpoint.closed and endpoint.welcomed:
                 endpoint.owner = node  # the room was taken over: the socket is attached to its new owner
                 self._spawn(self._attach(endpoint))
@@ -196,25 +237,27 @@ class Router:
 
     # --- reaching the owner ----------------------------------------------------------------------------------
 
-    async def room_op(self, consultation_id: str, request: dict[str, Any]) -> None:
+    async def room_op(self, consultation_id: str, request: dict[str, Any], body: bytes = b"") -> None:
         """Something that changes a live room (closed, a document, a link revoked), for its owner if it has one."""
         await self.start()
         with contextlib.suppress(Gone):
-            await self.call(ConsultationId(consultation_id), request | {"cid": consultation_id}, claim=False)
+            await self.call(ConsultationId(consultation_id), request | {"cid": consultation_id}, body=body, claim=False)
 
     async def call(
         self,
         consultation_id: ConsultationId,
         request: dict[str, Any],
         *,
+        body: bytes = b"",
         endpoint: Endpoint | None = None,
         claim: bool = True,
         wait: bool = True,
     ) -> None:
-        """Have the room's owner apply ``request``; raises what the owner raised. With ``claim``, a room nobody
-        holds is claimed by this node (and rebuilt); without, a room nobody holds is left alone. With ``wait``, an
-        owner that is gone is waited for until its lease expires and a node (maybe this one) takes the room over;
-        without, the request is dropped. Bounded in time: ``unavailable`` when the room has no owner in time."""
+        """Have the room's owner apply ``request`` (with ``body``, a frame, if any); raises what the owner raised.
+        With ``claim``, a room nobody holds is claimed by this node (and rebuilt); without, a room nobody holds is
+        left alone. With ``wait``, an owner that is gone is waited for until its lease expires and a node (maybe
+        this one) takes the room over; without, the request is dropped. Bounded in time: ``unavailable`` when the
+        room has no owner in time."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._rooms.ttl_ms / 1000 + 2.0
         retry = False
@@ -233,11 +276,11 @@ class Router:
                 endpoint.owner = None  # set again once the owner has answered
             if owner == self.node_id:
                 try:
-                    await self._apply(request | {"from": self.node_id})
+                    await self._apply(request | {"from": self.node_id}, body)
                 except NotOwner:
                     continue
             else:
-                reply = await self._ask(owner, request)
+                reply = await self._ask(owner, request, body)
                 if reply is None:  # nobody listens on the owner's channel: its lease runs out, then a node claims
                     if not wait:
                         return
@@ -264,14 +307,14 @@ class Router:
             return other.holder
         return self.node_id
 
-    async def _ask(self, owner: str, request: dict[str, Any]) -> dict[str, Any] | None:
+    async def _ask(self, owner: str, request: dict[str, Any], body: bytes) -> dict[str, Any] | None:
         """The owner's reply, or None when nobody listens on its channel any more."""
         rid = f"{self.node_id}:{next(self._ids)}"
         waiter: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._replies[rid] = waiter
         try:
-            message = request | {"t": "q", "id": rid, "from": self.node_id}
-            if not await self._bus.publish(f"node:{owner}", json.dumps(message).encode()):
+            head = json.dumps(request | {"t": "q", "id": rid, "from": self.node_id}).encode()
+            if not await self._bus.publish(f"node:{owner}", head + b"\n" + body if body else head):
                 return None
             try:
                 async with asyncio.timeout(REPLY_TIMEOUT_S):
@@ -282,18 +325,20 @@ class Router:
             self._replies.pop(rid, None)
 
     def _on_message(self, data: bytes) -> None:
-        message = json.loads(data)
+        """A message on this node's channel: a JSON head (which never holds a raw newline), then the body if any."""
+        head, _, body = data.partition(b"\n")
+        message = json.loads(head)
         if message.get("t") == "r":
             waiter = self._replies.get(message["id"])
             if waiter is not None and not waiter.done():
                 waiter.set_result(message)
         elif message.get("t") == "q":
-            self._spawn(self._serve(message))
+            self._spawn(self._serve(message, body))
 
-    async def _serve(self, request: dict[str, Any]) -> None:
+    async def _serve(self, request: dict[str, Any], body: bytes) -> None:
         reply: dict[str, Any] = {"t": "r", "id": request["id"]}
         try:
-            await self._apply(request)
+            await self._apply(request, body)
         except NotOwner:
             reply["moved"] = True
         except Gone:
@@ -307,7 +352,7 @@ class Router:
 
     # --- the owner's side -------------------------------------------------------------------------------------
 
-    async def _apply(self, request: dict[str, Any]) -> None:
+    async def _apply(self, request: dict[str, Any], body: bytes) -> None:
         service = self._service
         op, consultation_id = request["op"], ConsultationId(request["cid"])
         if op in ("close", "document", "revoke"):
@@ -317,11 +362,11 @@ class Router:
                 case "close":
                     await service.close_room(consultation_id)
                 case "document":
-                    await service.broadcast_admitted(consultation_id, request["frame"].encode())
+                    await service.broadcast_admitted(consultation_id, body)
                 case "revoke":
                     await service.link_revoked(consultation_id, request["participant"])
             return
-        socket = RemoteSocket(self._bus, request["peer"], request["ep"], request["from"])
+        socket = self._socket_of(request)
         if op == "join":
             await service.seat_peer(socket, seat_from_wire(request["seat"]), PeerId(request["peer"]))
             return
@@ -335,7 +380,7 @@ class Router:
                 return
             raise Gone()
         conn = session.conn
-        mine = isinstance(conn, RemoteSocket) and conn.endpoint == socket.endpoint
+        mine = isinstance(conn, EndpointSocket) and conn.endpoint == socket.endpoint
         if op == "detach":
             if mine:
                 assert conn is not None
@@ -344,7 +389,15 @@ class Router:
         if conn is None:  # away, or rebuilt here after a takeover: this endpoint holds its socket
             service.attach(session, socket)
         if op == "frame":
-            await service.handle(session, decode_client(request["frame"], max_bytes=self._max_bytes))
+            await service.handle(session, decode_client(body, max_bytes=self._max_bytes))
+
+    def _socket_of(self, request: dict[str, Any]) -> EndpointSocket:
+        """The requesting endpoint as the owner's sessions hold it: directly when it is on this node."""
+        if request["from"] == self.node_id:
+            endpoint = self._endpoints.get(request["ep"])
+            if endpoint is not None:
+                return LocalSocket(endpoint)
+        return RemoteSocket(self._bus, request["peer"], request["ep"], request["from"])
 
     def announce(self, peer_ids: list[str], node: str | None = None) -> None:
         """A room has a new owner (this node, which took it over, or ``node``): the endpoints of its peers,

@@ -2,8 +2,9 @@
 message through the room's rules, relays, and applies to live rooms what changes them (end, cancel, a resent link).
 
 It sees protocol messages and domain values only (no aiohttp). Its sessions are in a ``SessionRegistry``
-(``sessions.py``) and its rooms behind ``RoomOwnership`` (``ownership.py``). Delivery between peers goes through the
-bus on ``peer:<peer_id>`` channels, so nothing here cares which connection (or, later, which node) holds a socket.
+(``sessions.py``) and its rooms behind ``RoomOwnership`` (``ownership.py``). What a peer is sent goes to its session,
+whose connection is a socket, or in a cluster an endpoint's socket on this node or on another (``routing.py``): nothing
+here cares which node holds a socket.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from teleconsult.rooms import Capacity, Peer, PeerState, Role, Room, polite
 from teleconsult.seats import SeatService, actor_of
 from teleconsult.signaling.ownership import LocalRooms, RedisRooms, RoomOwnership
 from teleconsult.signaling.routing import Endpoint, Router
-from teleconsult.signaling.sessions import Connection, Session, SessionRegistry, channel_of
+from teleconsult.signaling.sessions import Connection, Session, SessionRegistry
 
 #: What holds a socket on this node: a session of a room this node owns (one node), or an endpoint (a cluster).
 Seated = Session | Endpoint
@@ -70,10 +71,9 @@ class SignalingService:
         self._seats = seats
         self._consultations = consultations
         self._invitations = invitations
-        self._bus = bus
         self._settings = settings
         self._capacity = Capacity(guest=settings.guest_seats)
-        self._sessions = SessionRegistry(bus, settings.away_buffer_frames)
+        self._sessions = SessionRegistry(settings.away_buffer_frames)
         self._rooms: RoomOwnership = LocalRooms(self._capacity, self._rebuild)
         #: A cluster: rooms held by lease, sockets on endpoints, frames routed to each room's owner.
         self._router: Router | None = None
@@ -138,7 +138,7 @@ class SignalingService:
         joined = room.join(peer_id, Role(seat.role), seat.name, seat.participant_id, pre_admitted=seat.pre_admitted)
         if joined.replaced is not None:
             await self._evict(joined.replaced, m.Removed(reason="replaced"), release_seat=False)
-        session = await self._sessions.open(joined.peer, room, seat, conn)
+        session = self._sessions.open(joined.peer, room, seat, conn)
         token = new_token()
         if room.is_second_device(joined.peer):
             session.unsaved_resume = token  # the seat's holder stays recorded until the doctor chooses
@@ -188,7 +188,7 @@ class SignalingService:
         state = PeerState.ADMITTED if seat.admitted_at is not None else PeerState.WAITING
         peer = Peer(PeerId(seat.peer_id or ""), Role(seat.role), seat.name, seat.participant_id, state)
         room.restore(peer)
-        session = await self._sessions.open(peer, room, seat, None)
+        session = self._sessions.open(peer, room, seat, None)
         elapsed = (clock_now() - seat.away_since).total_seconds() if seat.away_since else 0.0
         self._start_grace(session, max(0.0, self._settings.resume_grace_s - elapsed))
 
@@ -428,10 +428,10 @@ class SignalingService:
         room = self._rooms.get(consultation_id)
         if room is None:
             if self._router is not None:
-                await self._router.room_op(consultation_id, {"op": "document", "frame": frame.decode()})
+                await self._router.room_op(consultation_id, {"op": "document"}, body=frame)
             return
         for peer in room.admitted():
-            await self._bus.publish(channel_of(peer), frame)
+            self._sessions.deliver(peer, frame)
 
     async def link_revoked(self, consultation_id: str, participant_id: str) -> None:
         """The participant's link was replaced (resent): whoever got in with the old one is cut off now."""
@@ -453,7 +453,7 @@ class SignalingService:
             self._rooms.release(room.consultation_id)
 
     async def _forget(self, session: Session) -> None:
-        await self._sessions.forget(session)
+        self._sessions.forget(session)
 
     # --- ending and shutting down ------------------------------------------------------------------------------
 
@@ -549,12 +549,12 @@ class SignalingService:
     # --- delivery ----------------------------------------------------------------------------------------------
 
     async def _send(self, peer: Peer, message: ServerMessage) -> None:
-        await self._bus.publish(channel_of(peer), encode(message))
+        self._sessions.deliver(peer, encode(message))
 
     async def _broadcast(self, peers: Iterable[Peer], message: ServerMessage) -> None:
         frame = encode(message)
         for peer in peers:
-            await self._bus.publish(channel_of(peer), frame)
+            self._sessions.deliver(peer, frame)
 
     def _lobby(self, room: Room) -> m.Lobby:
         return m.Lobby(

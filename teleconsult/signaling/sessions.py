@@ -2,7 +2,9 @@
 
 A ``Session`` outlives its socket: when the socket drops without a goodbye it waits ``resume_grace_s`` for the
 client to resume, keeping what is addressed to it, and the room sees nothing. The registry is the one table of
-sessions; it subscribes each to its bus channel (``peer:<peer_id>``) when opened and unsubscribes it when forgotten.
+sessions. What the room sends a peer goes straight to its session (``deliver``), on the node that holds the room;
+in a cluster, a session whose socket is on an endpoint holds a ``RemoteSocket`` (another node: the peer's bus
+channel) or a ``LocalSocket`` (``routing.py``: this node, no bus at all).
 """
 
 from __future__ import annotations
@@ -51,20 +53,14 @@ class Session:
         return self.unsaved_resume is None
 
     @property
-    def channel(self) -> str:
-        return channel_of(self.peer)
-
-    @property
     def participant_id(self) -> ParticipantId:
         return self.seat.participant_id
 
     def deliver(self, frame: bytes) -> None:
-        """The bus handler: to the socket, or kept in order while the client is away. A socket on an endpoint (a
-        cluster) hears the channel itself."""
+        """To the socket, or kept in order while the client is away."""
         if self.conn is not None:
-            if type(self.conn) is not RemoteSocket:
-                self.conn.send(frame)
-        elif not self.closed and frame[:1] != CONTROL:
+            self.conn.send(frame)
+        elif not self.closed:
             if self.pending is None:
                 self.pending = deque(maxlen=self.away_buffer)  # the oldest frames go first when it is full
             self.pending.append(frame)
@@ -85,9 +81,9 @@ CONTROL = b"\x00"
 
 
 class RemoteSocket:
-    """The owner's view of a socket held by an endpoint (``routing.py``), on this node or another: what is sent
-    goes on the peer's channel, in order with everything else published there; a close is a control message that
-    only that endpoint obeys."""
+    """The owner's view of a socket held by an endpoint (``routing.py``) on another node: what is sent goes on the
+    peer's channel, in order with everything else this node publishes there; a close is a control message that only
+    that endpoint obeys."""
 
     __slots__ = ("_bus", "channel", "endpoint", "node")
 
@@ -105,33 +101,31 @@ class RemoteSocket:
         self._bus.post(self.channel, CONTROL + json.dumps(control).encode())
 
 
-def channel_of(peer: Peer) -> str:
-    """The bus channel a peer's frames go through, wherever its socket is."""
-    return f"peer:{peer.peer_id}"
-
-
 class SessionRegistry:
     """This node's sessions, by peer id."""
 
-    def __init__(self, bus: Bus, away_buffer: int):
-        self._bus = bus
+    def __init__(self, away_buffer: int):
         self._away_buffer = away_buffer
         self._sessions: dict[PeerId, Session] = {}
 
-    async def open(self, peer: Peer, room: Room, seat: Seat, conn: Connection | None) -> Session:
+    def open(self, peer: Peer, room: Room, seat: Seat, conn: Connection | None) -> Session:
         session = Session(peer, room, seat, conn, self._away_buffer)
         self._sessions[peer.peer_id] = session
-        await self._bus.subscribe(session.channel, session.deliver)
         return session
 
-    async def forget(self, session: Session) -> None:
+    def forget(self, session: Session) -> None:
         """The session is over: nothing more is kept or delivered for it."""
         session.closed = True
         session.pending = None
         session.stop_grace()
         if self._sessions.get(session.peer.peer_id) is session:
             del self._sessions[session.peer.peer_id]
-        await self._bus.unsubscribe(session.channel, session.deliver)
+
+    def deliver(self, peer: Peer, frame: bytes) -> None:
+        """A frame for a peer of a room this node holds; nothing if the peer has no session any more."""
+        session = self._sessions.get(peer.peer_id)
+        if session is not None:
+            session.deliver(frame)
 
     def get(self, peer_id: str) -> Session | None:
         return self._sessions.get(PeerId(peer_id))
