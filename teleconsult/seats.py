@@ -111,6 +111,14 @@ class SeatService:
             raise TeleconsultError(ErrorCode.UNAUTHORIZED, NOT_RESUMABLE)
         return await self._resumes((hash_token(resume_token), hash_token(fresh_token)))
 
+    async def unspend(self, seat: Seat, resume_token: str, fresh_token: str) -> None:
+        """A resume spent its token (``resume_seat``) but could not be applied (the room's server unreachable, the
+        database away): the presented token works again, so the client's next try is not refused."""
+        async with self._db.transaction() as tx:
+            await store.restore_resume_hash(
+                tx, seat.participant_id, hash_token(resume_token), hash_token(fresh_token), seat.away_since
+            )
+
     async def _resume_batch(self, spends: list[tuple[str, str]]) -> list[Seat | Exception]:
         """``(presented hash, fresh hash)`` each: the seat, or why it cannot be resumed."""
         deadline = now() - self._grace

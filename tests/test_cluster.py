@@ -421,6 +421,27 @@ async def test_kill_9_of_a_node_holding_only_sockets_their_clients_resume_elsewh
     assert await cluster.billing_entries(call.consultation["id"]) == 1
 
 
+async def test_a_resume_the_rooms_owner_cannot_apply_leaves_its_token_usable(cluster_of: Any, browsers: Any) -> None:
+    cluster = cluster_of(2)
+    a, b = cluster.nodes
+    call = await call_across(browsers, a, b)  # A owns the room
+    token = call.patient_ws.welcome["resume"]
+    await call.patient_ws.ws.close()
+    assert a.process is not None
+    a.process.send_signal(signal.SIGSTOP)  # alive (its channel heard) but not answering
+    try:
+        ws = await call.patient_http.ws_connect(f"{b.url}/ws")
+        await ws.send_str(json.dumps({"type": "hello", "v": 1, "resume": token}))
+        error = json.loads((await ws.receive(timeout=30)).data)
+        assert error["type"] == "error" and error["code"] == "unavailable", error  # B spent the token, then this
+        await ws.close()
+    finally:
+        a.process.send_signal(signal.SIGCONT)
+    back = await connect(call.patient_http, b, resume=token)  # the token was given back: not refused
+    assert back.peer_id == call.patient_ws.peer_id and back.welcome["state"] == "admitted"
+    await relays(back, call.doctor_ws)
+
+
 async def test_redis_stopped_under_a_live_call_then_back(cluster_of: Any, browsers: Any) -> None:
     cluster = cluster_of(2)
     a, b = cluster.nodes

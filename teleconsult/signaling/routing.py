@@ -155,8 +155,8 @@ class Router:
         await self.start()
         seats = self._service.seats
         request: dict[str, Any]
+        fresh = new_token()
         if hello.resume:
-            fresh = new_token()
             seat = await seats.resume_seat(hello.resume, fresh)
             peer_id = PeerId(seat.peer_id or "")
             request = {"op": "resume", "fresh": fresh}
@@ -169,9 +169,11 @@ class Router:
         self._endpoints[endpoint.id] = endpoint  # an owner on this node hands it frames directly
         try:
             await self.call(endpoint.consultation_id, request | self._about(endpoint), endpoint=endpoint)
-        except BaseException:
+        except BaseException as failure:
             self._endpoints.pop(endpoint.id, None)
             await self._bus.unsubscribe(endpoint.channel, endpoint.deliver)
+            if hello.resume and not endpoint.welcomed:  # a welcome carried the fresh token: that one is kept
+                await self._service.give_token_back(failure, seat, hello.resume, fresh)
             raise
         return endpoint
 

@@ -151,7 +151,21 @@ class SignalingService:
     async def _resume(self, conn: Connection, token: str) -> Session:
         fresh = new_token()
         seat = await self._seats.resume_seat(token, fresh)
-        return await self.reattach(conn, seat.consultation_id, seat.peer_id or "", fresh)
+        try:
+            return await self.reattach(conn, seat.consultation_id, seat.peer_id or "", fresh)
+        except BaseException as failure:
+            await self.give_token_back(failure, seat, token, fresh)
+            raise
+
+    async def give_token_back(self, failure: BaseException, seat: Seat, token: str, fresh: str) -> None:
+        """A resume whose token was spent failed before the client had its fresh one: unless the seat can no longer
+        be resumed at all, the token it presented works again, so trying again is not refused."""
+        if isinstance(failure, TeleconsultError) and failure.code in (ErrorCode.UNAUTHORIZED, ErrorCode.ENDED):
+            return
+        try:
+            await self._seats.unspend(seat, token, fresh)
+        except TeleconsultError:
+            log.warning("could not give a resume token back (database unavailable)")
 
     async def reattach(self, conn: Connection, consultation_id: ConsultationId, peer_id: str, fresh: str) -> Session:
         """A resume whose token was spent (here, or by the node holding the socket): the same session, on ``conn``."""

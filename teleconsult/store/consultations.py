@@ -168,6 +168,23 @@ async def replace_resume_hashes(tx: Tx, changes: Sequence[tuple[str, str, str]])
     )
 
 
+async def restore_resume_hash(
+    tx: Tx, participant_id: str, presented: str, fresh: str, away_since: datetime | None
+) -> bool:
+    """Undo a resume that could not be applied: the presented token's hash back, if the fresh one is still there
+    (nothing resumed the seat since), and the seat away as it was. True if it was restored."""
+    table = Participant.__table__
+    assert isinstance(table, Table)
+    statement = (
+        update(table)
+        .where(table.c.id == participant_id, table.c.resume_hash == fresh)
+        .values(resume_hash=presented, away_since=away_since)
+    )
+    connection = await tx.connection()
+    result = await connection.execute(statement)
+    return bool(result.rowcount)
+
+
 async def seats_held_in(tx: Tx, consultation_ids: Collection[str]) -> list[Seated]:
     """Participants with a live or resumable connection (a peer id) in these consultations."""
     query = _with_consultation(
