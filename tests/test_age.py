@@ -15,11 +15,14 @@ from teleconsult.crypto.age import (
     MAX_HEADER,
     NONCE_SIZE,
     SEALED_CHUNK,
+    X25519_LABEL,
     AgeError,
     Decryptor,
     Encryptor,
     Identity,
     Recipient,
+    WrapKeys,
+    _hkdf,
     decrypt,
     encrypt,
     header_end,
@@ -223,3 +226,55 @@ def test_pyrage_reads_ours_and_we_read_its() -> None:
     plain = pattern(CHUNK + 77)
     assert pyrage.decrypt(encrypt(plain, [identity.recipient()]), [theirs]) == plain
     assert decrypt(pyrage.encrypt(plain, [theirs.to_public()]), [identity]) == plain
+
+
+def test_hkdf_is_rfc_5869_as_cryptography_computes_it() -> None:
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+    for key, salt, info in [(b"k" * 16, b"", b"header"), (bytes(32), b"s" * 48, X25519_LABEL), (b"x", b"n" * 16, b"")]:
+        expected = HKDF(algorithm=hashes.SHA256(), length=32, salt=salt or None, info=info).derive(key)
+        assert _hkdf(key, salt, info) == expected
+
+
+def test_wrap_keys_made_ahead_open_everywhere_and_serve_one_file_each(alice: Identity) -> None:
+    import pyrage
+    from pyrage import x25519
+
+    bob = Identity.generate("doctor:d_1")
+    ahead = WrapKeys(depth=3)
+    ahead.fill([alice.recipient(), bob.recipient()])
+    shares = set()
+    for size in (0, CHUNK + 1):  # then a third file: each recipient had three made ahead
+        for _ in range(2):
+            encryptor = Encryptor([alice.recipient(), bob.recipient()], wrap_keys=ahead)
+            sealed = encryptor.header + encryptor.update(pattern(size)) + encryptor.finalize()
+            assert decrypt(sealed, [alice]) == decrypt(sealed, [bob]) == pattern(size)
+            assert pyrage.decrypt(sealed, [x25519.Identity.from_str(str(bob))]) == pattern(size)
+            shares.update(line.split(b" ")[2] for line in sealed.split(b"\n") if line.startswith(b"-> X25519 "))
+    assert len(shares) == 8  # never one share in two stanzas: made ahead or in line once the three were used
+
+
+def test_plaintext_views_reuse_one_buffer_and_a_failed_chunk_leaves_nothing_in_it(alice: Identity) -> None:
+    sealed = encrypt(pattern(4 * CHUNK + 3), [alice.recipient()])
+    start = payload_start(sealed)
+    decryptor = Decryptor([alice])
+    first = decryptor.update_view(sealed[: start + 2 * SEALED_CHUNK + 1])
+    assert bytes(first) == pattern(2 * CHUNK)
+    tampered = bytearray(sealed[start + 2 * SEALED_CHUNK + 1 : start + 4 * SEALED_CHUNK + 1])
+    tampered[SEALED_CHUNK + 5] ^= 1  # the fourth chunk: the third opens, then the fourth fails
+    with pytest.raises(AgeError, match="authenticate"):
+        decryptor.update_view(tampered)
+    assert bytes(first[CHUNK : 2 * CHUNK]) == bytes(CHUNK)  # the reused buffer: what the failed chunk wrote, wiped
+    whole = Decryptor([alice])
+    copy = whole.update(sealed)
+    assert isinstance(copy, bytes) and copy + whole.finalize() == pattern(4 * CHUNK + 3)
+
+
+def test_streams_at_once_keep_their_own_buffers(alice: Identity) -> None:
+    plains = [pattern(3 * CHUNK + 1), bytes(reversed(pattern(3 * CHUNK + 1)))]
+    sealed = [encrypt(p, [alice.recipient()]) for p in plains]
+    decryptors = [Decryptor([alice]), Decryptor([alice])]
+    views = [d.update_view(s) for d, s in zip(decryptors, sealed, strict=True)]
+    assert [bytes(v) for v in views] == [p[: 3 * CHUNK] for p in plains]
+    assert [d.finalize() for d in decryptors] == [p[3 * CHUNK :] for p in plains]
