@@ -442,6 +442,22 @@ async def test_a_resume_the_rooms_owner_cannot_apply_leaves_its_token_usable(clu
     await relays(back, call.doctor_ws)
 
 
+async def test_a_node_stopped_gracefully_hands_its_rooms_over_quietly(cluster_of: Any, browsers: Any) -> None:
+    cluster = cluster_of(2)
+    a, b = cluster.nodes
+    call = await call_across(browsers, a, b)  # A owns the room; the patient's socket is on B
+    a.stop()  # SIGTERM: a rolling restart
+    reconnect = await call.doctor_ws.expect("reconnect", timeout=10)  # the doctor's socket was on A
+    doctor = await connect(call.doctor.http, b, resume=call.doctor_ws.welcome["resume"])
+    assert doctor.peer_id == call.doctor_ws.peer_id and reconnect["after_ms"] >= 0
+    # The patient's socket on B never closed and heard nothing of the move: no reconnect, no one leaving.
+    await call.patient_ws.send(type="ping", id="moved")
+    assert (await call.patient_ws.recv(timeout=10)) == {"type": "pong", "ref": "moved"}
+    await relays(call.patient_ws, doctor)
+    await relays(doctor, call.patient_ws, "toujours là")
+    assert not call.patient_ws.ws.closed
+
+
 async def test_redis_stopped_under_a_live_call_then_back(cluster_of: Any, browsers: Any) -> None:
     cluster = cluster_of(2)
     a, b = cluster.nodes

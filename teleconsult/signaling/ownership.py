@@ -101,6 +101,8 @@ class RedisRooms:
         self._rooms: dict[str, Room] = {}
         self._building: dict[str, asyncio.Lock] = {}
         self._releases: set[asyncio.Task[None]] = set()
+        #: The node is stopping: it holds on to nothing new (a claim raises ``NotOwner``).
+        self.stopping = False
 
     def get(self, consultation_id: str) -> Room | None:
         return self._rooms.get(consultation_id)
@@ -109,6 +111,8 @@ class RedisRooms:
         room = self._rooms.get(consultation_id)
         if room is not None:
             return room
+        if self.stopping:
+            raise NotOwner(None)
         lock = self._building.setdefault(consultation_id, asyncio.Lock())
         try:
             async with lock:

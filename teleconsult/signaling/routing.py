@@ -33,7 +33,7 @@ from teleconsult.ids import ConsultationId, DoctorId, ParticipantId, PeerId, new
 from teleconsult.protocol import ClientMessage, decode_client, encode_client
 from teleconsult.protocol import messages as m
 from teleconsult.signaling.ownership import NotOwner, RedisRooms
-from teleconsult.signaling.sessions import CONTROL, Connection, RemoteSocket, Session
+from teleconsult.signaling.sessions import CLOSE_NORMAL, CLOSE_RESTART, CONTROL, Connection, RemoteSocket, Session
 
 if TYPE_CHECKING:
     from teleconsult.signaling.service import SignalingService
@@ -188,7 +188,7 @@ class Router:
         try:
             await self.call(endpoint.consultation_id, request, body=encode_client(message), endpoint=endpoint)
         except Gone:
-            endpoint.close(1000, "gone")
+            endpoint.close(CLOSE_NORMAL, "gone")
 
     def _held_here(self, endpoint: Endpoint) -> Session | None:
         """The session of a room this node owns whose socket is this endpoint, if that is so."""
@@ -217,8 +217,10 @@ class Router:
         match control:
             case {"c": "close", "ep": endpoint.id, "code": int(code), "reason": str(reason)}:
                 endpoint.close(code, reason)
-            case {"c": "owner", "node": str(node)} if not endpoint.closed and endpoint.welcomed:
-                endpoint.owner = node  # the room was taken over: the socket is attached to its new owner
+            case {"c": "owner", "node": str() | None as node} if not endpoint.closed and endpoint.welcomed:
+                # The room was taken over (its new owner), or given up by a node stopping (None: the next node asked
+                # claims it): the socket is attached to its owner.
+                endpoint.owner = node
                 self._spawn(self._attach(endpoint))
 
     async def _attach(self, endpoint: Endpoint) -> None:
@@ -230,12 +232,23 @@ class Router:
     def _about(self, endpoint: Endpoint) -> dict[str, Any]:
         return {"cid": endpoint.consultation_id, "peer": endpoint.peer_id, "ep": endpoint.id}
 
+    def stopping(self) -> None:
+        """This node is stopping: it claims no room any more (a request for one is answered "moved")."""
+        self._rooms.stopping = True
+
     async def shutdown(self, reconnect: bytes) -> None:
-        """This node stops: its sockets are told to reconnect (anywhere) and closed."""
+        """This node stops: its sockets are told to reconnect (anywhere) and closed; its rooms' leases are given up,
+        then the endpoints on other nodes of their peers are told that the room has no owner, so they attach to
+        whichever node claims it next (rebuilt from the seats, as after a takeover) without the client noticing."""
         for endpoint in self.endpoints:
-            endpoint.conn.send(reconnect)
-            endpoint.conn.close_soon(1012, "server restart")
-            endpoint.closed = True
+            if not endpoint.closed:
+                endpoint.conn.send(reconnect)
+                endpoint.close(CLOSE_RESTART, "server restart")
+        elsewhere = [s.peer.peer_id for s in self._service.sessions() if type(s.conn) is RemoteSocket]
+        await self.stop()
+        control = CONTROL + json.dumps({"c": "owner", "node": None}).encode()
+        with contextlib.suppress(TeleconsultError):  # Redis away: those endpoints find the next owner on their own
+            await asyncio.gather(*(self._bus.publish(f"peer:{peer_id}", control) for peer_id in elsewhere))
 
     # --- reaching the owner ----------------------------------------------------------------------------------
 

@@ -32,15 +32,20 @@ from teleconsult.rooms import Capacity, Peer, PeerState, Role, Room, polite
 from teleconsult.seats import SeatService, actor_of
 from teleconsult.signaling.ownership import LocalRooms, RedisRooms, RoomOwnership
 from teleconsult.signaling.routing import Endpoint, Router
-from teleconsult.signaling.sessions import Connection, Session, SessionRegistry
+from teleconsult.signaling.sessions import (
+    CLOSE_NORMAL,
+    CLOSE_RESTART,
+    Connection,
+    RemoteSocket,
+    Session,
+    SessionRegistry,
+)
 
 #: What holds a socket on this node: a session of a room this node owns (one node), or an endpoint (a cluster).
 Seated = Session | Endpoint
 
 log = logging.getLogger(__name__)
 
-CLOSE_NORMAL = 1000
-CLOSE_RESTART = 1012
 #: How long shutdown waits for departures already being written (a grace period that ran out just before).
 DEPARTURES_SETTLE_S = 2.0
 
@@ -523,8 +528,12 @@ class SignalingService:
                     session.conn.close_soon(CLOSE_NORMAL, "ended")
 
     async def shutdown(self) -> None:
-        """Graceful stop: tell every client to reconnect, close, and keep every seat resumable from now."""
+        """Graceful stop: tell every client on this node to reconnect, close, and keep every seat resumable from
+        now. In a cluster, the rooms move to other nodes quietly: sockets held elsewhere stay open and attach to
+        the room's next owner."""
         self._stopping = True
+        if self._router is not None:
+            self._router.stopping()  # no room is claimed here any more
         for session in self._sessions:
             session.stop_grace()
         # Departures already under way are written, not cut short in the middle of their transaction.
@@ -532,6 +541,8 @@ class SignalingService:
         reconnect = encode(m.Reconnect(after_ms=self._settings.reconnect_after_ms))
         seats: list[ParticipantId] = []
         for session in self._sessions:
+            if type(session.conn) is RemoteSocket:
+                continue  # its socket is on another node, and stays there
             if session.durable:
                 seats.append(session.participant_id)
             if session.conn is not None:
@@ -539,12 +550,11 @@ class SignalingService:
                 session.conn.close_soon(CLOSE_RESTART, "server restart")
                 session.conn = None
         try:
-            await self._seats.participants_away(seats)
+            await self._seats.participants_away(seats)  # before the rooms are given up: their next owner reads them
         except TeleconsultError:
             log.warning("could not mark seats away at shutdown (database unavailable)")
         if self._router is not None:  # its sockets reconnect anywhere; its rooms are given up for others to take
             await self._router.shutdown(reconnect)
-            await self._router.stop()
 
     async def hand_over(self, consultation_id: str, holder: str | None) -> None:
         """Another node holds this room's lease now (it took the room over while this node could not renew): the

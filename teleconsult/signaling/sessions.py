@@ -76,6 +76,9 @@ class Session:
             self.grace = None
 
 
+#: A socket closed by the server: the peer left or the consultation ended; the node is stopping (reconnect, resume).
+CLOSE_NORMAL = 1000
+CLOSE_RESTART = 1012
 #: The first byte of a message on a peer's channel that is for the endpoint holding its socket, not for the client.
 CONTROL = b"\x00"
 
