@@ -7,10 +7,11 @@ from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import quote, unquote
 
-from aiohttp import BodyPartReader, web
+from aiohttp import BodyPartReader, StreamReader, hdrs, web
 
 from teleconsult.api.auth import current_doctor
 from teleconsult.api.keys import DOCUMENTS
+from teleconsult.api.multipart import Piece, boundary_of, part_body
 from teleconsult.api.security import participant_credentials
 from teleconsult.api.serialize import iso
 from teleconsult.documents.files import DocumentFileError
@@ -20,7 +21,6 @@ from teleconsult.errors import ErrorCode, TeleconsultError
 
 routes = web.RouteTableDef()
 
-PART_BYTES = 64 * 1024
 #: What a multipart envelope adds around the file at most (boundaries, part headers).
 ENVELOPE_BYTES = 16 * 1024
 
@@ -81,7 +81,8 @@ async def upload(request: web.Request) -> web.Response:
     # Browsers percent-encode some characters of a file name (Chrome: `"` and line breaks; aiohttp: anything not
     # ASCII); the name is display text either way, cleaned by the documents service.
     name = unquote(part.filename)
-    document = await service.upload(consultation_id, caller, name, _chunks(part))
+    chunks = _chunks(request.content, boundary_of(request.headers[hdrs.CONTENT_TYPE]))
+    document = await service.upload(consultation_id, caller, name, chunks)
     return web.json_response(document_json(document), status=201)
 
 
@@ -93,9 +94,13 @@ async def listing(request: web.Request) -> web.Response:
     return web.json_response({"items": [listed_json(d) for d in documents]})
 
 
-async def _chunks(part: BodyPartReader) -> AsyncIterator[bytes]:
-    while chunk := await part.read_chunk(PART_BYTES):
-        yield chunk
+async def _chunks(content: StreamReader, boundary: str) -> AsyncIterator[Piece]:
+    """The file part's body, as the socket gives it; a request that ends inside it is a bad request."""
+    try:
+        async for piece in part_body(content, boundary):
+            yield piece
+    except ValueError:
+        raise TeleconsultError(ErrorCode.BAD_REQUEST, "The file was cut short.", field="file") from None
 
 
 @routes.get("/api/documents/{id}")

@@ -2,7 +2,9 @@
 and read back only after the ciphertext's sha256 matches its record. Plaintext never touches the disk.
 
 Encryption and decryption run in a worker thread, a chunk batch at a time, so a 50 MiB upload does not hold the
-event loop (other rooms keep relaying); memory stays at a few chunks whatever the file's size.
+event loop (other rooms keep relaying); memory stays at a few chunks whatever the file's size. The X25519 work of
+a file's header is done ahead, after the previous upload (``WrapKeys``), and the disk starts writing each batch
+while the next one arrives, so the sync that ends an upload waits for little.
 """
 
 from __future__ import annotations
@@ -10,19 +12,34 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import logging
 import os
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from teleconsult.crypto.age import MAX_HEADER, AgeError, Decryptor, Encryptor, Identity, Recipient, header_end, rewrap
+from teleconsult.crypto.age import (
+    MAX_HEADER,
+    AgeError,
+    Decryptor,
+    Encryptor,
+    Identity,
+    Recipient,
+    WrapKeys,
+    header_end,
+    rewrap,
+)
 from teleconsult.files import private_directory
+
+log = logging.getLogger(__name__)
 
 READ_BYTES = 1024 * 1024
 #: Plaintext gathered before a trip to the worker thread (one hop per 64 KiB network read would cost more than the
 #: encryption itself).
 BATCH_BYTES = 1024 * 1024
+#: What a request's body gives: the socket's pieces (``bytes``, or views of them).
+Piece = bytes | memoryview
 
 
 class DocumentFileError(Exception):
@@ -46,13 +63,15 @@ class Rewrapped:
 
 
 class DocumentFiles:
-    def __init__(self, directory: Path):
+    def __init__(self, directory: Path, wrap_keys: WrapKeys | None = None):
         self._directory = directory
+        self._wrap_keys = wrap_keys if wrap_keys is not None else WrapKeys()
+        self._refill: asyncio.Future[None] | None = None
 
     def path(self, document_id: str) -> Path:
         return self._directory / f"{document_id}.age"
 
-    async def write(self, document_id: str, chunks: AsyncIterator[bytes], recipients: Sequence[Recipient]) -> Written:
+    async def write(self, document_id: str, chunks: AsyncIterator[Piece], recipients: Sequence[Recipient]) -> Written:
         """Encrypt ``chunks`` into the document's file; nothing is left behind if they fail or stop half-way.
 
         One batch is sealed and written in the worker thread while the next is read from the network, so the
@@ -60,7 +79,7 @@ class DocumentFiles:
         private_directory(self._directory)
         temporary = self._directory / f".{document_id}.part"
         descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        sink = _SealedSink(os.fdopen(descriptor, "wb"), Encryptor(recipients))
+        sink = _SealedSink(os.fdopen(descriptor, "wb"), Encryptor(recipients, wrap_keys=self._wrap_keys))
         in_flight: asyncio.Future[None] | None = None
         try:
             batch = _Batch()
@@ -74,6 +93,7 @@ class DocumentFiles:
                 in_flight = None
             await asyncio.to_thread(sink.finish, batch.take())
             os.replace(temporary, self.path(document_id))
+            self._make_wrap_keys(recipients)  # while the upload's record is written
         except BaseException:
             if in_flight is not None:  # the thread still writes to the file: let it end before the file goes
                 await asyncio.wait([in_flight])
@@ -82,6 +102,14 @@ class DocumentFiles:
                 temporary.unlink()
             raise
         return Written(size=sink.size, sealed_size=sink.sealed_size, sha256=sink.digest.hexdigest())
+
+    def _make_wrap_keys(self, recipients: Sequence[Recipient]) -> None:
+        """Make the wrap keys the next files for these recipients will take, in the worker thread, unless that is
+        under way already (the next upload asks again)."""
+        if self._refill is not None and not self._refill.done():
+            return
+        self._refill = asyncio.ensure_future(asyncio.to_thread(self._wrap_keys.fill, list(recipients)))
+        self._refill.add_done_callback(_refilled)
 
     async def read(
         self, document_id: str, sha256: str, identities: Sequence[Identity]
@@ -159,22 +187,27 @@ class DocumentFiles:
             self.path(document_id).unlink()
 
 
+def _refilled(refill: asyncio.Future[None]) -> None:
+    if not refill.cancelled() and (error := refill.exception()) is not None:
+        log.warning("wrap keys not made ahead: %s", type(error).__name__)
+
+
 class _Batch:
-    """Network reads gathered into one block (one hop per 64 KiB read would cost more than the encryption)."""
+    """Network reads gathered for one trip to the worker thread (one hop per 64 KiB read would cost more than the
+    encryption); joined there, off the event loop."""
 
     def __init__(self) -> None:
-        self._parts: list[bytes] = []
+        self._parts: list[Piece] = []
         self._size = 0
 
-    def add(self, chunk: bytes) -> int:
+    def add(self, chunk: Piece) -> int:
         self._parts.append(chunk)
         self._size += len(chunk)
         return self._size
 
-    def take(self) -> bytes:
-        data = b"".join(self._parts)
-        self._parts, self._size = [], 0
-        return data
+    def take(self) -> list[Piece]:
+        parts, self._parts, self._size = self._parts, [], 0
+        return parts
 
 
 class _SealedSink:
@@ -188,13 +221,17 @@ class _SealedSink:
         self.sealed_size = 0
         self._put(encryptor.header)
 
-    def seal(self, plaintext: bytes) -> None:
+    def seal(self, parts: list[Piece]) -> None:
+        """Seal and write a batch of plaintext; the disk starts writing it at once (see ``_write_back``)."""
+        plaintext = b"".join(parts)
         self.size += len(plaintext)
+        start = self.sealed_size
         self._put(self._encryptor.update_view(plaintext))
+        self._write_back(start)
 
-    def finish(self, plaintext: bytes) -> None:
+    def finish(self, parts: list[Piece]) -> None:
         """The last plaintext, the last chunk, and the file synced and closed."""
-        self.seal(plaintext)
+        self.seal(parts)
         self._put(self._encryptor.finalize())
         self._file.flush()
         os.fsync(self._file.fileno())
@@ -207,6 +244,14 @@ class _SealedSink:
         self.digest.update(data)
         self._file.write(data)
         self.sealed_size += len(data)
+
+    def _write_back(self, start: int) -> None:
+        """Have the kernel start writing what was written since ``start`` to the disk, without waiting for it (so
+        the disk works while the next batch arrives, and the final sync has little left). Linux starts that
+        write-back for ``POSIX_FADV_DONTNEED`` (pages still dirty or being written stay in the cache)."""
+        if hasattr(os, "posix_fadvise") and self.sealed_size > start:
+            self._file.flush()
+            os.posix_fadvise(self._file.fileno(), start, self.sealed_size - start, os.POSIX_FADV_DONTNEED)
 
 
 def _read_plain(file: BinaryIO, decryptor: Decryptor) -> bytes | bytearray:

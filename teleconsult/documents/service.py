@@ -18,7 +18,7 @@ from teleconsult.config import DocumentsSettings
 from teleconsult.crypto.age import Recipient
 from teleconsult.crypto.keyring import KeyRing
 from teleconsult.doctor_keys import DoctorKeys
-from teleconsult.documents.files import DocumentFiles
+from teleconsult.documents.files import DocumentFiles, Piece
 from teleconsult.documents.kinds import SNIFF_BYTES, detect, safe_name
 from teleconsult.domain import Doctor, Document, Participant, Prescription
 from teleconsult.errors import ErrorCode, TeleconsultError
@@ -77,7 +77,7 @@ class DocumentService:
         return self._settings.max_document_bytes
 
     async def upload(
-        self, consultation_id: str, caller: Caller, name: str | None, chunks: AsyncIterator[bytes]
+        self, consultation_id: str, caller: Caller, name: str | None, chunks: AsyncIterator[Piece]
     ) -> Document:
         """Store one file: typed by its content, encrypted as it streams, counted against the limits."""
         seat = await self.seat(consultation_id, caller)
@@ -121,7 +121,7 @@ class DocumentService:
         self,
         document_id: DocumentId,
         seat: Participant,
-        chunks: AsyncIterator[bytes],
+        chunks: AsyncIterator[Piece],
         recipients: list[Recipient],
         *,
         kind: str,
@@ -205,7 +205,7 @@ async def _counted(chunks: AsyncIterator[bytes | bytearray], metrics: Metrics) -
         yield chunk
 
 
-async def _head(chunks: AsyncIterator[bytes], size: int) -> tuple[bytes, AsyncIterator[bytes]]:
+async def _head(chunks: AsyncIterator[Piece], size: int) -> tuple[bytes, AsyncIterator[Piece]]:
     """The first ``size`` bytes (fewer if the file is shorter), and the stream of what follows them."""
     head = bytearray()
     async for chunk in chunks:
@@ -215,7 +215,7 @@ async def _head(chunks: AsyncIterator[bytes], size: int) -> tuple[bytes, AsyncIt
     return bytes(head), chunks
 
 
-async def _bounded(head: bytes, rest: AsyncIterator[bytes], limit: int, *, quota: bool) -> AsyncIterator[bytes]:
+async def _bounded(head: bytes, rest: AsyncIterator[Piece], limit: int, *, quota: bool) -> AsyncIterator[Piece]:
     """``head`` then ``rest``, refused (413) as soon as it passes ``limit`` (``quota``: the consultation's)."""
     total = len(head)
     if total > limit:
