@@ -84,10 +84,11 @@ class DocumentFiles:
         try:
             batch = _Batch()
             async for chunk in chunks:
-                if batch.add(chunk) >= BATCH_BYTES:
+                if batch.size >= BATCH_BYTES:  # more came, so a full batch goes; the last one goes with the end
                     if in_flight is not None:
                         await in_flight
                     in_flight = asyncio.ensure_future(asyncio.to_thread(sink.seal, batch.take()))
+                batch.add(chunk)
             if in_flight is not None:
                 await in_flight
                 in_flight = None
@@ -198,15 +199,14 @@ class _Batch:
 
     def __init__(self) -> None:
         self._parts: list[Piece] = []
-        self._size = 0
+        self.size = 0
 
-    def add(self, chunk: Piece) -> int:
+    def add(self, chunk: Piece) -> None:
         self._parts.append(chunk)
-        self._size += len(chunk)
-        return self._size
+        self.size += len(chunk)
 
     def take(self) -> list[Piece]:
-        parts, self._parts, self._size = self._parts, [], 0
+        parts, self._parts, self.size = self._parts, [], 0
         return parts
 
 

@@ -80,8 +80,8 @@ class DocumentService:
         self, consultation_id: str, caller: Caller, name: str | None, chunks: AsyncIterator[Piece]
     ) -> Document:
         """Store one file: typed by its content, encrypted as it streams, counted against the limits."""
-        seat = await self.seat(consultation_id, caller)
-        async with self._db.transaction() as tx:
+        async with self._db.transaction() as tx:  # one transaction before the file, one after it
+            seat = await self._seat(tx, consultation_id, caller)
             consultation = await consultation_store.consultation_core(tx, consultation_id)
             if consultation is None or consultation.status == Status.CANCELLED.value:
                 raise TeleconsultError(ErrorCode.NOT_FOUND)
@@ -186,16 +186,19 @@ class DocumentService:
     async def seat(self, consultation_id: str, caller: Caller) -> Participant:
         """The caller's seat in the consultation, if they may see its documents; ``not_found`` otherwise."""
         async with self._db.transaction() as tx:
-            if caller.doctor is not None:
-                consultation = await consultation_store.consultation_core(tx, consultation_id)
-                seat = await consultation_store.doctor_participant(tx, consultation_id) if consultation else None
-                if consultation is None or consultation.doctor_id != caller.doctor.id or seat is None:
-                    raise TeleconsultError(ErrorCode.NOT_FOUND)
+            return await self._seat(tx, consultation_id, caller)
+
+    async def _seat(self, tx: Tx, consultation_id: str, caller: Caller) -> Participant:
+        if caller.doctor is not None:
+            consultation = await consultation_store.consultation_core(tx, consultation_id)
+            seat = await consultation_store.doctor_participant(tx, consultation_id) if consultation else None
+            if consultation is None or consultation.doctor_id != caller.doctor.id or seat is None:
+                raise TeleconsultError(ErrorCode.NOT_FOUND)
+            return seat
+        for credential in caller.credentials:
+            seat = await consultation_store.participant_by_credential(tx, hash_token(credential))
+            if seat is not None and seat.consultation_id == consultation_id and seat.admitted_at is not None:
                 return seat
-            for credential in caller.credentials:
-                seat = await consultation_store.participant_by_credential(tx, hash_token(credential))
-                if seat is not None and seat.consultation_id == consultation_id and seat.admitted_at is not None:
-                    return seat
         raise TeleconsultError(ErrorCode.NOT_FOUND)
 
 
