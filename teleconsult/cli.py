@@ -10,6 +10,9 @@ import getpass
 import logging
 import os
 import secrets
+import signal
+import socket
+import ssl
 import sys
 from collections.abc import Callable
 from dataclasses import replace
@@ -41,10 +44,15 @@ from teleconsult.files import FILE_MODE, private_directory, write_private
 from teleconsult.i18n import PARIS
 from teleconsult.logging import SERVER_ADDRESS, setup_logging
 from teleconsult.store import Database, audit
-from teleconsult.workers import run_workers
+from teleconsult.workers import adopt_connections, run_workers
 
 log = logging.getLogger("teleconsult")
 
+#: Connections waiting to be accepted (the kernel caps it at net.core.somaxconn): a node that takes another's clients
+#: over gets thousands at once.
+LISTEN_BACKLOG = 4096
+#: How long a stopping server waits for requests under way.
+SHUTDOWN_TIMEOUT_S = 10
 DEMO_EMAIL = "demo@teleconsult.localhost"
 DEMO_NAME = "Dr Camille Martin"
 DEMO_RPPS = "10001234567"
@@ -219,12 +227,62 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
             await database.close()
 
     asyncio.run(migrate())
+    listener = socket.create_server(
+        (settings.server.host, settings.server.port),
+        family=socket.AF_INET6 if ":" in settings.server.host else socket.AF_INET,
+        backlog=LISTEN_BACKLOG,
+    )
     # The demo doctor is made by the first worker only.
     only_first = replace(settings, server=replace(settings.server, demo=False))
-    return run_workers(workers, lambda index: _serve_one(settings if index == 0 else only_first, reuse_port=True))
+    return run_workers(
+        workers, listener, lambda index, inbox: _serve_worker(settings if index == 0 else only_first, inbox)
+    )
 
 
-def _serve_one(settings: Settings, *, reuse_port: bool = False) -> int:
+def _serve_one(settings: Settings) -> int:
+    ssl_context, app, banner = _prepare_serving(settings)
+    # aiohttp calls ``print`` once the sockets listen: the banner never announces a server that cannot answer yet.
+    web.run_app(
+        app,
+        host=settings.server.host,
+        port=settings.server.port,
+        ssl_context=ssl_context,
+        shutdown_timeout=SHUTDOWN_TIMEOUT_S,
+        access_log=None,
+        print=lambda _text: print("".join(banner), flush=True),
+        handle_signals=True,
+        backlog=LISTEN_BACKLOG,
+    )
+    return 0
+
+
+def _serve_worker(settings: Settings, inbox: socket.socket) -> int:
+    """One of ``--workers``: the whole server, on the connections the parent hands it (``workers.py``)."""
+    ssl_context, app, banner = _prepare_serving(settings)
+
+    async def serve() -> None:
+        runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=SHUTDOWN_TIMEOUT_S, access_log=None)
+        await runner.setup()
+        loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        assert runner.server is not None
+        orphaned: asyncio.Future[Any] = adopt_connections(inbox, runner.server, ssl_context)
+        stopped: asyncio.Future[Any] = asyncio.ensure_future(stop.wait())
+        print("".join(banner), flush=True)
+        try:
+            await asyncio.wait([stopped, orphaned], return_when=asyncio.FIRST_COMPLETED)  # a signal, or no parent
+        finally:
+            stopped.cancel()
+            await runner.cleanup()
+
+    asyncio.run(serve())
+    return 0
+
+
+def _prepare_serving(settings: Settings) -> tuple[ssl.SSLContext | None, web.Application, list[str]]:
+    """The TLS context, the application and its banner (completed at start-up with the demo account, if any)."""
     gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
     ssl_context = server_ssl_context(settings.server)
     app = create_app(settings)
@@ -233,6 +291,7 @@ def _serve_one(settings: Settings, *, reuse_port: bool = False) -> int:
 
         async def demo(app: web.Application) -> None:
             email, password = await ensure_demo_doctor(settings, app[DOCTORS])
+            # The one place a secret is printed: the developer's own terminal, for the demo account only.
             banner.append(f"  Demo doctor: {email}\n  Password:    {password}\n")
 
         app.on_startup.append(demo)
@@ -243,20 +302,7 @@ def _serve_one(settings: Settings, *, reuse_port: bool = False) -> int:
         settings.server.port,
         extra={SERVER_ADDRESS: True},
     )
-    # aiohttp calls ``print`` once the sockets listen: the banner never announces a server that cannot answer yet.
-    # It is the one place a secret is printed: the developer's own terminal, for the demo account only.
-    web.run_app(
-        app,
-        host=settings.server.host,
-        port=settings.server.port,
-        ssl_context=ssl_context,
-        shutdown_timeout=10,
-        access_log=None,
-        print=lambda _text: print("".join(banner), flush=True),
-        handle_signals=True,
-        reuse_port=reuse_port or None,
-    )
-    return 0
+    return ssl_context, app, banner
 
 
 async def ensure_demo_doctor(settings: Settings, service: DoctorService) -> tuple[str, str]:

@@ -18,6 +18,7 @@ from email.message import EmailMessage
 from email.parser import BytesParser
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 from playwright.async_api import Browser, BrowserContext, ConsoleMessage, Page, async_playwright, expect
@@ -154,6 +155,9 @@ async def test_doctor_and_patient_hold_a_consultation(browser: Browser, live_ser
     try:
         doctor = watcher.watch(await doctor_context.new_page(), "doctor")
         patient = watcher.watch(await patient_context.new_page(), "patient")
+        sockets: dict[str, list[str]] = {"doctor": [], "patient": []}
+        doctor.on("websocket", lambda ws: sockets["doctor"].append(ws.url))
+        patient.on("websocket", lambda ws: sockets["patient"].append(ws.url))
 
         # The doctor logs in and creates a consultation.
         await log_in(doctor, live_server.doctor_email, live_server.doctor_password)
@@ -189,6 +193,9 @@ async def test_doctor_and_patient_hold_a_consultation(browser: Browser, live_ser
             await page.wait_for_function(REMOTE_VIDEO_PLAYING, timeout=WAIT_MS)
             await expect(page.get_by_test_id("call-status")).to_have_attribute("data-state", "connected")
         await expect(patient.get_by_test_id("waiting")).to_be_hidden()
+        # Both sockets named the same room (a worker or a proxy sends them to one process), not the consultation id.
+        rooms = {urlsplit(url).query for who in sockets for url in sockets[who]}
+        assert len(rooms) == 1 and re.fullmatch(r"room=[0-9a-f]{8}", rooms.pop()), sockets
 
         # Chat.
         await patient.get_by_test_id("chat-input").fill("Bonjour docteur")

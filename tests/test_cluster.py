@@ -219,8 +219,10 @@ async def join(http: ClientSession, node: Node, link: str) -> dict[str, Any]:
     return dict(await response.json())
 
 
-async def connect(http: ClientSession, node: Node, *, ticket: str | None = None, resume: str | None = None) -> Peer:
-    ws = await http.ws_connect(f"{node.url}/ws")
+async def connect(
+    http: ClientSession, node: Node, *, ticket: str | None = None, resume: str | None = None, room: str | None = None
+) -> Peer:
+    ws = await http.ws_connect(f"{node.url}/ws" + (f"?room={room}" if room else ""))
     await ws.send_str(json.dumps({"type": "hello", "v": 1} | ({"resume": resume} if resume else {"ticket": ticket})))
     welcome = json.loads((await ws.receive(timeout=15)).data)
     assert welcome["type"] == "welcome", welcome
@@ -237,14 +239,18 @@ class Call:
     patient_ws: Peer
 
 
-async def call_across(browsers: Any, doctor_node: Node, patient_node: Node) -> Call:
-    """The doctor on one node, the patient on another: joined, admitted, video reported flowing."""
+async def call_across(browsers: Any, doctor_node: Node, patient_node: Node, *, hinted: bool = False) -> Call:
+    """The doctor on one node, the patient on another: joined, admitted, video reported flowing. ``hinted``: the
+    sockets name their room (``/ws?room=``), as the call page does."""
     doctor = await log_in(browsers(), doctor_node)
     consultation = await doctor.consultation(doctor_node)
-    doctor_ws = await connect(doctor.http, doctor_node, ticket=await doctor.ticket(doctor_node, consultation["id"]))
+    room = consultation["id"][-8:] if hinted else None
+    ticket = await doctor.ticket(doctor_node, consultation["id"])
+    # A browser opens a WebSocket on a connection of its own; aiohttp would reuse the one its requests went over.
+    doctor_ws = await connect(browsers() if hinted else doctor.http, doctor_node, ticket=ticket, room=room)
     patient_http = browsers()
     joined = await join(patient_http, patient_node, consultation["patient_link"])
-    patient_ws = await connect(patient_http, patient_node, ticket=joined["ticket"])
+    patient_ws = await connect(browsers() if hinted else patient_http, patient_node, ticket=joined["ticket"], room=room)
     assert patient_ws.welcome["state"] == "waiting"
     await patient_ws.expect("waiting")
     lobby = await doctor_ws.expect("lobby", waiting=bool)
@@ -550,11 +556,27 @@ async def test_workers_share_one_port_and_its_rooms(cluster_of: Any, browsers: A
         workers = Path(f"/proc/{process.pid}/task/{process.pid}/children").read_text().split()
         assert len(workers) == 2
         node = Node("w", single.data_dir, cluster.database_url, cluster.redis.url, port=port)
-        for _ in range(3):  # whichever worker each socket reaches, the room is one
-            call = await call_across(browsers, node, node)
+        for hinted in (False, False, False, True, True, True, True):
+            # Whichever worker each socket reaches, the room is one; sockets that name their room reach one worker,
+            # so their frames never go through Redis.
+            call = await call_across(browsers, node, node, hinted=hinted)
+            before = publishes(cluster.redis)
             await relays(call.patient_ws, call.doctor_ws)
+            await relays(call.doctor_ws, call.patient_ws)
+            if hinted:
+                assert publishes(cluster.redis) == before
             await call.doctor_ws.send(type="end")
             await call.patient_ws.expect("ended", timeout=10)
+        # A connection that never finishes its request line holds nobody else up, and is served in the end.
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"GET /hea")
+        await writer.drain()
+        async with browsers().get(f"{node.url}/healthz") as health:
+            assert health.status == 200
+        writer.write(b"lthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        await writer.drain()
+        assert (await asyncio.wait_for(reader.readline(), 10)).startswith(b"HTTP/1.1 200")
+        writer.close()
     finally:
         process.terminate()
         assert process.wait(timeout=20) == 0, log.read_text()

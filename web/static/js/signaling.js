@@ -5,13 +5,28 @@ const MAX_ATTEMPTS = 8;
 /** After these the server closes the socket on purpose: no reconnection. */
 const TERMINAL = new Set(["ended", "denied", "removed"]);
 
-export function socketUrl() {
+/**
+ * A short key for the room (a hash, not the consultation id itself), sent as `/ws?room=`: a server running several
+ * workers, or a proxy hashing on it, sends every socket of a room to the same process, so their frames never cross
+ * between servers. Any stable string would do; the server only hashes it again.
+ */
+export function roomKey(consultationId) {
+  let hash = 0x811c9dc5; // FNV-1a, 32 bits
+  for (const char of consultationId) {
+    hash = Math.imul(hash ^ char.codePointAt(0), 0x01000193) >>> 0;
+  }
+  return hash.toString(16).padStart(8, "0");
+}
+
+export function socketUrl(consultationId = null) {
   const scheme = window.location.protocol === "https:" ? "wss" : "ws";
-  return `${scheme}://${window.location.host}/ws`;
+  const room = consultationId ? `?room=${roomKey(consultationId)}` : "";
+  return `${scheme}://${window.location.host}/ws${room}`;
 }
 
 /**
- * Usage: `new Signaling({ credentials, onMessage, onStatus }).connect(ticket)`.
+ * Usage: `new Signaling({ credentials, onMessage, onStatus, room }).connect(ticket)`.
+ * - `room()` gives the consultation id when it is known, for the socket's room key (`socketUrl`).
  * - After a dropped connection the client resumes with the resume token of its last welcome (same peer id,
  *   its peers see nothing). If that is refused (the grace period is over), `credentials()` resolves with a
  *   fresh ticket for a new hello.
@@ -21,8 +36,9 @@ export function socketUrl() {
  *   credentials call failed for good: `error`), "closed" (closed on purpose).
  */
 export class Signaling {
-  constructor({ credentials, onMessage, onStatus }) {
+  constructor({ credentials, onMessage, onStatus, room = () => null }) {
     this.credentials = credentials;
+    this.room = room;
     this.onMessage = onMessage;
     this.onStatus = onStatus;
     this.ws = null;
@@ -39,7 +55,7 @@ export class Signaling {
   /** Open a socket and say hello with this ticket, or resume with a resume token. */
   connect(ticket, { resume = null } = {}) {
     if (this.stopped) return;
-    const ws = new WebSocket(socketUrl());
+    const ws = new WebSocket(socketUrl(this.room()));
     this.ws = ws;
     this.expectClose = false;
     const hello = resume ? { type: "hello", v: 1, resume } : { type: "hello", v: 1, ticket };

@@ -99,6 +99,7 @@ export class CallPage {
       credentials: () => this.freshTicket(),
       onMessage: (message) => this.onMessage(message),
       onStatus: (status, error) => this.onStatus(status, error),
+      room: () => this.consultationId,
     });
     this.signaling.connect(ticket, { resume });
   }
