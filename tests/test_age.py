@@ -15,14 +15,12 @@ from teleconsult.crypto.age import (
     MAX_HEADER,
     NONCE_SIZE,
     SEALED_CHUNK,
-    X25519_LABEL,
     AgeError,
     Decryptor,
     Encryptor,
     Identity,
     Recipient,
     WrapKeys,
-    _hkdf,
     decrypt,
     encrypt,
     header_end,
@@ -226,15 +224,6 @@ def test_pyrage_reads_ours_and_we_read_its() -> None:
     plain = pattern(CHUNK + 77)
     assert pyrage.decrypt(encrypt(plain, [identity.recipient()]), [theirs]) == plain
     assert decrypt(pyrage.encrypt(plain, [theirs.to_public()]), [identity]) == plain
-
-
-def test_hkdf_is_rfc_5869_as_cryptography_computes_it() -> None:
-    from cryptography.hazmat.primitives import hashes
-    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-
-    for key, salt, info in [(b"k" * 16, b"", b"header"), (bytes(32), b"s" * 48, X25519_LABEL), (b"x", b"n" * 16, b"")]:
-        expected = HKDF(algorithm=hashes.SHA256(), length=32, salt=salt or None, info=info).derive(key)
-        assert _hkdf(key, salt, info) == expected
 
 
 def test_wrap_keys_made_ahead_open_everywhere_and_serve_one_file_each(alice: Identity) -> None:
