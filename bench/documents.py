@@ -4,16 +4,21 @@ command line, in one run on the same files.
 Run from the repository root: ``.venv/bin/python bench/documents.py`` (``--sizes 1,64`` for a quick look).
 
 For each size (MiB, random bytes made once):
-1. Teleconsult's format in memory: ``Encryptor.update`` fed 1 MiB at a time, then ``Decryptor.update`` the same way
-   (what the upload and download paths do), best of ``--repeat`` runs;
+1. Teleconsult's format in memory: ``Encryptor.update_view`` fed 1 MiB at a time, then ``Decryptor.update_view`` the
+   same way (what the upload and download paths do: each batch handed on, its buffer reused), best of ``--repeat``
+   runs; the recipient's wrap key made ahead (``WrapKeys``), as the server makes them between two uploads;
 2. ``age -r <recipient> -o /dev/null <file>`` and ``age -d``, the file in /dev/shm (memory), best of the runs;
-3. the ceiling: ``openssl speed -evp chacha20-poly1305 -bytes 65536`` (one core, the same AEAD and chunk size).
+3. the ceiling: ``openssl speed -evp chacha20-poly1305 -bytes 65536`` (one core, the same AEAD and chunk size); and,
+   to show what of the gap is the binding's, ``cryptography``'s ChaCha20-Poly1305 alone over the largest file in
+   64 KiB chunks (no format); and each file's fixed set-up (the header), with its X25519 made ahead or in line.
 
 Then, with ``--http`` (the default), through a ``teleconsult serve`` process on loopback with its data directory on
-disk: the doctor uploads each size (streamed from memory) and downloads it back; ``dd`` writes the same size to the
-same data directory with ``conv=fdatasync`` (the disk's own speed); and a neighbour room's signaling (a ``ping``
-every 25 ms on another consultation's socket, answered by the server's event loop) is timed while a 256 MiB upload
-runs, against the same with nothing uploading.
+disk: the doctor uploads each size (streamed from memory) and downloads it back, with the server's CPU time per
+upload (all its threads); ``dd`` writes the same size to the same data directory with ``conv=fdatasync`` (the
+disk's own speed), from random bytes in memory as the upload writes ciphertext (and from ``/dev/zero``, which this
+virtual disk writes faster), best of the interleaved runs, with the worst beside it; and a neighbour room's
+signaling (a ``ping`` every 25 ms on another consultation's socket, answered by the server's event loop) is timed
+while a 256 MiB upload runs, against the same with nothing uploading.
 
 Targets (issue 15): the format at 80 % or more of the ceiling; faster than ``age`` on the same file; HTTP upload at
 50 % or more of the disk speed; the neighbour room's p99 under 15 ms during the upload.
@@ -41,21 +46,26 @@ from aiohttp import ClientSession, ClientWebSocketResponse, CookieJar, FormData,
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from teleconsult.crypto.age import Decryptor, Encryptor, Identity, encrypt
+from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
+
+from teleconsult.crypto.age import CHUNK, TAG, Decryptor, Encryptor, Identity, WrapKeys, encrypt
 
 MIB = 1024 * 1024
 FEED = MIB
 
 
 def ours(data: bytes, identity: Identity, repeat: int) -> tuple[float, float]:
-    """Best encrypt and decrypt times (seconds), fed ``FEED`` bytes at a time, after one warm-up run. Encryption
-    is timed as the server uses it (each sealed batch is handed on, as to ``file.write``, and its buffer reused),
-    as ``openssl speed`` reuses its buffers; the file to decrypt is assembled outside the timing."""
+    """Best encrypt and decrypt times (seconds), fed ``FEED`` bytes at a time, after one warm-up run. Both are timed
+    as the server uses them (each batch is handed on, as to ``file.write`` or a hash, and its buffer reused), as
+    ``openssl speed`` reuses its buffers; the recipient's wrap key is made ahead, outside the timing, as the server
+    makes them after each upload; the file to decrypt is assembled outside the timing."""
     best_enc = best_dec = float("inf")
+    wrap_keys = WrapKeys(depth=1)
     for _ in range(repeat + 1):
+        wrap_keys.fill([identity.recipient()])
         view = memoryview(data)
         start = time.perf_counter()
-        encryptor = Encryptor([identity.recipient()])
+        encryptor = Encryptor([identity.recipient()], wrap_keys=wrap_keys)
         for offset in range(0, len(data), FEED):
             encryptor.update_view(view[offset : offset + FEED])
         encryptor.finalize()
@@ -66,11 +76,47 @@ def ours(data: bytes, identity: Identity, repeat: int) -> tuple[float, float]:
         got = 0
         sealed_view = memoryview(sealed)
         for offset in range(0, len(sealed), FEED):
-            got += len(decryptor.update(sealed_view[offset : offset + FEED]))
+            got += len(decryptor.update_view(sealed_view[offset : offset + FEED]))
         got += len(decryptor.finalize())
         best_dec = min(best_dec, time.perf_counter() - start)
         assert got == len(data)
     return best_enc, best_dec
+
+
+def aead_alone(data: bytes, repeat: int) -> float:
+    """Best time (seconds) of ``cryptography``'s ChaCha20-Poly1305 over ``data`` in 64 KiB chunks into one reused
+    buffer: the format's work without the format (no header, no stream bookkeeping)."""
+    aead = ChaCha20Poly1305(os.urandom(32))
+    view, out = memoryview(data), memoryview(bytearray(CHUNK + TAG))
+    best = float("inf")
+    for _ in range(repeat + 1):
+        start = time.perf_counter()
+        for counter, offset in enumerate(range(0, len(data), CHUNK)):
+            aead.encrypt_into((counter << 8).to_bytes(12, "big"), view[offset : offset + CHUNK], None, out)
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def set_up(identity: Identity, runs: int = 200) -> tuple[float, float, float]:
+    """Median seconds of a file's fixed work: an encryptor's header with its wrap key made ahead, the same with it
+    made in line (two X25519 operations), and a decryptor opening the header (one)."""
+    recipient, wrap_keys = identity.recipient(), WrapKeys(depth=runs)
+    wrap_keys.fill([recipient])
+    head = Encryptor([recipient]).header
+
+    def median(make: Any) -> float:
+        times = []
+        for _ in range(runs):
+            start = time.perf_counter()
+            make()
+            times.append(time.perf_counter() - start)
+        return sorted(times)[runs // 2]
+
+    return (
+        median(lambda: Encryptor([recipient], wrap_keys=wrap_keys)),
+        median(lambda: Encryptor([recipient])),
+        median(lambda: Decryptor([identity]).update_view(head)),
+    )
 
 
 def age_cli(path: Path, identity: Identity, workdir: Path, repeat: int) -> tuple[float, float] | None:
@@ -122,17 +168,25 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def dd_seconds(directory: Path, mib: int) -> float:
+def dd_seconds(directory: Path, mib: int, source: Path) -> float:
+    """``dd`` writing ``mib`` MiB from ``source`` to a new file in ``directory``, synced (``conv=fdatasync``), as an
+    upload writes and syncs a new file."""
     target = directory / "dd.bin"
     start = time.perf_counter()
     subprocess.run(
-        ["dd", "if=/dev/zero", f"of={target}", "bs=1M", f"count={mib}", "conv=fdatasync"],
+        ["dd", f"if={source}", f"of={target}", "bs=1M", f"count={mib}", "conv=fdatasync"],
         check=True,
         capture_output=True,
     )
     seconds = time.perf_counter() - start
     target.unlink()
     return seconds
+
+
+def cpu_seconds(pid: int) -> float:
+    """The process's user and system time so far, all its threads."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 async def neighbour(ws: ClientWebSocketResponse, stop: asyncio.Event) -> list[float]:
@@ -155,7 +209,7 @@ def p99(values: list[float]) -> float:
     return ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] if ordered else float("nan")
 
 
-async def through_server(sizes: list[int], workdir: Path, repeat: int) -> None:
+async def through_server(sizes: list[int], workdir: Path, repeat: int, random_source: Path) -> None:
     data_dir = workdir / "var"
     env = {k: v for k, v in os.environ.items() if not k.startswith("TELECONSULT_")}
     env["TELECONSULT_MAX_DOCUMENT_BYTES"] = str(max(sizes) * MIB + MIB)
@@ -189,21 +243,17 @@ async def through_server(sizes: list[int], workdir: Path, repeat: int) -> None:
             body = {"patient_name": "Patient Bench", "patient_email": "patient@example.org"}
             async with http.post("/api/consultations", json=body, headers=headers) as r:
                 consultation = await r.json()
-            print("\nthrough the server (loopback, data directory on disk):")
-            print(f"{'MiB':>5}  {'upload':>12} {'download':>12} {'disk (dd)':>12}  {'upload/disk':>11}")
+            print("\nthrough the server (loopback, data directory on disk; dd best and worst of the runs):")
+            print(
+                f"{'MiB':>5}  {'upload':>12} {'CPU/wall':>8} {'download':>12}  {'dd random':>12} {'(worst)':>12}"
+                f"  {'dd zeros':>12}  {'upload/disk':>11}"
+            )
             worst = float("inf")
             for mib in sizes:
-                size = mib * MIB
-                up = down = disk = float("inf")
-                for _ in range(repeat):  # interleaved, best of each: the disk and the machine are noisy
-                    document_id, seconds = await upload(http, headers, consultation["id"], mib)
-                    up = min(up, seconds)
-                    down = min(down, await download(http, document_id))
-                    disk = min(disk, dd_seconds(data_dir, mib))
-                worst = min(worst, disk / up)
-                print(
-                    f"{mib:>5}  {rate(size, up):>12} {rate(size, down):>12} {rate(size, disk):>12}  {disk / up:>10.0%}"
+                ratio = await one_size(
+                    http, headers, consultation["id"], mib, repeat, data_dir, random_source, server.pid
                 )
+                worst = min(worst, ratio)
             idle, busy = await neighbour_latency(http, headers, consultation["id"], max(sizes))
             print(
                 f"\nneighbour room, ping round trip: p99 {p99(idle):.2f} ms idle, {p99(busy):.2f} ms during a "
@@ -217,6 +267,42 @@ async def through_server(sizes: list[int], workdir: Path, repeat: int) -> None:
     finally:
         server.terminate()
         server.wait(10)
+
+
+async def one_size(
+    http: ClientSession,
+    headers: dict[str, str],
+    cid: str,
+    mib: int,
+    repeat: int,
+    data_dir: Path,
+    random_source: Path,
+    server_pid: int,
+) -> float:
+    """Uploads, downloads and ``dd`` runs of one size, interleaved (the disk and the machine are noisy), the best of
+    each printed; returns upload speed over the disk's (``dd`` of random bytes)."""
+    size = mib * MIB
+    ups: list[tuple[float, float]] = []
+    down, disk, zeros, disk_worst = float("inf"), float("inf"), float("inf"), 0.0
+    for _ in range(repeat):
+        cpu = cpu_seconds(server_pid)
+        document_id, seconds = await upload(http, headers, cid, mib)
+        ups.append((seconds, cpu_seconds(server_pid) - cpu))
+        down = min(down, await download(http, document_id))
+        random_run = dd_seconds(data_dir, mib, random_source)
+        disk, disk_worst = min(disk, random_run), max(disk_worst, random_run)
+        zeros = min(zeros, dd_seconds(data_dir, mib, Path("/dev/zero")))
+    up, up_cpu = min(ups)
+    print(
+        f"{mib:>5}  {rate(size, up):>12} {up_cpu / up:>8.2f} {rate(size, down):>12}  {rate(size, disk):>12}"
+        f" {rate(size, disk_worst):>12}  {rate(size, zeros):>12}  {disk / up:>10.0%}"
+    )
+    return disk / up
+
+
+def shm_dir() -> Path:
+    """A directory in memory (tmpfs), so that what is measured is not read from the disk."""
+    return Path("/dev/shm") if Path("/dev/shm").is_dir() else Path(tempfile.gettempdir())  # noqa: S108
 
 
 async def upload(http: ClientSession, headers: dict[str, str], cid: str, mib: int) -> tuple[str, float]:
@@ -289,40 +375,59 @@ def main() -> None:
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
     identity = Identity.generate("bench")
-    ceiling = openssl_ceiling()
     print(f"documents bench: {platform.processor() or platform.machine()}, Python {platform.python_version()}")
+    # Measured before the rows and after them, the higher kept: the machine's speed drifts with its other work.
+    ceilings = [c for c in (openssl_ceiling(),) if c]
     print(
         f"ceiling (openssl speed -evp chacha20-poly1305, 64 KiB blocks, one core): "
-        f"{rate(1, 1 / ceiling) if ceiling else 'not measured'}"
+        f"{rate(1, 1 / ceilings[0]) if ceilings else 'not measured'} before the rows"
     )
-    print(
-        f"{'MiB':>5}  {'ours enc':>12} {'ours dec':>12}  {'age enc':>12} {'age dec':>12}  "
-        f"{'enc/ceiling':>11} {'dec/ceiling':>11}  {'enc/age':>7} {'dec/age':>7}"
-    )
+    ceiling = ceilings[0] if ceilings else None
+    rows: list[tuple[int, float, float, tuple[float, float] | None]] = []
+    data = b""
     # Files in memory (tmpfs) so that the disk's speed is not what is measured; a private directory inside it.
-    shm = Path("/dev/shm") if Path("/dev/shm").is_dir() else Path(tempfile.gettempdir())  # noqa: S108
-    with tempfile.TemporaryDirectory(dir=shm) as scratch:
+    with tempfile.TemporaryDirectory(dir=shm_dir()) as scratch:
         workdir = Path(scratch)
-        worst_ceiling, worst_age = float("inf"), float("inf")
         for mib in sizes:
             data = os.urandom(mib * MIB)
             path = workdir / "plain.bin"
             path.write_bytes(data)
             enc, dec = ours(data, identity, args.repeat)
-            cli = age_cli(path, identity, workdir, args.repeat)
-            size = len(data)
-            cells = [f"{mib:>5}", f"{rate(size, enc):>12}", f"{rate(size, dec):>12}"]
-            cells += [f"{rate(size, cli[0]):>12}", f"{rate(size, cli[1]):>12}"] if cli else ["n/a".rjust(12)] * 2
-            if ceiling:
-                ratios = (size / enc / ceiling, size / dec / ceiling)
-                worst_ceiling = min(worst_ceiling, *ratios)
-                cells += [f"{ratios[0]:>10.0%}", f"{ratios[1]:>11.0%}"]
-            if cli:
-                versus = (cli[0] / enc, cli[1] / dec)
-                worst_age = min(worst_age, *versus)
-                cells += [f"{versus[0]:>6.2f}x", f"{versus[1]:>6.2f}x"]
-            print("  ".join(cells), flush=True)
+            rows.append((mib, enc, dec, age_cli(path, identity, workdir, args.repeat)))
             path.unlink()
+    if after := openssl_ceiling():
+        ceilings.append(after)
+        ceiling = max(ceilings)
+        print(f"  and after the rows: {rate(1, 1 / after)}; the ratios below are against {rate(1, 1 / ceiling)}")
+    print(
+        f"{'MiB':>5}  {'ours enc':>12} {'ours dec':>12}  {'age enc':>12} {'age dec':>12}  "
+        f"{'enc/ceiling':>11} {'dec/ceiling':>11}  {'enc/age':>7} {'dec/age':>7}"
+    )
+    worst_ceiling, worst_age = float("inf"), float("inf")
+    for mib, enc, dec, cli in rows:
+        size = mib * MIB
+        cells = [f"{mib:>5}", f"{rate(size, enc):>12}", f"{rate(size, dec):>12}"]
+        cells += [f"{rate(size, cli[0]):>12}", f"{rate(size, cli[1]):>12}"] if cli else ["n/a".rjust(12)] * 2
+        if ceiling:
+            ratios = (size / enc / ceiling, size / dec / ceiling)
+            worst_ceiling = min(worst_ceiling, *ratios)
+            cells += [f"{ratios[0]:>10.0%}", f"{ratios[1]:>11.0%}"]
+        if cli:
+            versus = (cli[0] / enc, cli[1] / dec)
+            worst_age = min(worst_age, *versus)
+            cells += [f"{versus[0]:>6.2f}x", f"{versus[1]:>6.2f}x"]
+        print("  ".join(cells), flush=True)
+    alone = len(data) / aead_alone(data, args.repeat)
+    share = f" ({alone / ceiling:.0%} of the ceiling)" if ceiling else ""
+    print(
+        f"ChaCha20-Poly1305 alone (cryptography), 64 KiB chunks of the {sizes[-1]} MiB file: {rate(1, 1 / alone)}"
+        f"{share}"
+    )
+    ahead, in_line, opening = set_up(identity)
+    print(
+        f"a file's set-up (median): encryption {ahead * 1e6:.0f} µs with its wrap key made ahead "
+        f"({in_line * 1e6:.0f} µs made in line), decryption {opening * 1e6:.0f} µs (one X25519)"
+    )
     print("targets:")
     if ceiling:
         print(
@@ -332,8 +437,14 @@ def main() -> None:
     if worst_age != float("inf"):
         print(f"  faster than age on the same file: worst {worst_age:.2f}x: {'met' if worst_age > 1 else 'NOT met'}")
     if not args.no_http:
-        with tempfile.TemporaryDirectory(prefix="teleconsult-bench-") as scratch:
-            asyncio.run(through_server(sizes, Path(scratch), args.repeat))
+        # The disk's reference writes random bytes, as an upload writes ciphertext; read from memory.
+        with (
+            tempfile.TemporaryDirectory(prefix="teleconsult-bench-") as scratch,
+            tempfile.NamedTemporaryFile(dir=shm_dir()) as random_source,
+        ):
+            random_source.write(os.urandom(max(sizes) * MIB))
+            random_source.flush()
+            asyncio.run(through_server(sizes, Path(scratch), args.repeat, Path(random_source.name)))
 
 
 if __name__ == "__main__":
