@@ -34,7 +34,8 @@ descriptor limit allows, and the load generator must hold all the clients.
    leave). Then every room relays one frame. The grace period (30 s) is counted from the kill; the time a client
    took is split into its steps (old socket seen closed, waiting, opening the new one, hello to welcome).
 4. **``--workers 2`` against PeerJS, flat out.** One ``teleconsult serve`` process without Redis (what the workers
-   cost), ``teleconsult serve --workers 2`` (Redis; ``SO_REUSEPORT`` spreads the sockets) and the PeerJS server
+   cost), ``teleconsult serve --workers 2`` (Redis; the parent hands each socket to the worker its ``?room=`` key
+   picks, as the call page sends it, so a room's two sockets are on one worker) and the PeerJS server
    (``bench/peerjs``), ``--flat-rooms`` rooms each, every room keeping one frame in flight for ``--duration`` s.
    The load generator shares the two cores: its share is printed.
 
@@ -49,6 +50,7 @@ node holds every socket (4 per room of each node), so ``(hard limit - margin) / 
 from __future__ import annotations
 
 import argparse
+import array
 import asyncio
 import contextlib
 import gc
@@ -58,6 +60,8 @@ import random
 import resource
 import shutil
 import signal
+import struct
+import subprocess
 import sys
 import tempfile
 import time
@@ -348,17 +352,18 @@ class Load(Generator):
         self.outcomes: dict[tuple[int, int], Outcome] = {}
         self.returning: list[asyncio.Task[None]] = []
 
-    def url(self, node: int) -> str:
-        return f"http://127.0.0.1:{self.ports[node]}/ws"
+    def url(self, node: int, spot: Spot) -> str:
+        """As the call page does, the socket names its room (``--workers`` sends a room's sockets to one worker)."""
+        return f"http://127.0.0.1:{self.ports[node]}/ws?room={spot.index:08x}"
 
     async def join_spot(self, spot: Spot) -> Room:
         if self.kind == "peerjs":
             return await self.target.join(spot.index)
         doctor_ticket, patient_ticket = spot.tickets
-        doctor = await self.http.ws_connect(self.url(spot.nodes[0]))
+        doctor = await self.http.ws_connect(self.url(spot.nodes[0], spot))
         await doctor.send_str(json.dumps({"type": "hello", "v": 1, "ticket": doctor_ticket}))
         doctor_welcome = await expect(doctor, "welcome")
-        patient = await self.http.ws_connect(self.url(spot.nodes[1]))
+        patient = await self.http.ws_connect(self.url(spot.nodes[1], spot))
         await patient.send_str(json.dumps({"type": "hello", "v": 1, "ticket": patient_ticket}))
         patient_welcome = await expect(patient, "welcome")
         lobby = await expect(doctor, "lobby", lambda f: bool(f["waiting"]))
@@ -414,6 +419,8 @@ class Load(Generator):
 
     async def run(self, cmd: dict[str, Any]) -> dict[str, Any]:
         """Flat out or paced on the rooms of ``groups``; latencies of the frames sent in [t0, t1]."""
+        if cmd["mode"] == "flat-c":
+            return await self.run_native(cmd)
         self.rooms = self.rooms_of(cmd["groups"])
         stats = self.stats = Stats(flat=cmd["mode"] == "flat")
         stats.window = (cmd["t0"], cmd["t1"])
@@ -451,6 +458,62 @@ class Load(Generator):
             "slow": stats.slow[:20_000],
         }
 
+    async def run_native(self, cmd: dict[str, Any]) -> dict[str, Any]:
+        """Flat out with ``bench/flatload.c``: the rooms' sockets, joined here, handed to it as they are."""
+        rooms = self.rooms_of(cmd["groups"])
+        transports = [ws._writer.transport for room in rooms for ws in room.ws]  # the bench reaches into its own client
+        for transport in transports:
+            transport.pause_reading()  # the sockets are flatload's until it exits
+        fds = [transport.get_extra_info("socket").fileno() for transport in transports]
+        description = [struct.pack("<I", len(rooms))]
+        for index, room in enumerate(rooms):
+            description.append(struct.pack("<ii", fds[2 * index], fds[2 * index + 1]))
+            for side in (0, 1):
+                for head, tail in room.frames[side]:
+                    for piece in (head.encode(), tail.encode()):
+                        description.append(struct.pack("<I", len(piece)) + piece)
+        work = Path(tempfile.mkdtemp(prefix="flatload-"))
+        try:
+            (work / "rooms").write_bytes(b"".join(description))
+            process = await asyncio.create_subprocess_exec(
+                cmd["flatload"],
+                str(work / "rooms"),
+                str(work / "out"),
+                str(cmd["t0"]),
+                str(cmd["t1"]),
+                pass_fds=fds,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+            )
+            out, err = await process.communicate()
+            latencies = array.array("q", (work / "out").read_bytes() if (work / "out").exists() else b"")
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+            for transport in transports:
+                transport.resume_reading()
+        if process.returncode != 0:
+            return {
+                "rooms": len(rooms),
+                "frames": 0,
+                "lost": 0,
+                "latencies": [],
+                "bad": 0,
+                "verified": 0,
+                "problem": f"flatload: {err.decode(errors='replace')[:300]}",
+                "slow": [],
+            }
+        frames, lost, _sent, _other = (int(x) for x in out.split())
+        return {
+            "rooms": len(rooms),
+            "frames": frames,
+            "lost": lost,
+            "latencies": latencies.tolist(),
+            "bad": 0,
+            "verified": 0,
+            "problem": err.decode(errors="replace")[:300],
+            "slow": [],
+        }
+
     def arm(self, dead: int, survivor: int) -> None:
         """The clients on node ``dead`` will resume on ``survivor`` once their socket closes."""
         self.stats = Stats(stop=True)  # a socket closing is expected now
@@ -471,7 +534,7 @@ class Load(Generator):
             outcome.attempts += 1
             dialled = now_ns()
             try:
-                ws = await self.http.ws_connect(self.url(survivor))
+                ws = await self.http.ws_connect(self.url(survivor, spot))
             except (ClientError, OSError) as error:
                 outcome.errors.append(f"connect: {type(error).__name__}")
                 continue
@@ -648,7 +711,14 @@ class Loads:
         return list(await asyncio.gather(*(p.ask(cmd, **values) for p in self.procs)))
 
     def cpu_s(self) -> float:
-        return sum(proc_cpu_s(p.pid) for p in self.procs)
+        """The load processes' CPU, with that of their live children (``flatload``)."""
+        total = 0.0
+        for proc in self.procs:
+            total += proc_cpu_s(proc.pid)
+            for child in children_of(proc.pid):
+                with contextlib.suppress(OSError):
+                    total += proc_cpu_s(child)
+        return total
 
     async def close(self) -> None:
         await asyncio.gather(*(p.close() for p in self.procs))
@@ -731,6 +801,14 @@ class Tickets:
         return out
 
 
+def build_flatload(workdir: Path) -> Path:
+    """``bench/flatload.c`` compiled for this run (gcc, -O2)."""
+    binary = workdir / "flatload"
+    source = Path(__file__).resolve().parent / "flatload.c"
+    subprocess.run(["gcc", "-O2", "-Wall", "-o", str(binary), str(source)], check=True)
+    return binary
+
+
 def spread(rooms: int) -> list[tuple[int, int]]:
     """As a reverse proxy without affinity spreads sockets: room i has its doctor on node i mod 2 (the owner) and its
     patient on node (i div 2) mod 2; each node owns half the rooms and holds half the sockets; half the rooms are
@@ -743,6 +821,8 @@ WARM_PLACEMENTS = [(0, 0), (1, 1), (0, 1), (1, 0)]
 SAME, SPLIT, LOCAL = "cluster, both peers on node A", "cluster, doctor on A, patient on B", "one node, LocalBus (ref.)"
 WORKERS, PEERJS = "teleconsult serve --workers 2", "PeerJS server (one process)"
 SINGLE = "teleconsult serve, one process"
+#: The label suffix of a window whose load is bench/flatload.c.
+NATIVE = ", C load"
 
 
 class Bench:
@@ -754,6 +834,7 @@ class Bench:
         self.kill: dict[str, Any] = {}
         self.flat: list[Window] = []
         self.server_problems: list[str] = []
+        self.flatload = build_flatload(tmp)
 
     def node(self, name: str, *, cluster: bool = True, workers: int = 1) -> tuple[Server, int]:
         return teleconsult_node(name, self.tmp, self.db.url, self.redis_url if cluster else None, workers=workers)
@@ -778,7 +859,9 @@ class Bench:
         t0 = now_ns() + int(warmup * 1e9)
         t1 = t0 + int((duration or args.duration) * 1e9)
         each = max(1, args.rate // len(loads.procs))
-        asked = asyncio.create_task(loads.ask("run", groups=groups, mode=mode, rate=each, t0=t0, t1=t1))
+        asked = asyncio.create_task(
+            loads.ask("run", groups=groups, mode=mode, rate=each, t0=t0, t1=t1, flatload=str(self.flatload))
+        )
 
         def sample() -> tuple[float, float, float, float]:
             redis = self.redis.cpu_s() if with_redis else 0.0
@@ -1009,9 +1092,10 @@ class Bench:
             await loads.start("teleconsult", [port], spots + self.tickets.spots("flat", [(0, 0)] * n, WARM_ROOMS))
             await loads.join(["warm", "flat"], args.join_concurrency)
             await loads.ask("freeze")
-            self.flat.append(
-                await self.window(SINGLE, loads, [single], groups=["flat"], mode="flat", warmup=2.0, with_redis=False)
-            )
+            for label, mode in ((SINGLE, "flat"), (SINGLE + NATIVE, "flat-c")):
+                self.flat.append(
+                    await self.window(label, loads, [single], groups=["flat"], mode=mode, warmup=2.0, with_redis=False)
+                )
         finally:
             await loads.close()
             await single.stop()
@@ -1025,7 +1109,8 @@ class Bench:
             await loads.start("teleconsult", [port], spots + self.tickets.spots("flat", [(0, 0)] * n, WARM_ROOMS))
             await loads.join(["warm", "flat"], args.join_concurrency)
             await loads.ask("freeze")
-            self.flat.append(await self.window(WORKERS, loads, [workers], groups=["flat"], mode="flat", warmup=2.0))
+            for label, mode in ((WORKERS, "flat"), (WORKERS + NATIVE, "flat-c")):
+                self.flat.append(await self.window(label, loads, [workers], groups=["flat"], mode=mode, warmup=2.0))
         finally:
             await loads.close()
             await workers.stop()
@@ -1042,9 +1127,10 @@ class Bench:
             await loads.start("peerjs", [port], spots)
             await loads.join(["warm", "flat"], args.join_concurrency)
             await loads.ask("freeze")
-            self.flat.append(
-                await self.window(PEERJS, loads, [peerjs], groups=["flat"], mode="flat", warmup=2.0, with_redis=False)
-            )
+            for label, mode in ((PEERJS, "flat"), (PEERJS + NATIVE, "flat-c")):
+                self.flat.append(
+                    await self.window(label, loads, [peerjs], groups=["flat"], mode=mode, warmup=2.0, with_redis=False)
+                )
         finally:
             await loads.close()
             await peerjs.stop()
@@ -1113,30 +1199,8 @@ class Bench:
                 f" {k['relaying']} of {k['rooms']}"
             )
         flat = {w.label: w for w in self.flat}
-        if WORKERS in flat and PEERJS in flat:
-            workers, peerjs = flat[WORKERS], flat[PEERJS]
-            ratio = workers.fps / peerjs.fps
-
-            def share(w: Window, cpu_s: float) -> str:
-                return f"{cpu_s / w.seconds / cores * 100:.0f}%"
-
-            print(
-                f"  --workers 2 relays at least {TARGET_WORKERS_VS_PEERJS}x PeerJS's frames/s flat out:"
-                f" {workers.fps:.0f} against {peerjs.fps:.0f}, {ratio:.2f}x:"
-                f" {verdict(ratio >= TARGET_WORKERS_VS_PEERJS)}\n    share of the {cores} cores: against --workers 2,"
-                f" the load generator {share(workers, workers.gen_cpu_s)},"
-                f" the workers {share(workers, workers.node_cpu_s)}, Redis {share(workers, workers.redis_cpu_s)};"
-                f" against PeerJS, the load generator {share(peerjs, peerjs.gen_cpu_s)}, PeerJS"
-                f" {share(peerjs, peerjs.node_cpu_s)}"
-            )
-        if WORKERS in flat and SINGLE in flat:
-            one, two = flat[SINGLE], flat[WORKERS]
-            print(
-                f"    one process without Redis: {one.fps:.0f} frames/s, {one.per_frame_us(one.node_cpu_s):.0f} µs of"
-                f" CPU per frame; --workers 2: {two.fps / one.fps:.2f}x its frames/s,"
-                f" {two.per_frame_us(two.node_cpu_s):.0f} µs of worker CPU per frame"
-                f" (+{two.per_frame_us(two.redis_cpu_s):.0f} µs of Redis)"
-            )
+        for suffix, generator in (("", "the Python load generator"), (NATIVE, "the C load generator (flatload)")):
+            report_workers_row(flat, suffix, generator, cores)
         problems = [w.problem for w in windows if w.problem]
         if problems:
             print("\nproblems seen by the load generator:")
@@ -1146,6 +1210,34 @@ class Bench:
             print(f"\nservers' logs: {len(self.server_problems)} ERROR or Traceback lines; the first:")
             for line in self.server_problems[:8]:
                 print(f"  {line[:200]}")
+
+
+def report_workers_row(flat: dict[str, Window], suffix: str, generator: str, cores: int) -> None:
+    """The --workers target against PeerJS, with one load generator."""
+    workers, peerjs, one = flat.get(WORKERS + suffix), flat.get(PEERJS + suffix), flat.get(SINGLE + suffix)
+    if workers is None or peerjs is None or not peerjs.fps:
+        return
+
+    def share(w: Window, cpu_s: float) -> str:
+        return f"{cpu_s / w.seconds / cores * 100:.0f}%"
+
+    ratio = workers.fps / peerjs.fps
+    print(
+        f"  --workers 2 relays at least {TARGET_WORKERS_VS_PEERJS}x PeerJS's frames/s flat out, with {generator}:"
+        f" {workers.fps:.0f} against {peerjs.fps:.0f}, {ratio:.2f}x: {verdict(ratio >= TARGET_WORKERS_VS_PEERJS)}"
+        f"\n    share of the {cores} cores: against --workers 2,"
+        f" the load generator {share(workers, workers.gen_cpu_s)},"
+        f" the workers {share(workers, workers.node_cpu_s)}, Redis {share(workers, workers.redis_cpu_s)};"
+        f" against PeerJS, the load generator {share(peerjs, peerjs.gen_cpu_s)}, PeerJS"
+        f" {share(peerjs, peerjs.node_cpu_s)}"
+    )
+    if one is not None and one.fps:
+        print(
+            f"    one process without Redis: {one.fps:.0f} frames/s, {one.per_frame_us(one.node_cpu_s):.0f} µs of"
+            f" CPU per frame; --workers 2: {workers.fps / one.fps:.2f}x its frames/s,"
+            f" {workers.per_frame_us(workers.node_cpu_s):.0f} µs of worker CPU per frame"
+            f" (+{workers.per_frame_us(workers.redis_cpu_s):.0f} µs of Redis)"
+        )
 
 
 async def bench(args: argparse.Namespace) -> None:
