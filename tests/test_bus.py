@@ -13,7 +13,7 @@ import pytest
 from aiohttp import ClientSession
 
 from teleconsult.bus import LocalBus
-from teleconsult.bus.redis import RENEW_CHUNK, RedisBus, RedisLeases
+from teleconsult.bus.redis import HOLDERS_CHUNK, RedisBus, RedisLeases
 from teleconsult.errors import ErrorCode, TeleconsultError
 from tests.conftest import make_settings, start_server
 from tests.redis_server import RedisServer, own_redis
@@ -82,22 +82,27 @@ async def test_a_failing_handler_does_not_stop_the_others(bus: Any) -> None:
     assert got == [b"1"]
 
 
-async def test_leases_have_one_holder_and_expire(tmp_path: Path) -> None:
+async def test_a_room_has_one_live_holder_and_passes_on_when_its_node_lapses(tmp_path: Path) -> None:
     server = own_redis(tmp_path / "redis")
     bus = RedisBus(server.url)
     bus.start()
     try:
         await asyncio.wait_for(bus.connected.wait(), 10)
         leases = RedisLeases(bus)
-        assert await leases.acquire("room:c:owner", "A", 300) == "A"
-        assert await leases.acquire("room:c:owner", "B", 300) == "A"
-        assert await leases.renew(["room:c:owner"], "B", 300) == [False]
-        assert await leases.renew(["room:c:owner"], "A", 300) == [True]
+        assert await leases.keep_alive("A", 300) is False  # new: nothing was alive before
+        assert await leases.keep_alive("A", 300) is True
+        assert await leases.claim("room:c:owner", "A") == "A"
+        await leases.keep_alive("B", 60_000)
+        assert await leases.claim("room:c:owner", "B") == "A"  # A is alive
+        assert await leases.claim("room:c:owner", "A") == "A"  # claiming again what one holds
         await leases.release("room:c:owner", "B")  # not B's to release
         assert await leases.holder("room:c:owner") == "A"
-        await asyncio.sleep(0.5)  # A stopped renewing: the lease is gone
+        await asyncio.sleep(0.5)  # A stopped renewing its liveness: its room is nobody's
         assert await leases.holder("room:c:owner") is None
-        assert await leases.acquire("room:c:owner", "B", 300) == "B"
+        assert await leases.holders(["room:c:owner", "room:none:owner"]) == ["A", None]  # what the key names
+        assert await leases.claim("room:c:owner", "B") == "B"
+        assert await leases.keep_alive("A", 300) is False  # A learns its liveness had lapsed
+        assert await leases.claim("room:c:owner", "A") == "B"
         await leases.release("room:c:owner", "B")
         assert await leases.holder("room:c:owner") is None
     finally:
@@ -105,23 +110,20 @@ async def test_leases_have_one_holder_and_expire(tmp_path: Path) -> None:
         server.stop()
 
 
-async def test_many_leases_renewed_in_a_few_calls_each_key_answered_in_order(tmp_path: Path) -> None:
+async def test_holders_of_many_rooms_are_read_in_a_few_commands_in_order(tmp_path: Path) -> None:
     server = own_redis(tmp_path / "redis")
     bus = RedisBus(server.url)
     bus.start()
     try:
         await asyncio.wait_for(bus.connected.wait(), 10)
         leases = RedisLeases(bus)
-        keys = [f"room:{i}:owner" for i in range(2 * RENEW_CHUNK + 7)]  # three script calls
-        for key in keys[::3]:
-            assert await leases.acquire(key, "A", 60_000) == "A"
-        for key in keys[1::3]:
-            assert await leases.acquire(key, "B", 60_000) == "B"
-        # keys[2::3] are nobody's (expired meanwhile): renewing takes them again
-        kept = await leases.renew(keys, "A", 60_000)
-        assert kept == [i % 3 != 1 for i in range(len(keys))]
-        assert [await leases.holder(key) for key in keys[:6]] == ["A", "B", "A", "A", "B", "A"]
-        assert await leases.renew([], "A", 60_000) == []
+        await leases.keep_alive("A", 60_000)
+        await leases.keep_alive("B", 60_000)
+        keys = [f"room:{i}:owner" for i in range(2 * HOLDERS_CHUNK + 7)]  # three MGETs
+        await asyncio.gather(*(leases.claim(key, "AB"[i % 3 == 1]) for i, key in enumerate(keys) if i % 3 != 2))
+        expected = [("A", "B", None)[i % 3] for i in range(len(keys))]
+        assert await leases.holders(keys) == expected
+        assert await leases.holders([]) == []
     finally:
         await bus.close()
         server.stop()

@@ -1,5 +1,5 @@
 """What a bus does: deliver bytes published on a channel to the handlers subscribed to it, on every node; and, for
-a cluster, what a lease store does (which node holds which room)."""
+a cluster, what a lease store does (which node holds which room, while it lives)."""
 
 from __future__ import annotations
 
@@ -29,15 +29,22 @@ class Bus(Protocol):
 
 
 class Leases(Protocol):
-    """Keys held by one owner at a time, each until it expires unless renewed (a room's owner node)."""
+    """Which node holds which key (a room), as long as that node is alive. A node proves it is alive by renewing
+    one liveness lease of its own (``keep_alive``); the keys it holds need no renewal of their own, and a dead node's
+    keys may be claimed by another once its liveness has expired."""
 
-    async def acquire(self, key: str, owner: str, ttl_ms: int) -> str | None:
-        """Take the key if nobody holds it; returns who holds it now (``owner`` if taken), None if unknown."""
+    async def keep_alive(self, node: str, ttl_ms: int) -> bool:
+        """Extend (or start again) ``node``'s liveness for ``ttl_ms``; False if it had expired meanwhile, when
+        other nodes may have claimed its keys."""
 
-    async def renew(self, keys: list[str], owner: str, ttl_ms: int) -> list[bool]:
-        """Extend each key ``owner`` holds (taking it again if it expired meanwhile); False where another holds it."""
+    async def claim(self, key: str, node: str) -> str | None:
+        """Take the key unless a live node other than ``node`` holds it; returns who holds it now."""
 
-    async def release(self, key: str, owner: str) -> None:
-        """Give the key up if ``owner`` still holds it."""
+    async def holder(self, key: str) -> str | None:
+        """The node holding the key, if that node is alive."""
 
-    async def holder(self, key: str) -> str | None: ...
+    async def holders(self, keys: list[str]) -> list[str | None]:
+        """Who each key names, alive or not (after a lapse of liveness: which keys are still ours)."""
+
+    async def release(self, key: str, node: str) -> None:
+        """Give the key up if ``node`` still holds it."""

@@ -313,55 +313,70 @@ class RedisBus:
         self._pub = self._sub = None
 
 
-#: Per key: extend the lease if we hold it, take it again if it has expired meanwhile; 0 where another node holds
-#: it. Many keys per call, so renewing a node's thousands of leases is a few commands, not one per room.
-RENEW = """
-local kept = {}
-for i, key in ipairs(KEYS) do
-  local holder = redis.call('GET', key)
-  if holder == ARGV[1] then
-    redis.call('PEXPIRE', key, ARGV[2])
-    kept[i] = 1
-  elseif not holder then
-    redis.call('SET', key, ARGV[1], 'PX', ARGV[2])
-    kept[i] = 1
-  else
-    kept[i] = 0
-  end
+#: A node's liveness extended, or set again if it had expired (then 0: its rooms may have been claimed meanwhile).
+KEEP_ALIVE = """
+if redis.call('PEXPIRE', KEYS[1], ARGV[1]) == 1 then
+  return 1
 end
-return kept
+redis.call('SET', KEYS[1], '1', 'PX', ARGV[1])
+return 0
 """
-#: Keys renewed by one script call: Redis runs a script alone, so a call stays well under a millisecond.
-RENEW_CHUNK = 500
+#: A key is taken unless a live node other than the caller holds it; the holder is returned.
+CLAIM = """
+local holder = redis.call('GET', KEYS[1])
+if holder and holder ~= ARGV[1] and redis.call('EXISTS', 'node:' .. holder .. ':alive') == 1 then
+  return holder
+end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return ARGV[1]
+"""
+HOLDER = """
+local holder = redis.call('GET', KEYS[1])
+if holder and redis.call('EXISTS', 'node:' .. holder .. ':alive') == 1 then
+  return holder
+end
+return false
+"""
 RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   return redis.call('DEL', KEYS[1])
 end
 return 0
 """
+#: A key outlives its holder by at most this long when nobody claims it after the holder died (a room all of whose
+#: peers were on the dead node): no consultation lasts a day.
+KEY_TTL_MS = 24 * 3600 * 1000
+#: Keys read by one MGET.
+HOLDERS_CHUNK = 1000
+
+
+def alive_key(node: str) -> str:
+    return f"node:{node}:alive"
 
 
 class RedisLeases:
-    """Leases as Redis keys: ``SET key owner NX PX ttl``, renewed and released by their owner only."""
+    """Leases as Redis keys: a room's key names its node (``SET room:<cid>:owner <node>``), valid while that node's
+    liveness key (``node:<node>:alive``, renewed every third of its life) exists. Renewing is one command per node,
+    however many rooms it holds. The scripts name the liveness key they read: one Redis server, not Redis Cluster."""
 
     def __init__(self, bus: RedisBus):
         self._bus = bus
 
-    async def acquire(self, key: str, owner: str, ttl_ms: int) -> str | None:
-        if await self._bus.execute("SET", key, owner, "NX", "PX", ttl_ms):
-            return owner
-        return await self.holder(key)
+    async def keep_alive(self, node: str, ttl_ms: int) -> bool:
+        return bool(await self._bus.execute("EVAL", KEEP_ALIVE, 1, alive_key(node), ttl_ms))
 
-    async def renew(self, keys: list[str], owner: str, ttl_ms: int) -> list[bool]:
-        chunks = [keys[start : start + RENEW_CHUNK] for start in range(0, len(keys), RENEW_CHUNK)]
-        replies = await asyncio.gather(
-            *(self._bus.execute("EVAL", RENEW, len(chunk), *chunk, owner, ttl_ms) for chunk in chunks)
-        )
-        return [bool(kept) for reply in replies for kept in reply]
-
-    async def release(self, key: str, owner: str) -> None:
-        await self._bus.execute("EVAL", RELEASE, 1, key, owner)
+    async def claim(self, key: str, node: str) -> str | None:
+        holder = await self._bus.execute("EVAL", CLAIM, 1, key, node, KEY_TTL_MS)
+        return holder.decode() if isinstance(holder, bytes) else None
 
     async def holder(self, key: str) -> str | None:
-        value = await self._bus.execute("GET", key)
-        return value.decode() if isinstance(value, bytes) else None
+        holder = await self._bus.execute("EVAL", HOLDER, 1, key)
+        return holder.decode() if isinstance(holder, bytes) else None
+
+    async def holders(self, keys: list[str]) -> list[str | None]:
+        chunks = [keys[start : start + HOLDERS_CHUNK] for start in range(0, len(keys), HOLDERS_CHUNK)]
+        replies = await asyncio.gather(*(self._bus.execute("MGET", *chunk) for chunk in chunks))
+        return [value.decode() if isinstance(value, bytes) else None for reply in replies for value in reply]
+
+    async def release(self, key: str, node: str) -> None:
+        await self._bus.execute("EVAL", RELEASE, 1, key, node)

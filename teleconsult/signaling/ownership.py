@@ -69,9 +69,9 @@ class LocalRooms:
         return len(self._rooms)
 
 
-#: How long a room's lease lasts unless renewed: a dead node's rooms are taken over after at most this long.
+#: How long a node's liveness lasts unless renewed: a dead node's rooms are taken over after at most this long.
 LEASE_TTL_MS = 5000
-#: Leases are renewed this often (a third of their life: two renewals may fail before one is lost).
+#: Liveness is renewed this often (a third of its life: two renewals may fail before it lapses).
 RENEW_EVERY_S = LEASE_TTL_MS / 3000
 
 
@@ -88,9 +88,10 @@ def lease_key(consultation_id: str) -> str:
 
 
 class RedisRooms:
-    """A cluster: a room is this node's while it holds the room's lease (``SET room:<cid>:owner <node> NX PX``),
-    renewed by ``renew`` while the room lives and given up when it empties or closes. A room this node claims is
-    rebuilt from the seats held, as after a restart; a room another node holds raises ``NotOwner``."""
+    """A cluster: a room is this node's while the room's key names it (``room:<cid>:owner``) and this node is alive
+    (its liveness lease, renewed by ``renew``, one command however many rooms); the key is given up when the room
+    empties or closes. A room this node claims is rebuilt from the seats held, as after a restart; a room a live
+    node holds raises ``NotOwner``; a dead node's rooms may be claimed once its liveness has expired."""
 
     def __init__(self, capacity: Capacity, rebuild: Rebuild, leases: Leases, node_id: str, ttl_ms: int = LEASE_TTL_MS):
         self._capacity = capacity
@@ -101,6 +102,8 @@ class RedisRooms:
         self._rooms: dict[str, Room] = {}
         self._building: dict[str, asyncio.Lock] = {}
         self._releases: set[asyncio.Task[None]] = set()
+        #: This node's liveness has been set at least once (before its first claim).
+        self._alive = False
         #: The node is stopping: it holds on to nothing new (a claim raises ``NotOwner``).
         self.stopping = False
 
@@ -118,7 +121,10 @@ class RedisRooms:
             async with lock:
                 room = self._rooms.get(consultation_id)
                 if room is None:
-                    holder = await self._leases.acquire(lease_key(consultation_id), self.node_id, self.ttl_ms)
+                    if not self._alive:
+                        await self._leases.keep_alive(self.node_id, self.ttl_ms)
+                        self._alive = True
+                    holder = await self._leases.claim(lease_key(consultation_id), self.node_id)
                     if holder != self.node_id:
                         raise NotOwner(holder)
                     room = Room(consultation_id, self._capacity)
@@ -148,13 +154,22 @@ class RedisRooms:
         return await self._leases.holder(lease_key(consultation_id))
 
     async def renew(self) -> dict[str, str | None]:
-        """Renew every lease this node holds; the rooms whose lease another node holds now, with that node."""
-        ids = list(self._rooms)
-        if not ids:
+        """Renew this node's liveness; the rooms another node holds now (with that node), which can only happen if
+        the liveness had lapsed (this node stalled, or Redis lost its keys): then each room's key is read, and those
+        that name nobody are claimed again."""
+        if await self._leases.keep_alive(self.node_id, self.ttl_ms) or not self._rooms:
+            self._alive = True
             return {}
-        kept = await self._leases.renew([lease_key(c) for c in ids], self.node_id, self.ttl_ms)
-        lost = [c for c, ok in zip(ids, kept, strict=True) if not ok]
-        return {c: await self.holder(c) for c in lost}
+        self._alive = True
+        ids = list(self._rooms)
+        holders = await self._leases.holders([lease_key(c) for c in ids])
+        lost: dict[str, str | None] = {}
+        for consultation_id, holder in zip(ids, holders, strict=True):
+            if holder is None:
+                holder = await self._leases.claim(lease_key(consultation_id), self.node_id)
+            if holder != self.node_id:
+                lost[consultation_id] = holder
+        return lost
 
     async def release_all(self) -> None:
         """Shutting down: every lease given up now, so other nodes take the rooms over at once."""
