@@ -322,6 +322,16 @@ def publishes(redis: RedisServer) -> int:
     return int(stats.get("cmdstat_publish", {}).get("calls", 0))
 
 
+def listeners(redis: RedisServer, *peer_ids: str) -> list[int]:
+    """How many nodes listen on each peer's channel."""
+    client = Redis.from_url(redis.url)
+    try:
+        counts = client.pubsub_numsub(*(f"peer:{p}" for p in peer_ids))
+    finally:
+        client.close()
+    return [int(n) for _channel, n in counts]
+
+
 async def test_peers_on_their_rooms_owner_relay_without_redis_a_split_room_through_it(
     cluster_of: Any, browsers: Any
 ) -> None:
@@ -333,11 +343,14 @@ async def test_peers_on_their_rooms_owner_relay_without_redis_a_split_room_throu
         await relays(here.patient_ws, here.doctor_ws, f"message {n}")
         await relays(here.doctor_ws, here.patient_ws, f"réponse {n}")
     assert publishes(cluster.redis) == before  # 80 frames relayed (and 40 chats echoed), none through Redis
+    assert listeners(cluster.redis, here.doctor_ws.peer_id, here.patient_ws.peer_id) == [0, 0]  # no channel held
 
     split = await call_across(browsers, a, b)
     before = publishes(cluster.redis)
     await relays(split.patient_ws, split.doctor_ws)
     assert publishes(cluster.redis) >= before + 4  # each frame crossed: to the owner, or to the peer's node
+    # The doctor's socket is on the owner (A): no channel; the patient's, on B, listens on its own.
+    assert listeners(cluster.redis, split.doctor_ws.peer_id, split.patient_ws.peer_id) == [0, 1]
 
 
 async def test_three_nodes_one_room(cluster_of: Any, browsers: Any) -> None:

@@ -1,13 +1,14 @@
 """A cluster's routing: any node holds any socket, and the node that owns a room applies its rules.
 
-A socket is held by an ``Endpoint`` on the node it reached. The endpoint listens on its peer's channel
-(``peer:<peer_id>``) and writes what arrives to the socket; what the client sends goes to the room's owner, over
+A socket is held by an ``Endpoint`` on the node it reached. What the client sends goes to the room's owner, over
 the owner's channel (``node:<node_id>``: a JSON head, the peer id and the endpoint, then a newline and the frame as
 it is), or by a plain call when the owner is this node. The owner keeps the room and every session as on one node;
 a session whose socket is on another node's endpoint has a ``RemoteSocket`` as its connection, which publishes on
-the peer's channel; one whose socket is on this node has a ``LocalSocket``, which hands frames to the endpoint
-directly: two peers on their room's owner never touch Redis. Everything one owner sends a peer goes through its one
-Redis connection, so the peer gets it in order, and a request's reply comes after the frames it caused.
+the peer's channel (``peer:<peer_id>``), where the endpoint listens once it has talked to an owner elsewhere; one
+whose socket is on this node has a ``LocalSocket``, which hands frames to the endpoint directly: two peers on their
+room's owner never touch Redis, and their endpoints listen on no channel. Everything one owner sends a peer goes
+through its one Redis connection, so the peer gets it in order, and a request's reply comes after the frames it
+caused.
 
 Each request gets a reply. A ``PUBLISH`` that reaches nobody means the owner is gone (its Redis connection closed
 with its process): the requester waits for the owner's lease to expire, claims the room, rebuilds it from the seats
@@ -59,7 +60,7 @@ class Gone(Exception):
 class Endpoint:
     """A socket on this node, whichever node owns its room."""
 
-    __slots__ = ("closed", "conn", "consultation_id", "id", "owner", "peer_id", "router", "welcomed")
+    __slots__ = ("closed", "conn", "consultation_id", "id", "listening", "owner", "peer_id", "router", "welcomed")
 
     def __init__(self, router: Router, conn: Connection, peer_id: PeerId, consultation_id: ConsultationId):
         self.router = router
@@ -72,6 +73,8 @@ class Endpoint:
         #: The owner closed the socket (ended, removed, replaced, resumed elsewhere): nothing more is forwarded.
         self.closed = False
         self.welcomed = False
+        #: Subscribed to the peer's channel (once it talks to an owner on another node).
+        self.listening = False
 
     @property
     def channel(self) -> str:
@@ -99,18 +102,18 @@ class LocalSocket:
     """The owner's view of a socket held by an endpoint on this node: what is sent is handed to the endpoint, with
     no bus in between."""
 
-    __slots__ = ("_endpoint", "endpoint", "node")
+    __slots__ = ("endpoint", "endpoint_of", "node")
 
     def __init__(self, endpoint: Endpoint):
-        self._endpoint = endpoint
+        self.endpoint_of = endpoint
         self.endpoint = endpoint.id
         self.node = endpoint.router.node_id
 
     def send(self, frame: bytes) -> None:
-        self._endpoint.deliver(frame)
+        self.endpoint_of.deliver(frame)
 
     def close_soon(self, code: int, reason: str) -> None:
-        self._endpoint.close(code, reason)
+        self.endpoint_of.close(code, reason)
 
 
 #: How the owner sees a socket held by an endpoint, on this node or another.
@@ -165,13 +168,12 @@ class Router:
             peer_id = PeerId(new_id("p"))
             request = {"op": "join", "seat": seat_to_wire(seat)}
         endpoint = Endpoint(self, conn, peer_id, seat.consultation_id)
-        await self._bus.subscribe(endpoint.channel, endpoint.deliver)  # before the owner's welcome is published
         self._endpoints[endpoint.id] = endpoint  # an owner on this node hands it frames directly
         try:
             await self.call(endpoint.consultation_id, request | self._about(endpoint), endpoint=endpoint)
         except BaseException as failure:
             self._endpoints.pop(endpoint.id, None)
-            await self._bus.unsubscribe(endpoint.channel, endpoint.deliver)
+            await self._stop_listening(endpoint)
             if hello.resume and not endpoint.welcomed:  # a welcome carried the fresh token: that one is kept
                 await self._service.give_token_back(failure, seat, hello.resume, fresh)
             raise
@@ -204,7 +206,7 @@ class Router:
         """The socket is gone: the owner holds the seat for the grace period."""
         if endpoint.conn is not conn or self._endpoints.pop(endpoint.id, None) is None:
             return
-        await self._bus.unsubscribe(endpoint.channel, endpoint.deliver)
+        await self._stop_listening(endpoint)
         if endpoint.closed or stopping:
             return
         request = {"op": "detach"} | self._about(endpoint)
@@ -295,6 +297,9 @@ class Router:
                 except NotOwner:
                     continue
             else:
+                if endpoint is not None and not endpoint.listening:  # before the owner publishes anything for it
+                    endpoint.listening = True
+                    await self._bus.subscribe(endpoint.channel, endpoint.deliver)
                 reply = await self._ask(owner, request, body)
                 if reply is None:  # nobody listens on the owner's channel: its lease runs out, then a node claims
                     if not wait:
@@ -414,10 +419,19 @@ class Router:
                 return LocalSocket(endpoint)
         return RemoteSocket(self._bus, request["peer"], request["ep"], request["from"])
 
-    def announce(self, peer_ids: list[str], node: str | None = None) -> None:
+    async def _stop_listening(self, endpoint: Endpoint) -> None:
+        if endpoint.listening:
+            endpoint.listening = False
+            await self._bus.unsubscribe(endpoint.channel, endpoint.deliver)
+
+    def announce(self, peer_ids: list[str], node: str | None = None, here: list[LocalSocket] | None = None) -> None:
         """A room has a new owner (this node, which took it over, or ``node``): the endpoints of its peers,
-        wherever they are, attach to it."""
-        control = CONTROL + json.dumps({"c": "owner", "node": node or self.node_id}).encode()
+        wherever they are, attach to it; those on this node that this node served (``here``) are told directly
+        (they listen on no channel)."""
+        owner = {"c": "owner", "node": node or self.node_id}
+        for socket in here or ():
+            self.control(socket.endpoint_of, owner)
+        control = CONTROL + json.dumps(owner).encode()
         for peer_id in peer_ids:
             self._bus.post(f"peer:{peer_id}", control)
 

@@ -31,7 +31,7 @@ from teleconsult.protocol import messages as m
 from teleconsult.rooms import Capacity, Peer, PeerState, Role, Room, polite
 from teleconsult.seats import SeatService, actor_of
 from teleconsult.signaling.ownership import LocalRooms, RedisRooms, RoomOwnership
-from teleconsult.signaling.routing import Endpoint, Router
+from teleconsult.signaling.routing import Endpoint, LocalSocket, Router
 from teleconsult.signaling.sessions import (
     CLOSE_NORMAL,
     CLOSE_RESTART,
@@ -563,12 +563,15 @@ class SignalingService:
         room = self._rooms.drop(consultation_id)
         if room is None:
             return
+        here: list[LocalSocket] = []
         for peer in room:
             session = self._sessions.get(peer.peer_id)
             if session is not None:
+                if type(session.conn) is LocalSocket:
+                    here.append(session.conn)
                 await self._forget(session)
         if holder is not None:
-            self._router.announce([p.peer_id for p in room], holder)
+            self._router.announce([p.peer_id for p in room], holder, here)
 
     # --- delivery ----------------------------------------------------------------------------------------------
 
