@@ -67,7 +67,8 @@ class Endpoint:
         self.conn = conn
         self.peer_id = peer_id
         self.consultation_id = consultation_id
-        self.id = new_id("e")
+        #: Unique on this node (a session compares the node too): an int, not a string, for 20,000 sockets.
+        self.id = next(router.endpoint_ids)
         #: The node this endpoint last reached the room's owner on.
         self.owner: str | None = None
         #: The owner closed the socket (ended, removed, replaced, resumed elsewhere): nothing more is forwarded.
@@ -128,8 +129,9 @@ class Router:
         self.node_id = rooms.node_id
         self._max_bytes = 2 * max_frame_bytes  # a frame checked at the edge, encoded again
         self._ids = itertools.count()
+        self.endpoint_ids = itertools.count()
         self._replies: dict[str, asyncio.Future[dict[str, Any]]] = {}
-        self._endpoints: dict[str, Endpoint] = {}
+        self._endpoints: dict[int, Endpoint] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._started: asyncio.Task[None] | None = None
         self._renewing: asyncio.Task[None] | None = None
@@ -217,7 +219,7 @@ class Router:
 
     def control(self, endpoint: Endpoint, control: dict[str, Any]) -> None:
         match control:
-            case {"c": "close", "ep": endpoint.id, "code": int(code), "reason": str(reason)}:
+            case {"c": "close", "ep": endpoint.id, "node": self.node_id, "code": int(code), "reason": str(reason)}:
                 endpoint.close(code, reason)
             case {"c": "owner", "node": str() | None as node} if not endpoint.closed and endpoint.welcomed:
                 # The room was taken over (its new owner), or given up by a node stopping (None: the next node asked
@@ -400,7 +402,7 @@ class Router:
                 return
             raise Gone()
         conn = session.conn
-        mine = isinstance(conn, EndpointSocket) and conn.endpoint == socket.endpoint
+        mine = isinstance(conn, EndpointSocket) and (conn.endpoint, conn.node) == (socket.endpoint, socket.node)
         if op == "detach":
             if mine:
                 assert conn is not None

@@ -90,7 +90,7 @@ class RemoteSocket:
 
     __slots__ = ("_bus", "channel", "endpoint", "node")
 
-    def __init__(self, bus: Bus, peer_id: str, endpoint: str, node: str):
+    def __init__(self, bus: Bus, peer_id: str, endpoint: int, node: str):
         self._bus = bus
         self.channel = f"peer:{peer_id}"
         self.endpoint = endpoint
@@ -100,7 +100,7 @@ class RemoteSocket:
         self._bus.post(self.channel, frame)
 
     def close_soon(self, code: int, reason: str) -> None:
-        control = {"c": "close", "ep": self.endpoint, "code": code, "reason": reason}
+        control = {"c": "close", "ep": self.endpoint, "node": self.node, "code": code, "reason": reason}
         self._bus.post(self.channel, CONTROL + json.dumps(control).encode())
 
 
