@@ -34,6 +34,7 @@ class SeatService:
         self._grace = timedelta(seconds=signaling.resume_grace_s)
         self._resumes: GroupCommit[tuple[str, str], Seat] = GroupCommit(self._resume_batch, max_batch=BATCH)
         self._held: GroupCommit[ConsultationId, list[Seat]] = GroupCommit(self._held_batch, max_batch=BATCH)
+        self._away: GroupCommit[ParticipantId, None] = GroupCommit(self._away_batch, max_batch=BATCH)
 
     # --- tickets -----------------------------------------------------------------------------------------------
 
@@ -153,6 +154,15 @@ class SeatService:
     async def participants_away(self, participant_ids: list[ParticipantId]) -> None:
         async with self._db.transaction() as tx:
             await store.mark_away(tx, participant_ids, now())
+
+    async def participant_away(self, participant_id: ParticipantId) -> None:
+        """One dropped connection's seat marked away; drops arriving together (thousands of clients gone at once)
+        share one transaction instead of queueing for the database's connections."""
+        await self._away(participant_id)
+
+    async def _away_batch(self, participant_ids: list[ParticipantId]) -> list[Exception | None]:
+        await self.participants_away(participant_ids)
+        return [None] * len(participant_ids)
 
     async def participant_admitted(
         self,

@@ -366,7 +366,7 @@ class SignalingService:
             await self._depart(session)  # a second device cannot resume: nothing holds its seat for it
             return
         self._start_grace(session, self._settings.resume_grace_s)
-        await self._seats.participants_away([session.participant_id])
+        await self._seats.participant_away(session.participant_id)
 
     def _start_grace(self, session: Session, delay: float) -> None:
         session.grace = asyncio.get_running_loop().call_later(delay, self._grace_over, session)
