@@ -98,27 +98,27 @@ class Endpoint:
         self.closed = True
         self.conn.close_soon(code, reason)
 
+    # --- as the owner's sessions see it when the owner is this node (a ``Connection``, like ``RemoteSocket``) ---
 
-class LocalSocket:
-    """The owner's view of a socket held by an endpoint on this node: what is sent is handed to the endpoint, with
-    no bus in between."""
-
-    __slots__ = ("endpoint", "endpoint_of", "node")
-
-    def __init__(self, endpoint: Endpoint):
-        self.endpoint_of = endpoint
-        self.endpoint = endpoint.id
-        self.node = endpoint.router.node_id
-
-    def send(self, frame: bytes) -> None:
-        self.endpoint_of.deliver(frame)
+    send = deliver
 
     def close_soon(self, code: int, reason: str) -> None:
-        self.endpoint_of.close(code, reason)
+        self.close(code, reason)
+
+    @property
+    def endpoint(self) -> int:
+        return self.id
+
+    @property
+    def node(self) -> str:
+        return self.router.node_id
 
 
+#: The owner's view of a socket held by an endpoint on this node: the endpoint itself, handed frames directly with
+#: no bus in between (no object more per socket).
+LocalSocket = Endpoint
 #: How the owner sees a socket held by an endpoint, on this node or another.
-EndpointSocket = LocalSocket | RemoteSocket
+EndpointSocket = Endpoint | RemoteSocket
 
 
 class Router:
@@ -202,7 +202,7 @@ class Router:
         if session is None or session.closed or self._rooms.get(endpoint.consultation_id) is not session.room:
             return None
         conn = session.conn
-        return session if type(conn) is LocalSocket and conn.endpoint == endpoint.id else None
+        return session if conn is endpoint else None
 
     async def detach(self, endpoint: Endpoint, conn: Connection, *, stopping: bool) -> None:
         """The socket is gone: the owner holds the seat for the grace period."""
@@ -418,7 +418,7 @@ class Router:
         if request["from"] == self.node_id:
             endpoint = self._endpoints.get(request["ep"])
             if endpoint is not None:
-                return LocalSocket(endpoint)
+                return endpoint
         return RemoteSocket(self._bus, request["peer"], request["ep"], request["from"])
 
     async def _stop_listening(self, endpoint: Endpoint) -> None:
@@ -432,7 +432,7 @@ class Router:
         (they listen on no channel)."""
         owner = {"c": "owner", "node": node or self.node_id}
         for socket in here or ():
-            self.control(socket.endpoint_of, owner)
+            self.control(socket, owner)
         control = CONTROL + json.dumps(owner).encode()
         for peer_id in peer_ids:
             self._bus.post(f"peer:{peer_id}", control)
