@@ -110,19 +110,27 @@ class Dispatcher:
 
     def _run(self) -> None:
         while not self._stopped:
-            timeout = (PEEK_AGAIN_S if self._partial else PEEK_WAIT_S / 4) if self._deadlines else None
-            for key, _ in self._selector.select(timeout):
-                conn = key.fileobj
-                if conn is self._listener:
-                    self._accept()
-                elif conn is not self._wake_r:
-                    assert isinstance(conn, socket.socket)
-                    self._look(conn)
-            now = time.monotonic()
-            for conn, deadline in list(self._deadlines.items()):
-                if conn in self._partial or deadline <= now:
-                    self._look(conn)
+            try:
+                self._turn_once()
+            except Exception:  # a bug must not stop the port from being served: said, and the loop goes on
+                log.exception("the connection dispatcher failed; going on")
+                time.sleep(PEEK_AGAIN_S)
         self._selector.close()
+
+    def _turn_once(self) -> None:
+        """Accept what is waiting, hand on the connections whose request line is in (or that waited long enough)."""
+        timeout = (PEEK_AGAIN_S if self._partial else PEEK_WAIT_S / 4) if self._deadlines else None
+        for key, _ in self._selector.select(timeout):
+            conn = key.fileobj
+            if conn is self._listener:
+                self._accept()
+            elif conn is not self._wake_r:
+                assert isinstance(conn, socket.socket)
+                self._look(conn)
+        now = time.monotonic()
+        for conn, deadline in list(self._deadlines.items()):
+            if conn in self._partial or deadline <= now:
+                self._look(conn)
 
     def _accept(self) -> None:
         while True:
