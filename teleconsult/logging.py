@@ -19,7 +19,7 @@ _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
 )
 
 #: Loggers that must stay below INFO: aioice logs every connectivity check with addresses.
-QUIET_LOGGERS = ("aioice", "aiortc", "aiohttp.access")
+QUIET_LOGGERS = ("aioice", "aiortc", "aiohttp.access", "aiosqlite")
 
 
 #: Put ``extra={SERVER_ADDRESS: True}`` on a record that names the server's own address (the start-up line): IP

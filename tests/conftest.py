@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import socket
 import uuid
@@ -23,8 +24,14 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from teleconsult.api.keys import DOCTORS
 from teleconsult.app import create_app
 from teleconsult.config import Settings, build_settings
+from teleconsult.logging import QUIET_LOGGERS
 from teleconsult.store import Database
 from teleconsult.store.models import Base
+
+# As `setup_logging` does for the server: a test that sets the root logger to DEBUG (caplog) would otherwise have
+# aiosqlite's worker threads log every operation, some after pytest has closed the stream they write to.
+for _name in QUIET_LOGGERS:
+    logging.getLogger(_name).setLevel(logging.WARNING)
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 PG_URL = os.environ.get("TELECONSULT_TEST_DATABASE_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres")
