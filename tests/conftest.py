@@ -30,7 +30,8 @@ from teleconsult.store.models import Base
 
 # As `setup_logging` does for the server: a test that sets the root logger to DEBUG (caplog) would otherwise have
 # aiosqlite's worker threads log every operation, some after pytest has closed the stream they write to.
-for _name in QUIET_LOGGERS:
+# aiosmtpd's SMTP server thread (tests/smtp.py) likewise logs each client's EOF at INFO on "mail.log".
+for _name in (*QUIET_LOGGERS, "mail.log"):
     logging.getLogger(_name).setLevel(logging.WARNING)
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
