@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Protocol
 
 from teleconsult.bus import Leases
@@ -34,6 +35,15 @@ class RoomOwnership(Protocol):
         """This node no longer holds the room (it emptied or closed); returns it if it did."""
 
     def __len__(self) -> int: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Cluster:
+    """What a node of a cluster needs: its own id (random at start) and the leases its rooms are held by."""
+
+    node_id: str
+    leases: Leases
+
 
 
 class LocalRooms:

@@ -12,13 +12,12 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Iterable
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from teleconsult import turn
 from teleconsult.background import settle
 from teleconsult.billing import BillingChoice
-from teleconsult.bus import Bus, Leases
+from teleconsult.bus import Bus
 from teleconsult.clock import now as clock_now
 from teleconsult.config import SignalingSettings
 from teleconsult.consultations import ConsultationService, Ended
@@ -30,7 +29,7 @@ from teleconsult.protocol import PROTOCOL_VERSION, ClientMessage, ServerMessage,
 from teleconsult.protocol import messages as m
 from teleconsult.rooms import Capacity, Peer, PeerState, Role, Room, polite
 from teleconsult.seats import SeatService, actor_of
-from teleconsult.signaling.ownership import LocalRooms, RedisRooms, RoomOwnership
+from teleconsult.signaling.ownership import Cluster, LocalRooms, RedisRooms, RoomOwnership
 from teleconsult.signaling.routing import Endpoint, LocalSocket, Router
 from teleconsult.signaling.sessions import (
     CLOSE_NORMAL,
@@ -590,14 +589,6 @@ class SignalingService:
 
     async def _send_lobby(self, room: Room) -> None:
         await self._broadcast(room.doctors(), self._lobby(room))
-
-
-@dataclass(frozen=True, slots=True)
-class Cluster:
-    """What a node of a cluster needs: its own id (random at start) and the leases its rooms are held by."""
-
-    node_id: str
-    leases: Leases
 
 
 def _now_iso() -> str:
