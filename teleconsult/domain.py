@@ -160,7 +160,7 @@ class BillingLine(NamedTuple):
     """One line of a ledger export: a current entry with one of its acts, in the export's order (day, consultation,
     act). An entry without an act (a no-show, an interrupted or not billable consultation) is one line whose act
     fields are ``None``. The store reads these straight from its rows, so that a year's CSV export builds no
-    ``BillingRecord`` per entry (``billing/exports.py`` makes them from a record too: ``lines_of``)."""
+    ``BillingRecord`` per entry (``billing/exports/lines.py`` makes them from a record too: ``lines_of``)."""
 
     act_date: date
     consultation_id: ConsultationId

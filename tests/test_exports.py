@@ -940,7 +940,7 @@ async def test_pages_of_one_entry_give_the_same_bytes_and_a_reader_may_stop_earl
         monkeypatch.setattr(store, "EXPORT_BATCH", lines)
         paged = await collect(billing.export(ledger.first, ledger.last, ExportFormat(fmt), doctor=ledger.doctor))
         assert paged == whole
-    monkeypatch.setattr(exports, "CHUNK_CHARS", 1)  # a chunk per entry, so that the reader can stop after one
+    monkeypatch.setattr(exports.formats, "CHUNK_CHARS", 1)  # a chunk per entry, so that the reader can stop after one
     chunks = billing.export(ledger.first, ledger.last, ExportFormat(fmt), doctor=ledger.doctor)
     assert await anext(chunks)
     await chunks.aclose()  # the page being read is let finish; its connection goes back to the pool

@@ -164,7 +164,7 @@ class BillingService:
             statuses.setdefault(status.value, 0)
         return MonthSummary(first=first, last=last, statuses=dict(statuses), acts=acts, total_cents=total)
 
-    # --- exports (teleconsult/billing/exports.py) ----------------------------------------------------------------
+    # --- exports (teleconsult/billing/exports/) -------------------------------------------------------------------
 
     def export(
         self, first: date, last: date, fmt: ExportFormat, *, doctor: Doctor | None = None, rpps: str | None = None
