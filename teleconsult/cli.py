@@ -24,7 +24,7 @@ from zoneinfo import ZoneInfo
 from aiohttp import web
 
 from teleconsult import acts as acts_catalog
-from teleconsult import clock
+from teleconsult import clock, loops
 from teleconsult.api.keys import DOCTORS
 from teleconsult.app import catalog_of, certificate_authority, create_app, server_secret
 from teleconsult.audit import AuditTrail
@@ -43,6 +43,7 @@ from teleconsult.errors import ErrorCode, TeleconsultError
 from teleconsult.files import FILE_MODE, private_directory, write_private
 from teleconsult.i18n import PARIS
 from teleconsult.logging import SERVER_ADDRESS, setup_logging
+from teleconsult.loops import loop_factory
 from teleconsult.store import Database, audit
 from teleconsult.workers import adopt_connections, run_workers
 
@@ -244,6 +245,7 @@ def _serve_one(settings: Settings) -> int:
     # aiohttp calls ``print`` once the sockets listen: the banner never announces a server that cannot answer yet.
     web.run_app(
         app,
+        loop=loop_factory(settings.server.event_loop)(),
         host=settings.server.host,
         port=settings.server.port,
         ssl_context=ssl_context,
@@ -277,8 +279,13 @@ def _serve_worker(settings: Settings, inbox: socket.socket) -> int:
             stopped.cancel()
             await runner.cleanup()
 
-    asyncio.run(serve())
+    loops.run(serve(), settings.server.event_loop)
     return 0
+
+
+async def _say_event_loop(_app: web.Application) -> None:
+    """The loop actually running (``server.event_loop``): ``uvloop`` or ``asyncio``."""
+    log.info("event loop: %s", type(asyncio.get_running_loop()).__module__.split(".")[0])
 
 
 def _prepare_serving(settings: Settings) -> tuple[ssl.SSLContext | None, web.Application, list[str]]:
@@ -295,6 +302,7 @@ def _prepare_serving(settings: Settings) -> tuple[ssl.SSLContext | None, web.App
             banner.append(f"  Demo doctor: {email}\n  Password:    {password}\n")
 
         app.on_startup.append(demo)
+    app.on_startup.append(_say_event_loop)
     log.info(
         "Teleconsult serving %s (listening on %s port %d)",
         settings.server.base_url,

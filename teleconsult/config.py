@@ -56,6 +56,8 @@ class ServerSettings:
     #: Client addresses /metrics answers (after the trusted proxies); others get 404.
     metrics_from: tuple[str, ...] = ("127.0.0.0/8", "::1")
     certs_dir: Path = Path("certs")
+    #: The event loop ``serve`` runs on: uvloop (libuv's, the default) or asyncio (the standard library's).
+    event_loop: str = "uvloop"
     #: Key for HMACs (CSRF tokens, sealing); read from data_dir/secret_key (generated) when empty.
     secret_key: str = ""
     log_level: str = "INFO"
@@ -252,6 +254,9 @@ def setting_names() -> dict[str, str]:
     return {f.name: section for section, kind in SECTIONS.items() for f in fields(kind)}
 
 
+#: The event loops ``serve`` can run on (``server.event_loop``).
+EVENT_LOOPS = ("uvloop", "asyncio")
+
 WILDCARDS = frozenset({"0.0.0.0", "::", ""})  # noqa: S104 - names, not a bind
 
 
@@ -327,6 +332,8 @@ def _check(settings: Settings) -> None:
             raise ConfigError(f"setting {name}: {exc}") from exc
     if server.forwarded_header not in ("x-forwarded-for", "forwarded"):
         raise ConfigError("setting forwarded_header: x-forwarded-for or forwarded")
+    if server.event_loop not in EVENT_LOOPS:
+        raise ConfigError(f"setting event_loop: {' or '.join(EVENT_LOOPS)}")
     if server.public_url and urlsplit(server.public_url).scheme not in ("http", "https"):
         raise ConfigError("setting public_url: an http:// or https:// address")
     _check_ice(settings.signaling)

@@ -105,6 +105,7 @@ def test_serve_demo_prints_a_login_that_works(tmp_path: Path) -> None:
         assert f"http://127.0.0.1:{port}/login" in output
         # The start-up line names the server's own address in full (client addresses are what logs redact).
         assert f"serving http://127.0.0.1:{port} (listening on 127.0.0.1 port {port})" in output
+        assert "event loop: uvloop" in output  # the default (server.event_loop), as it runs
         password = next(line.split(":", 1)[1].strip() for line in lines if line.strip().startswith("Password:"))
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as response:
             assert response.status == 200

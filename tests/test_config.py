@@ -44,6 +44,7 @@ def test_config_file_from_the_environment(tmp_path: Path) -> None:
     [
         ({"TELECONSULT_PORT": "eighty"}, "port"),
         ({"TELECONSULT_DEMO": "maybe"}, "demo"),
+        ({"TELECONSULT_EVENT_LOOP": "trio"}, "event_loop: uvloop or asyncio"),
         ({"TELECONSULT_NOPE": "1"}, None),
     ],
 )
