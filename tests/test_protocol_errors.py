@@ -108,6 +108,26 @@ async def test_binary_frames_are_refused_politely(clients: Any) -> None:
     await call.patient.expect("pong")
 
 
+async def test_text_is_utf8_or_the_socket_fails_with_1007_and_the_client_may_resume(clients: Any) -> None:
+    call = await admitted_call(clients)
+    text = "Bérénice, vous m’entendez ? 😀"
+    await call.patient.send(type="chat", text=text)
+    assert (await call.doctor.expect("chat"))["text"] == text
+    # Invalid UTF-8 inside a JSON string, which a JSON parser fed bytes might let through: RFC 6455 fails it.
+    await call.patient.ws.send_frame(b'{"type":"chat","text":"\xed\xa0\x80"}', WSMsgType.TEXT)
+    assert await call.patient.closed() == 1007
+    back = await connect(call.patient_http, resume=call.patient.welcome["resume"])
+    assert back.peer_id == call.patient.peer_id and back.welcome["state"] == "admitted"
+
+
+async def test_a_hello_that_is_not_utf8_fails_the_socket_with_1007(clients: Any) -> None:
+    client = await clients()
+    ws = await client.ws_connect("/ws")
+    await ws.send_frame(b'{"type":"hello","v":1,"ticket":"\xff"}', WSMsgType.TEXT)
+    msg = await ws.receive(timeout=5)
+    assert msg.type == WSMsgType.CLOSE and ws.close_code == 1007
+
+
 async def test_a_waiting_patient_cannot_signal(clients: Any) -> None:
     _doctor_http, _csrf, consultation, doctor = await doctor_in_room(clients)
     patient_http = await clients()

@@ -77,7 +77,8 @@ async def websocket(request: web.Request) -> web.StreamResponse:
         raise TeleconsultError(ErrorCode.RATE_LIMITED, "Too many connections waiting to say hello.", retry_after=5)
     # No permessage-deflate: signaling frames are small, and a compressor and a decompressor would hold
     # hundreds of KiB per socket. No per-socket heartbeat timer either: pings are ours (``connection.heartbeat``).
-    ws = web.WebSocketResponse(max_msg_size=TRANSPORT_MAX_MSG, compress=False, autoping=False)
+    # Text frames stay bytes: the JSON decoder reads bytes and checks their UTF-8 itself (``_decode``).
+    ws = web.WebSocketResponse(max_msg_size=TRANSPORT_MAX_MSG, compress=False, autoping=False, decode_text=False)
     try:
         await ws.prepare(request)
     except BaseException:
@@ -142,6 +143,9 @@ async def _handshake(
                 limits.metrics.resumed()
             return session
         except TeleconsultError as error:
+            if not _utf8(msg):  # RFC 6455 section 8.1
+                conn.close_soon(WSCloseCode.INVALID_TEXT, "invalid UTF-8")
+                return None
             _refuse(conn, limits, error, hello.id if hello else _ref_after_failure(msg, error))
             if error.code is ErrorCode.UNAUTHORIZED:
                 conn.close_soon(CLOSE_UNAUTHORIZED, "unauthorized")
@@ -161,10 +165,11 @@ def _parse_hello(msg: WSMessage, max_bytes: int) -> m.Hello:
     return message
 
 
-def _text_of(msg: WSMessage) -> str:
+def _text_of(msg: WSMessage) -> bytes:
+    """A text frame's payload, as received (its UTF-8 is checked by the JSON decoder)."""
     if msg.type != WSMsgType.TEXT:
         raise TeleconsultError(ErrorCode.BAD_MESSAGE, "Frames are JSON text.")
-    data: str = msg.data
+    data: bytes = msg.data
     return data
 
 
@@ -219,6 +224,9 @@ async def _serve(
         try:
             message = _decode(msg, limits.max_bytes)
         except TeleconsultError as error:
+            if not _utf8(msg):  # RFC 6455 section 8.1: such a connection is failed, with 1007
+                conn.close_soon(WSCloseCode.INVALID_TEXT, "invalid UTF-8")
+                break
             _refuse(conn, limits, error, _ref_after_failure(msg, error))
             if error.code is ErrorCode.TOO_LARGE:
                 conn.close_soon(CLOSE_TOO_LARGE, "too large")
@@ -237,6 +245,17 @@ async def _serve(
 
 def _decode(msg: WSMessage, max_bytes: int) -> m.ClientMessage:
     return decode_client(_text_of(msg), max_bytes=max_bytes)
+
+
+def _utf8(msg: WSMessage) -> bool:
+    """Whether a text frame that failed to decode is valid UTF-8 at least (looked at only on that path)."""
+    if msg.type != WSMsgType.TEXT:
+        return True
+    try:
+        msg.data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def _ref_after_failure(msg: WSMessage, error: TeleconsultError) -> str | None:
