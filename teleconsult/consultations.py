@@ -203,9 +203,7 @@ class ConsultationService:
                     consultation, doctor, ended_at=now, choice=choice, recorded_by=by or f"doctor:{doctor_id}"
                 )
                 target = closing_status(started=core.status == Status.IN_PROGRESS)
-                won = await store.set_status(
-                    tx, consultation_id, target, allowed_from=sources(target), ended_at=now
-                )
+                won = await store.set_status(tx, consultation_id, target, allowed_from=sources(target), ended_at=now)
                 if not won:
                     return await self._already_closed(tx, consultation_id)
                 await store.release_seats(tx, consultation_id)

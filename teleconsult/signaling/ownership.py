@@ -45,7 +45,6 @@ class Cluster:
     leases: Leases
 
 
-
 class LocalRooms:
     """One node: every room is this node's."""
 
