@@ -232,7 +232,13 @@ def node_env(database_url: str, redis_url: str | None) -> dict[str, str]:
 
 
 def teleconsult_node(
-    name: str, workdir: Path, database_url: str, redis_url: str | None, *, workers: int = 1
+    name: str,
+    workdir: Path,
+    database_url: str,
+    redis_url: str | None,
+    *,
+    workers: int = 1,
+    event_loop: str | None = None,
 ) -> tuple[Server, int]:
     port = free_port()
     argv = [sys.executable, "-m", "teleconsult", "--data-dir", str(workdir / "var"), "serve", "--port", str(port)]
@@ -240,6 +246,8 @@ def teleconsult_node(
         argv += ["--workers", str(workers)]
     log = workdir / f"{name}.log"
     env = node_env(database_url, redis_url)
+    if event_loop:
+        env["TELECONSULT_EVENT_LOOP"] = event_loop
     return Server(name, argv, log, "Teleconsult is running", count=workers, env=env), port
 
 
@@ -754,6 +762,8 @@ class Window:
     problem: str = ""
     #: Frames over 10 ms, in bursts (bench/signaling.py's ``stalls``).
     stalls: str = ""
+    #: Part 4: the round the window was measured in.
+    round: int = 0
 
     @property
     def fps(self) -> float:
@@ -768,7 +778,7 @@ class Window:
 
 
 WINDOW_HEADER = (
-    f"  {'setup':<36}{'rooms':>6} {'mode':<6}{'secs':>5}{'p50 ms':>8}{'p99 ms':>8}{'frames/s':>9}"
+    f"  {'setup':<40}{'rooms':>6} {'mode':<6}{'secs':>5}{'p50 ms':>8}{'p99 ms':>8}{'frames/s':>9}"
     f"{'node us/f':>10}{'redis us/f':>11}{'node cpu':>9}{'redis':>6}{'gen cpu':>8}{'other':>6}{'lost':>6}"
 )
 
@@ -777,7 +787,7 @@ def window_row(w: Window) -> str:
     redis_us = f"{w.per_frame_us(w.redis_cpu_s):>11.1f}" if w.redis_cpu_s else f"{'-':>11}"
     redis_pct = f"{w.pct(w.redis_cpu_s):>5.0f}%" if w.redis_cpu_s else f"{'-':>6}"
     return (
-        f"  {w.label:<36}{w.rooms:>6} {w.mode:<6}{w.seconds:>5.0f}{w.p50_ms:>8.2f}{w.p99_ms:>8.2f}{w.fps:>9.0f}"
+        f"  {w.label:<40}{w.rooms:>6} {w.mode:<6}{w.seconds:>5.0f}{w.p50_ms:>8.2f}{w.p99_ms:>8.2f}{w.fps:>9.0f}"
         f"{w.per_frame_us(w.node_cpu_s):>10.1f}{redis_us}{w.pct(w.node_cpu_s):>8.0f}%{redis_pct}"
         f"{w.pct(w.gen_cpu_s):>7.0f}%{w.pct(w.other_cpu_s):>5.0f}%{w.lost:>6}"
     )
@@ -821,6 +831,9 @@ WARM_PLACEMENTS = [(0, 0), (1, 1), (0, 1), (1, 0)]
 SAME, SPLIT, LOCAL = "cluster, both peers on node A", "cluster, doctor on A, patient on B", "one node, LocalBus (ref.)"
 WORKERS, PEERJS = "teleconsult serve --workers 2", "PeerJS server (one process)"
 SINGLE = "teleconsult serve, one process"
+SINGLE_ASYNCIO = "teleconsult serve, asyncio loop"
+#: A server of part 4: its label, process, load generator, the modes it is measured in, and whether Redis counts.
+FlatSetup = tuple[str, "Server", "Loads", tuple[str, ...], bool]
 #: The label suffix of a window whose load is bench/flatload.c.
 NATIVE = ", C load"
 
@@ -836,8 +849,11 @@ class Bench:
         self.server_problems: list[str] = []
         self.flatload = build_flatload(tmp)
 
-    def node(self, name: str, *, cluster: bool = True, workers: int = 1) -> tuple[Server, int]:
-        return teleconsult_node(name, self.tmp, self.db.url, self.redis_url if cluster else None, workers=workers)
+    def node(
+        self, name: str, *, cluster: bool = True, workers: int = 1, event_loop: str | None = None
+    ) -> tuple[Server, int]:
+        redis_url = self.redis_url if cluster else None
+        return teleconsult_node(name, self.tmp, self.db.url, redis_url, workers=workers, event_loop=event_loop)
 
     def collect(self, *servers: Server) -> None:
         self.server_problems += [f"{s.name}: {line}" for s in servers for line in s.problems()]
@@ -1080,68 +1096,91 @@ class Bench:
     # --- 4. --workers 2 against PeerJS, flat out -------------------------------------------------------------------
 
     async def part_flat(self) -> None:
+        """Every server is started and joined first, then measured in turn, round after round: the host's speed
+        drifts by tens of percent over minutes here, and a ratio of two windows a minute apart measured the drift."""
         args, n = self.args, self.args.flat_rooms
-        print(f"\n4. flat out: {n} rooms, {args.duration:g} s, {args.flat_generators} load-generator process(es)")
-        print(WINDOW_HEADER, flush=True)
-        # The reference: one process without Redis, as bench/signaling.py measures it.
-        single, port = self.node("single", cluster=False)
-        loads = Loads(self.tmp, "single", args.flat_generators)
-        try:
-            await single.start()
-            spots = self.tickets.spots("warm", [(0, 0)] * WARM_ROOMS, 0)
-            await loads.start("teleconsult", [port], spots + self.tickets.spots("flat", [(0, 0)] * n, WARM_ROOMS))
-            await loads.join(["warm", "flat"], args.join_concurrency)
-            await loads.ask("freeze")
-            for label, mode in ((SINGLE, "flat"), (SINGLE + NATIVE, "flat-c")):
-                self.flat.append(
-                    await self.window(label, loads, [single], groups=["flat"], mode=mode, warmup=2.0, with_redis=False)
-                )
-        finally:
-            await loads.close()
-            await single.stop()
-            self.collect(single)
-        await redis_command(self.redis_url, "FLUSHALL")
-        workers, port = self.node("workers", workers=2)
-        loads = Loads(self.tmp, "workers", args.flat_generators)
-        try:
-            await workers.start()
-            spots = self.tickets.spots("warm", [(0, 0)] * WARM_ROOMS, 0)
-            await loads.start("teleconsult", [port], spots + self.tickets.spots("flat", [(0, 0)] * n, WARM_ROOMS))
-            await loads.join(["warm", "flat"], args.join_concurrency)
-            await loads.ask("freeze")
-            for label, mode in ((WORKERS, "flat"), (WORKERS + NATIVE, "flat-c")):
-                self.flat.append(await self.window(label, loads, [workers], groups=["flat"], mode=mode, warmup=2.0))
-        finally:
-            await loads.close()
-            await workers.stop()
-            self.collect(workers)
+        print(
+            f"\n4. flat out: {n} rooms, {args.duration:g} s, {args.flat_generators} load-generator process(es),"
+            f" {args.flat_rounds} rounds, each server in turn"
+        )
+        async with contextlib.AsyncExitStack() as stack:
+            setups = [
+                await self.flat_setup(stack, "single", SINGLE, ("flat", "flat-c"), cluster=False),
+                await self.flat_setup(
+                    stack, "asyncio", SINGLE_ASYNCIO, ("flat-c",), cluster=False, event_loop="asyncio"
+                ),
+                await self.flat_setup(stack, "workers", WORKERS, ("flat", "flat-c"), workers=2),
+                await self.flat_peerjs(stack),
+            ]
+            print(WINDOW_HEADER, flush=True)
+            for round_ in range(args.flat_rounds):
+                for label, server, loads, modes, with_redis in setups:
+                    for mode in modes:
+                        suffix = NATIVE if mode == "flat-c" else ""
+                        window = await self.window(
+                            label + suffix,
+                            loads,
+                            [server],
+                            groups=["flat"],
+                            mode=mode,
+                            warmup=2.0,
+                            with_redis=with_redis,
+                        )
+                        window.round = round_
+                        self.flat.append(window)
+
+    async def flat_setup(
+        self,
+        stack: contextlib.AsyncExitStack,
+        name: str,
+        label: str,
+        modes: tuple[str, ...],
+        *,
+        cluster: bool = True,
+        workers: int = 1,
+        event_loop: str | None = None,
+    ) -> FlatSetup:
+        """A Teleconsult server with its rooms joined and its load generator waiting (stopped by ``stack``)."""
+        server, port = self.node(name, cluster=cluster, workers=workers, event_loop=event_loop)
+        loads = Loads(self.tmp, name, self.args.flat_generators)
+        stack.push_async_callback(self.stop_and_collect, server)
+        await server.start()
+        stack.push_async_callback(loads.close)
+        spots = self.tickets.spots("warm", [(0, 0)] * WARM_ROOMS, 0)
+        flat = self.tickets.spots("flat", [(0, 0)] * self.args.flat_rooms, WARM_ROOMS)
+        await loads.start("teleconsult", [port], spots + flat)
+        await loads.join(["warm", "flat"], self.args.join_concurrency)
+        await loads.ask("freeze")
+        return label, server, loads, modes, cluster
+
+    async def flat_peerjs(self, stack: contextlib.AsyncExitStack) -> FlatSetup:
         ensure_peerjs()
         port = free_port()
         argv = ["node", "server.js", str(port), str(24 * 3600 * 1000)]
         peerjs = Server("peerjs", argv, self.tmp / "peerjs.log", "ready", cwd=PEERJS_DIR)
-        loads = Loads(self.tmp, "peerjs", args.flat_generators)
-        try:
-            await peerjs.start()
-            groups = ["warm"] * WARM_ROOMS + ["flat"] * n
-            spots = [{"index": i, "group": g, "tickets": ("", ""), "nodes": (0, 0)} for i, g in enumerate(groups)]
-            await loads.start("peerjs", [port], spots)
-            await loads.join(["warm", "flat"], args.join_concurrency)
-            await loads.ask("freeze")
-            for label, mode in ((PEERJS, "flat"), (PEERJS + NATIVE, "flat-c")):
-                self.flat.append(
-                    await self.window(label, loads, [peerjs], groups=["flat"], mode=mode, warmup=2.0, with_redis=False)
-                )
-        finally:
-            await loads.close()
-            await peerjs.stop()
+        loads = Loads(self.tmp, "peerjs", self.args.flat_generators)
+        stack.push_async_callback(peerjs.stop)
+        await peerjs.start()
+        stack.push_async_callback(loads.close)
+        groups = ["warm"] * WARM_ROOMS + ["flat"] * self.args.flat_rooms
+        spots = [{"index": i, "group": g, "tickets": ("", ""), "nodes": (0, 0)} for i, g in enumerate(groups)]
+        await loads.start("peerjs", [port], spots)
+        await loads.join(["warm", "flat"], self.args.join_concurrency)
+        await loads.ask("freeze")
+        return PEERJS, peerjs, loads, ("flat", "flat-c"), False
+
+    async def stop_and_collect(self, server: Server) -> None:
+        await server.stop()
+        self.collect(server)
 
     # --- the figures against the issue's targets ----------------------------------------------------------------
 
     def report(self) -> None:
         args = self.args
         cores = os.cpu_count() or 1
-        windows = [*self.latency, *([self.held["window"]] if "window" in self.held else []), *self.flat]
-        print("\nsummary")
+        flat = median_windows(self.flat)
+        windows = [*self.latency, *([self.held["window"]] if "window" in self.held else []), *flat]
+        print(f"\nsummary (part 4: each server's median round of {args.flat_rounds})")
         print(WINDOW_HEADER)
         for w in windows:
             print(window_row(w))
@@ -1198,9 +1237,9 @@ class Bench:
                 f" kill, {k['late']} late, {k['refused']} refused: {verdict(ok)}; rooms relaying again"
                 f" {k['relaying']} of {k['rooms']}"
             )
-        flat = {w.label: w for w in self.flat}
         for suffix, generator in (("", "the Python load generator"), (NATIVE, "the C load generator (flatload)")):
-            report_workers_row(flat, suffix, generator, cores)
+            report_workers_row(self.flat, suffix, generator, cores)
+        report_event_loops(self.flat)
         problems = [w.problem for w in windows if w.problem]
         if problems:
             print("\nproblems seen by the load generator:")
@@ -1212,19 +1251,40 @@ class Bench:
                 print(f"  {line[:200]}")
 
 
-def report_workers_row(flat: dict[str, Window], suffix: str, generator: str, cores: int) -> None:
-    """The --workers target against PeerJS, with one load generator."""
-    workers, peerjs, one = flat.get(WORKERS + suffix), flat.get(PEERJS + suffix), flat.get(SINGLE + suffix)
-    if workers is None or peerjs is None or not peerjs.fps:
+def median_windows(windows: Sequence[Window]) -> list[Window]:
+    """Each label's window of its median round by frames/s, labels in the order first measured."""
+    by: dict[str, list[Window]] = {}
+    for w in windows:
+        by.setdefault(w.label, []).append(w)
+    return [sorted(rounds, key=lambda w: w.fps)[len(rounds) // 2] for rounds in by.values()]
+
+
+def rounds_of(windows: Sequence[Window], label: str) -> dict[int, Window]:
+    return {w.round: w for w in windows if w.label == label}
+
+
+def report_workers_row(windows: Sequence[Window], suffix: str, generator: str, cores: int) -> None:
+    """The --workers target against PeerJS, with one load generator: the ratio of each round (the two servers
+    measured one after the other), judged on their median."""
+    workers_by, peerjs_by = rounds_of(windows, WORKERS + suffix), rounds_of(windows, PEERJS + suffix)
+    ratios = sorted(
+        (workers_by[r].fps / peerjs_by[r].fps, r) for r in workers_by if r in peerjs_by and peerjs_by[r].fps
+    )
+    if not ratios:
         return
+    ratio, median_round = ratios[len(ratios) // 2]
+    workers, peerjs = workers_by[median_round], peerjs_by[median_round]
+    one = rounds_of(windows, SINGLE + suffix).get(median_round)
 
     def share(w: Window, cpu_s: float) -> str:
         return f"{cpu_s / w.seconds / cores * 100:.0f}%"
 
-    ratio = workers.fps / peerjs.fps
+    each = ", ".join(f"{workers_by[r].fps / peerjs_by[r].fps:.2f}x" for r in sorted(workers_by) if r in peerjs_by)
+    met = sum(1 for x, _r in ratios if x >= TARGET_WORKERS_VS_PEERJS)
     print(
         f"  --workers 2 relays at least {TARGET_WORKERS_VS_PEERJS}x PeerJS's frames/s flat out, with {generator}:"
-        f" {workers.fps:.0f} against {peerjs.fps:.0f}, {ratio:.2f}x: {verdict(ratio >= TARGET_WORKERS_VS_PEERJS)}"
+        f" rounds {each} (met in {met} of {len(ratios)}); the median round {workers.fps:.0f} against"
+        f" {peerjs.fps:.0f}, {ratio:.2f}x: {verdict(ratio >= TARGET_WORKERS_VS_PEERJS)}"
         f"\n    share of the {cores} cores: against --workers 2,"
         f" the load generator {share(workers, workers.gen_cpu_s)},"
         f" the workers {share(workers, workers.node_cpu_s)}, Redis {share(workers, workers.redis_cpu_s)};"
@@ -1238,6 +1298,20 @@ def report_workers_row(flat: dict[str, Window], suffix: str, generator: str, cor
             f" {workers.per_frame_us(workers.node_cpu_s):.0f} µs of worker CPU per frame"
             f" (+{workers.per_frame_us(workers.redis_cpu_s):.0f} µs of Redis)"
         )
+
+
+def report_event_loops(windows: Sequence[Window]) -> None:
+    """One process on uvloop (the default) and on asyncio's own loop, with the C load, round by round."""
+    uv, plain = rounds_of(windows, SINGLE + NATIVE), rounds_of(windows, SINGLE_ASYNCIO + NATIVE)
+    pairs = [(uv[r], plain[r]) for r in sorted(uv) if r in plain]
+    if not pairs:
+        return
+    each = "; ".join(
+        f"{u.per_frame_us(u.node_cpu_s):.0f} / {a.per_frame_us(a.node_cpu_s):.0f} µs ({u.fps:.0f} / {a.fps:.0f}"
+        " frames/s)"
+        for u, a in pairs
+    )
+    print(f"  event loop, one process, C load: CPU per frame on uvloop / asyncio, round by round: {each}")
 
 
 async def bench(args: argparse.Namespace) -> None:
@@ -1263,9 +1337,9 @@ async def bench(args: argparse.Namespace) -> None:
         flush=True,
     )
     # Part 1: 2 warm-up rooms and n on the reference node, 4 and 2n on the cluster; part 2: 4 and 2N;
-    # part 4: 4 and F twice.
+    # part 4: 4 and F for each of its three Teleconsult servers.
     needed = 2 + 3 * args.latency_rooms + WARM_ROOMS + WARM_ROOMS + 2 * args.rooms_per_node
-    needed += 2 * (WARM_ROOMS + args.flat_rooms)
+    needed += 3 * (WARM_ROOMS + args.flat_rooms)
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="teleconsult-cluster-") as name:
         tmp = Path(name)
@@ -1323,6 +1397,7 @@ def parse() -> argparse.Namespace:
     parser.add_argument("--rate", type=int, default=2000, help="paced: frames/s in total (default 2000)")
     parser.add_argument("--generators", type=int, default=2, help="parts 2-3: load-generator processes (default 2)")
     parser.add_argument("--flat-generators", type=int, default=1, help="part 4: load-generator processes (default 1)")
+    parser.add_argument("--flat-rounds", type=int, default=3, help="part 4: rounds over every server (default 3)")
     parser.add_argument("--join-concurrency", type=int, default=32, help="rooms joining at once (default 32)")
     parser.add_argument("--parts", default="latency,held,flat", help="any of latency, held, flat (default all)")
     parser.add_argument("--postgres", default=PG_ADMIN, help=f"PostgreSQL admin URL (default {PG_ADMIN})")
