@@ -388,12 +388,11 @@ class Router:
                 case "revoke":
                     await service.link_revoked(consultation_id, request["participant"])
             return
-        socket = self._socket_of(request)
         if op == "join":
-            await service.seat_peer(socket, seat_from_wire(request["seat"]), PeerId(request["peer"]))
+            await service.seat_peer(self._socket_of(request), seat_from_wire(request["seat"]), PeerId(request["peer"]))
             return
         if op == "resume":
-            await service.reattach(socket, consultation_id, request["peer"], request["fresh"])
+            await service.reattach(self._socket_of(request), consultation_id, request["peer"], request["fresh"])
             return
         await self._rooms.claim(consultation_id)
         session = service.session(request["peer"])
@@ -402,14 +401,12 @@ class Router:
                 return
             raise Gone()
         conn = session.conn
-        mine = isinstance(conn, EndpointSocket) and (conn.endpoint, conn.node) == (socket.endpoint, socket.node)
         if op == "detach":
-            if mine:
-                assert conn is not None
+            if isinstance(conn, EndpointSocket) and (conn.endpoint, conn.node) == (request["ep"], request["from"]):
                 await service.disconnect(session, conn)
             return
         if conn is None:  # away, or rebuilt here after a takeover: this endpoint holds its socket
-            service.attach(session, socket)
+            service.attach(session, self._socket_of(request))
         if op == "frame":
             await service.handle(session, decode_client(body, max_bytes=self._max_bytes))
 
