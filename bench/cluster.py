@@ -220,7 +220,7 @@ def node_env(database_url: str, redis_url: str | None) -> dict[str, str]:
     env |= {
         "TELECONSULT_DATABASE_URL": database_url,
         "TELECONSULT_SECRET_KEY": SECRET,
-        "TELECONSULT_LOG_LEVEL": "WARNING",
+        "TELECONSULT_LOG_LEVEL": os.environ.get("BENCH_NODE_LOG_LEVEL", "WARNING"),
         "TELECONSULT_RATE_PER_S": "1000000",
         "TELECONSULT_RATE_BURST": "1000000",
         "TELECONSULT_MAX_PENDING_PER_IP": "1000000",
@@ -331,6 +331,8 @@ class Outcome:
     attempts: int = 0
     errors: list[str] = field(default_factory=list)
     refused: bool = False
+    #: The server's words when it refused.
+    refusal: str = ""
     changed: str = ""
     #: The room's placement and which peer: "A,A doctor", "A,B patient"…
     where: str = ""
@@ -561,6 +563,7 @@ class Load(Generator):
             outcome.errors.append(code)
             if code == "unauthorized":
                 outcome.refused = True
+                outcome.refusal = str(frame.get("message"))
                 return
 
     @staticmethod
@@ -589,6 +592,7 @@ class Load(Generator):
             ],
             "refused": sum(o.refused for o in outcomes),
             "refused_where": dict(Counter(o.where for o in outcomes if o.refused)),
+            "refusals": dict(Counter(o.refusal for o in outcomes if o.refused)),
             "errors": dict(errors),
             "retried": sum(1 for o in outcomes if o.welcomed_ns is not None and o.attempts > 1),
             "changed": [o.changed for o in outcomes if o.changed][:3],
@@ -1042,9 +1046,11 @@ class Bench:
         relay = await loads.ask("relay")
         errors: Counter[str] = Counter()
         refused_where: Counter[str] = Counter()
+        refusals: Counter[str] = Counter()
         for r in back:
             errors.update(r["errors"])
             refused_where.update(r["refused_where"])
+            refusals.update(r["refusals"])
         clients = sum(r["clients"] for r in back)
         k = self.kill = {
             "clients": clients,
@@ -1056,6 +1062,7 @@ class Bench:
             "late": clients - sum(1 for t in welcomed if t <= GRACE_S * 1e9),
             "refused": sum(r["refused"] for r in back),
             "refused_where": dict(refused_where),
+            "refusals": dict(refusals),
             "retried": sum(r["retried"] for r in back),
             "errors": dict(errors),
             "changed": sum(r["changed_count"] for r in back),
@@ -1074,6 +1081,7 @@ class Bench:
             f" {k['p50_s']:.2f} s, p99 {k['p99_s']:.2f} s, last {k['last_s']:.2f} s after the kill\n"
             f"  not back within the {GRACE_S:.0f} s grace: {k['late']}; refused (unauthorized): {k['refused']}"
             + (f" (by room placement doctor,patient and peer: {k['refused_where']})" if k["refused_where"] else "")
+            + (f" (the server said: {k['refusals']})" if k["refusals"] else "")
             + ";"
             f" back after more than one attempt: {k['retried']}; answers other than welcome: {k['errors'] or 'none'}\n"
             f"  same peer id and admission: {k['resumed'] - k['changed']} of {k['resumed']}; rooms relaying again:"

@@ -176,6 +176,7 @@ class SignalingService:
         await self._rooms.claim(consultation_id)
         session = self._sessions.get(peer_id)
         if session is None or session.closed:
+            log.info("a resume found no live session for its peer (%s)", "closed" if session else "none")
             raise TeleconsultError(ErrorCode.UNAUTHORIZED, "This connection can no longer be resumed.")
         session.stop_grace()
         if session.conn is not None and session.conn is not conn:
