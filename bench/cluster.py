@@ -37,7 +37,10 @@ descriptor limit allows, and the load generator must hold all the clients.
    cost), ``teleconsult serve --workers 2`` (Redis; the parent hands each socket to the worker its ``?room=`` key
    picks, as the call page sends it, so a room's two sockets are on one worker) and the PeerJS server
    (``bench/peerjs``), ``--flat-rooms`` rooms each, every room keeping one frame in flight for ``--duration`` s.
-   The load generator shares the two cores: its share is printed.
+   The load generator shares the two cores: its share is printed. A fourth server, one process on asyncio's own
+   loop (``TELECONSULT_EVENT_LOOP=asyncio``), is set beside uvloop's. Every server is joined first, then they are
+   measured in turn for ``--flat-rounds`` rounds: the host drifts over minutes, so the ratio to PeerJS is taken
+   within each round and judged on the median one.
 
 Paced windows also list their frames over 10 ms, in bursts (``bench/signaling.py``'s ``stalls``); the servers' logs
 are scanned for ERROR lines and tracebacks at the end (``--logs DIR`` keeps them).
