@@ -263,9 +263,12 @@ class Seat:
     pre_admitted: bool
     peer_id: PeerId | None
     away_since: datetime | None
+    #: The hash of the resume token its connection holds, as the database records it (never the token), where it
+    #: was read with the seat (a room rebuilt from its seats): a drop is recorded against that connection only.
+    resume_hash: str | None = None
 
     @classmethod
-    def of(cls, participant: Participant, consultation: ConsultationCore) -> Seat:
+    def of(cls, participant: Participant, consultation: ConsultationCore, resume_hash: str | None = None) -> Seat:
         return cls(
             participant_id=participant.id,
             consultation_id=consultation.id,
@@ -276,6 +279,7 @@ class Seat:
             pre_admitted=participant.pre_admitted,
             peer_id=participant.peer_id,
             away_since=participant.away_since,
+            resume_hash=resume_hash,
         )
 
 

@@ -8,6 +8,7 @@ away time in the database), so a restarted node rebuilds its rooms from the seat
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 from teleconsult.clock import now
@@ -34,7 +35,7 @@ class SeatService:
         self._grace = timedelta(seconds=signaling.resume_grace_s)
         self._resumes: GroupCommit[tuple[str, str], Seat] = GroupCommit(self._resume_batch, max_batch=BATCH)
         self._held: GroupCommit[ConsultationId, list[Seat]] = GroupCommit(self._held_batch, max_batch=BATCH)
-        self._away: GroupCommit[ParticipantId, None] = GroupCommit(self._away_batch, max_batch=BATCH)
+        self._away: GroupCommit[tuple[ParticipantId, str], None] = GroupCommit(self._away_batch, max_batch=BATCH)
 
     # --- tickets -----------------------------------------------------------------------------------------------
 
@@ -147,22 +148,27 @@ class SeatService:
         async with self._db.transaction() as tx:
             rows = await store.seats_held_in(tx, set(consultation_ids))
         seats: dict[str, list[Seat]] = {}
-        for participant, consultation in rows:
-            seats.setdefault(consultation.id, []).append(Seat.of(participant, consultation))
+        for (participant, consultation), resume_hash in rows:
+            seats.setdefault(consultation.id, []).append(Seat.of(participant, consultation, resume_hash))
         return [seats.get(consultation_id, []) for consultation_id in consultation_ids]
 
-    async def participants_away(self, participant_ids: list[ParticipantId]) -> None:
+    async def participants_away(self, held: Sequence[tuple[ParticipantId, str | None]]) -> None:
+        """Seats whose connections are gone, ``(participant id, hash of the resume token the connection held)``
+        each: away from now, except those a resume has taken since (``store.mark_away``). A connection whose token
+        the database does not record (none was issued to it) holds nothing to mark."""
+        known = [(participant_id, resume_hash) for participant_id, resume_hash in held if resume_hash is not None]
         async with self._db.transaction() as tx:
-            await store.mark_away(tx, participant_ids, now())
+            await store.mark_away(tx, known, now())
 
-    async def participant_away(self, participant_id: ParticipantId) -> None:
+    async def participant_away(self, participant_id: ParticipantId, resume_hash: str | None) -> None:
         """One dropped connection's seat marked away; drops arriving together (thousands of clients gone at once)
         share one transaction instead of queueing for the database's connections."""
-        await self._away(participant_id)
+        if resume_hash is not None:
+            await self._away((participant_id, resume_hash))
 
-    async def _away_batch(self, participant_ids: list[ParticipantId]) -> list[Exception | None]:
-        await self.participants_away(participant_ids)
-        return [None] * len(participant_ids)
+    async def _away_batch(self, held: list[tuple[ParticipantId, str]]) -> list[Exception | None]:
+        await self.participants_away(held)
+        return [None] * len(held)
 
     async def participant_admitted(
         self,

@@ -13,8 +13,11 @@ from sqlalchemy import func, insert, select
 
 from teleconsult.api.keys import CONSULTATIONS, DOCTORS, SEATS, SIGNALING
 from teleconsult.app import DATABASE, OUTBOX
+from teleconsult.config import AccessSettings, SignalingSettings
 from teleconsult.consultations import Ended, NewConsultation
 from teleconsult.errors import ErrorCode, TeleconsultError
+from teleconsult.ids import ParticipantId, hash_token, new_token
+from teleconsult.seats import SeatService
 from teleconsult.store import Database
 from teleconsult.store import consultations as store
 from teleconsult.store.models import AuditEvent, BillingEntry, Consultation, Doctor, Participant
@@ -272,7 +275,8 @@ SEATS_OF_A_BIG_NODE = 33_000
 
 
 async def test_a_whole_node_of_seats_is_marked_away_at_once(database_url: str) -> None:
-    """More seats than one statement may carry parameters for (PostgreSQL caps them at 32,767)."""
+    """More seats than one statement may carry parameters for (PostgreSQL caps them at 32,767): each seat is a
+    parameter set of its own."""
     database = Database(database_url)
     if database.is_sqlite:
         await database.upgrade()
@@ -287,14 +291,56 @@ async def test_a_whole_node_of_seats_is_marked_away_at_once(database_url: str) -
             tx.add(consultation)
             await tx.flush()
             seats = [
-                {"id": f"u_{n}", "consultation_id": "c_many", "role": "guest", "name": f"G{n}", "peer_id": f"p_{n}"}
+                {
+                    "id": f"u_{n}",
+                    "consultation_id": "c_many",
+                    "role": "guest",
+                    "name": f"G{n}",
+                    "peer_id": f"p_{n}",
+                    "resume_hash": f"h_{n}",
+                }
                 for n in range(SEATS_OF_A_BIG_NODE)
             ]
             await tx.execute(insert(Participant), seats)
         async with database.transaction() as tx:
-            await store.mark_away(tx, [seat["id"] for seat in seats], now)
+            await store.mark_away(tx, [(seat["id"], seat["resume_hash"]) for seat in seats], now)
         async with database.transaction() as tx:
             away = await tx.scalar(select(func.count()).where(Participant.away_since.is_not(None)))
         assert away == SEATS_OF_A_BIG_NODE
+    finally:
+        await database.close()
+
+
+async def test_a_drop_written_after_the_resume_that_followed_it_leaves_the_seat_resumed(database_url: str) -> None:
+    """A socket drops on one node and its client resumes on another at once: the resume's transaction may commit
+    before the drop's (each is a group commit of its own). The late drop must not mark the resumed seat away: its
+    grace period would then run from the drop, and a takeover or restart past it would refuse the client."""
+    database = Database(database_url)
+    if database.is_sqlite:
+        await database.upgrade()
+    seats = SeatService(database, AccessSettings(), SignalingSettings(resume_grace_s=30))
+    dropped, resumed = new_token(), new_token()
+    try:
+        async with database.transaction() as tx:
+            tx.add(Doctor(id="d_race", email="race@example.org", name="Dr R", rpps="32132132132", password_hash="!"))
+            await tx.flush()
+            consultation = Consultation(id="c_race", doctor_id="d_race", status="in_progress", language="fr")
+            consultation.created_at = datetime.now(UTC)
+            tx.add(consultation)
+            await tx.flush()
+            seat = {"id": "u_race", "consultation_id": "c_race", "role": "patient", "name": "P", "peer_id": "p_race"}
+            await tx.execute(insert(Participant), [seat | {"resume_hash": hash_token(dropped)}])
+        back = await seats.resume_seat(dropped, resumed)  # the resume, written first
+        assert back.peer_id == "p_race" and back.away_since is None
+        await seats.participant_away(ParticipantId("u_race"), hash_token(dropped))  # the drop, written after it
+
+        async def away_since() -> datetime | None:
+            async with database.transaction() as tx:
+                return await tx.scalar(select(Participant.away_since).where(Participant.id == "u_race"))
+
+        assert await away_since() is None
+        await seats.participant_away(ParticipantId("u_race"), hash_token(resumed))  # the resumed socket drops
+        assert await away_since() is not None
+        assert (await seats.resume_seat(resumed, new_token())).peer_id == "p_race"  # within its grace period
     finally:
         await database.close()

@@ -475,6 +475,7 @@ class Router:
 
 def seat_to_wire(seat: Seat) -> dict[str, Any]:
     wire = asdict(seat)
+    del wire["resume_hash"]  # the owner records the token it issues; nothing else travels
     for name in ("admitted_at", "away_since"):
         value = wire[name]
         wire[name] = value.isoformat() if value is not None else None

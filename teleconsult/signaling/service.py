@@ -148,6 +148,7 @@ class SignalingService:
             session.unsaved_resume = token  # the seat's holder stays recorded until the doctor chooses
         else:
             await self._seats.seat_taken(seat, session.peer.peer_id, token, admitted=session.peer.admitted)
+            session.holds(token)
         self._welcome(session, token)
         await self._announce_arrival(session)
         return session
@@ -182,6 +183,7 @@ class SignalingService:
         if session.conn is not None and session.conn is not conn:
             session.conn.close_soon(CLOSE_NORMAL, "resumed on another connection")
         session.conn = conn
+        session.holds(fresh)
         self._welcome(session, fresh)
         for frame in session.take_pending():
             conn.send(frame)
@@ -208,6 +210,7 @@ class SignalingService:
         peer = Peer(PeerId(seat.peer_id or ""), Role(seat.role), seat.name, seat.participant_id, state)
         room.restore(peer)
         session = self._sessions.open(peer, room, seat, None)
+        session.resume_hash = seat.resume_hash
         elapsed = (clock_now() - seat.away_since).total_seconds() if seat.away_since else 0.0
         self._start_grace(session, max(0.0, self._settings.resume_grace_s - elapsed))
 
@@ -320,6 +323,7 @@ class SignalingService:
         try:  # durable first: nobody is told of an admission the database does not hold
             if newcomer is not None and newcomer.unsaved_resume is not None:
                 await self._seats.seat_taken(newcomer.seat, target.peer_id, newcomer.unsaved_resume, admitted=True)
+                newcomer.holds(newcomer.unsaved_resume)
                 newcomer.unsaved_resume = None
             await self._seats.participant_admitted(
                 target.seat, room.consultation_id, in_progress=room.is_in_progress(), by=actor_of(session.seat)
@@ -366,7 +370,7 @@ class SignalingService:
             await self._depart(session)  # a second device cannot resume: nothing holds its seat for it
             return
         self._start_grace(session, self._settings.resume_grace_s)
-        await self._seats.participant_away(session.participant_id)
+        await self._seats.participant_away(session.participant_id, session.resume_hash)
 
     def _start_grace(self, session: Session, delay: float) -> None:
         session.grace = asyncio.get_running_loop().call_later(delay, self._grace_over, session)
@@ -539,12 +543,12 @@ class SignalingService:
         # Departures already under way are written, not cut short in the middle of their transaction.
         await settle(list(self._chores), DEPARTURES_SETTLE_S)
         reconnect = encode(m.Reconnect(after_ms=self._settings.reconnect_after_ms))
-        seats: list[ParticipantId] = []
+        seats: list[tuple[ParticipantId, str | None]] = []
         for session in self._sessions:
             if type(session.conn) is RemoteSocket:
                 continue  # its socket is on another node, and stays there
             if session.durable:
-                seats.append(session.participant_id)
+                seats.append((session.participant_id, session.resume_hash))
             if session.conn is not None:
                 session.conn.send(reconnect)
                 session.conn.close_soon(CLOSE_RESTART, "server restart")

@@ -18,7 +18,7 @@ from typing import Protocol
 
 from teleconsult.bus import Bus
 from teleconsult.domain import Seat
-from teleconsult.ids import ParticipantId, PeerId
+from teleconsult.ids import ParticipantId, PeerId, hash_token
 from teleconsult.rooms import Peer, Room
 
 
@@ -46,6 +46,9 @@ class Session:
     #: A second device waiting on a seat another connection holds: the database still records that other one, so
     #: this session's resume token is kept here and written only if the doctor admits it (it is then durable).
     unsaved_resume: str | None = None
+    #: The hash of the resume token the database records for this session's connection: its drop is written
+    #: against it, so that a resume written first (maybe by another node) is not undone (``store.mark_away``).
+    resume_hash: str | None = None
 
     @property
     def durable(self) -> bool:
@@ -55,6 +58,10 @@ class Session:
     @property
     def participant_id(self) -> ParticipantId:
         return self.seat.participant_id
+
+    def holds(self, resume_token: str) -> None:
+        """The database now records this resume token for the session's seat."""
+        self.resume_hash = hash_token(resume_token)
 
     def deliver(self, frame: bytes) -> None:
         """To the socket, or kept in order while the client is away."""

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, Select, Table, bindparam, select, tuple_, update
+from sqlalchemy import ColumnElement, Select, Table, Update, bindparam, select, tuple_, update
 from sqlalchemy.orm import raiseload
 
 from teleconsult import domain
@@ -14,9 +14,6 @@ from teleconsult.store.database import Tx
 from teleconsult.store.models import Consultation, Participant
 
 Seated = tuple[domain.Participant, domain.ConsultationCore]
-
-#: Parameters per ``IN (…)``: PostgreSQL's protocol caps a statement's parameters at 32,767.
-IN_SLICE = 1000
 
 
 async def add_consultation(
@@ -153,19 +150,14 @@ async def resumable(tx: Tx, resume_hashes: Collection[str]) -> dict[str, Seated]
 async def replace_resume_hashes(tx: Tx, changes: Sequence[tuple[str, str, str]]) -> None:
     """Spend resume tokens, ``(participant id, presented hash, fresh hash)`` each, on seats ``resumable`` locked:
     the seats are no longer away. One statement, many parameter sets."""
-    if not changes:
-        return
-    table = Participant.__table__
-    assert isinstance(table, Table)
+    table = _participants()
     statement = (
         update(table)
         .where(table.c.id == bindparam("seat"), table.c.resume_hash == bindparam("presented"))
         .values(resume_hash=bindparam("fresh"), away_since=None)
     )
-    connection = await tx.connection()
-    await connection.execute(
-        statement, [{"seat": seat, "presented": presented, "fresh": fresh} for seat, presented, fresh in changes]
-    )
+    rows = [{"seat": seat, "presented": presented, "fresh": fresh} for seat, presented, fresh in changes]
+    await _execute_many(tx, statement, rows)
 
 
 async def restore_resume_hash(
@@ -173,8 +165,7 @@ async def restore_resume_hash(
 ) -> bool:
     """Undo a resume that could not be applied: the presented token's hash back, if the fresh one is still there
     (nothing resumed the seat since), and the seat away as it was. True if it was restored."""
-    table = Participant.__table__
-    assert isinstance(table, Table)
+    table = _participants()
     statement = (
         update(table)
         .where(table.c.id == participant_id, table.c.resume_hash == fresh)
@@ -185,12 +176,14 @@ async def restore_resume_hash(
     return bool(result.rowcount)
 
 
-async def seats_held_in(tx: Tx, consultation_ids: Collection[str]) -> list[Seated]:
-    """Participants with a live or resumable connection (a peer id) in these consultations."""
+async def seats_held_in(tx: Tx, consultation_ids: Collection[str]) -> list[tuple[Seated, str | None]]:
+    """Participants with a live or resumable connection (a peer id) in these consultations, each with the hash of
+    the resume token its connection holds."""
     query = _with_consultation(
         Participant.consultation_id.in_(list(consultation_ids)), Participant.peer_id.is_not(None)
     )
-    return await _pairs(tx, query)
+    rows = (await tx.execute(query.execution_options(populate_existing=True))).all()
+    return [((values.participant(p), values.consultation_core(c)), p.resume_hash) for p, c in rows]
 
 
 def _with_consultation(*where: ColumnElement[bool]) -> Select[Participant, Consultation]:
@@ -203,11 +196,6 @@ def _with_consultation(*where: ColumnElement[bool]) -> Select[Participant, Consu
     )
 
 
-async def _pairs(tx: Tx, query: Select[Participant, Consultation]) -> list[Seated]:
-    rows = (await tx.execute(query.execution_options(populate_existing=True))).all()
-    return [(values.participant(p), values.consultation_core(c)) for p, c in rows]
-
-
 async def release_seats(tx: Tx, consultation_id: str) -> None:
     """Nobody can resume into a closed consultation."""
     await tx.execute(
@@ -218,13 +206,29 @@ async def release_seats(tx: Tx, consultation_id: str) -> None:
     )
 
 
-async def mark_away(tx: Tx, participant_ids: Iterable[str], now: datetime) -> None:
-    """A whole node's seats at shutdown, in slices: a statement holds at most ``IN_SLICE`` parameters."""
-    ids = list(participant_ids)
-    for start in range(0, len(ids), IN_SLICE):
-        await tx.execute(
-            update(Participant)
-            .where(Participant.id.in_(ids[start : start + IN_SLICE]), Participant.peer_id.is_not(None))
-            .values(away_since=now)
-            .execution_options(synchronize_session=False)
-        )
+async def mark_away(tx: Tx, held: Iterable[tuple[str, str]], now: datetime) -> None:
+    """Seats whose connection dropped (or whose node stops), ``(participant id, resume hash)`` each: away from now,
+    unless the seat's resume hash is no longer the one that connection held. A resume spends the token and clears
+    ``away_since`` in a transaction of its own, maybe on another node: a drop written after it must not mark the
+    resumed seat away again (its grace period would then run from the drop, across the next takeover or restart).
+    One statement, many parameter sets."""
+    table = _participants()
+    statement = (
+        update(table)
+        .where(table.c.id == bindparam("seat"), table.c.resume_hash == bindparam("held"), table.c.peer_id.is_not(None))
+        .values(away_since=now)
+    )
+    await _execute_many(tx, statement, [{"seat": seat, "held": resume_hash} for seat, resume_hash in held])
+
+
+def _participants() -> Table:
+    table = Participant.__table__
+    assert isinstance(table, Table)
+    return table
+
+
+async def _execute_many(tx: Tx, statement: Update, rows: Sequence[Mapping[str, object]]) -> None:
+    """One statement, a parameter set per row (nothing to do for none)."""
+    if rows:
+        connection = await tx.connection()
+        await connection.execute(statement, rows)
