@@ -554,6 +554,7 @@ class Load(Generator):
                 continue
             connected = now_ns()
             frame = await self.hello_resume(ws, room.resume[side])
+            answered = now_ns()
             if frame.get("type") == "welcome":
                 outcome.welcomed_ns = now_ns()
                 outcome.dialled_ns, outcome.connected_ns = dialled, connected
@@ -567,7 +568,9 @@ class Load(Generator):
             outcome.errors.append(code)
             if code == "unauthorized":
                 outcome.refused = True
-                outcome.refusal = str(frame.get("message"))
+                # The server's hello deadline runs from its upgrade response: a refusal soon after the hello was
+                # sent means this client was slow to send it (its own loop), one 10 s after means the server's.
+                outcome.refusal = f"{frame.get('message')} {(answered - connected) / 1e9:.1f} s after the hello"
                 return
 
     @staticmethod

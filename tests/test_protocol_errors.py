@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 import pytest
@@ -78,6 +79,30 @@ async def test_hello_timeout_closes(tmp_path: Any) -> None:
             assert (await ws.receive(timeout=5)).type == WSMsgType.CLOSE
             assert ws.close_code == 4401
     finally:
+        await live.server.close()
+
+
+async def test_a_hello_sent_in_time_is_read_even_when_the_server_was_too_busy_to_read_it_in_time(
+    tmp_path: Any,
+) -> None:
+    """The server's loop (here, this test's) is held past the hello deadline with the hello already in its socket:
+    that client said hello in time and is welcomed, not refused with 4401."""
+    from aiohttp.test_utils import TestClient
+
+    from tests.conftest import make_settings, start_server
+
+    live: Running = await start_server(make_settings(tmp_path, hello_timeout_s=0.3))
+    client: TestClient[Any, Any] = TestClient(live.server)
+    await client.start_server()
+    try:
+        csrf = await login(client)
+        ticket = await doctor_ticket(client, csrf, (await create_consultation(client, csrf))["id"])
+        ws = await client.ws_connect("/ws")
+        await ws.send_str(json.dumps({"type": "hello", "v": 1, "ticket": ticket}))
+        time.sleep(0.6)  # noqa: ASYNC251 - the point: the loop is busy past the deadline
+        assert json.loads((await ws.receive(timeout=5)).data)["type"] == "welcome"
+    finally:
+        await client.close()
         await live.server.close()
 
 

@@ -32,6 +32,8 @@ routes = web.RouteTableDef()
 CLOSE_UNAUTHORIZED: Final = 4401
 CLOSE_TOO_LARGE: Final = 4413
 CLOSE_RATE_LIMITED: Final = 4429
+#: After the hello deadline, how long a frame the loop has just read from the socket may take to reach the handler.
+LAST_LOOK_S: Final = 0.05
 #: aiohttp itself closes frames over this with 1009; frames between the protocol limit and this get 4413.
 TRANSPORT_MAX_MSG = 1024 * 1024
 #: What ends the reading: the client closed, or the transport went away.
@@ -125,11 +127,18 @@ async def _handshake(
 ) -> Seated | None:
     """Wait for a valid hello; errors other than ``unauthorized`` leave the socket open until the deadline."""
     deadline = time.monotonic() + limits.hello_timeout
-    while (remaining := deadline - time.monotonic()) > 0:
+    last_look = False
+    while not last_look:
+        if (remaining := deadline - time.monotonic()) <= 0:
+            # One turn of the loop first: a hello already in this socket's buffer counts. A loop busy past the
+            # deadline (a node taking thousands of clients over at once) has not read it yet, and a timeout that
+            # fires in the same turn as the bytes arrive would otherwise win.
+            last_look, remaining = True, LAST_LOOK_S
+            await asyncio.sleep(0)
         try:
             msg = await ws.receive(timeout=remaining)
         except TimeoutError:
-            break
+            continue
         verdict = _screen(msg, conn, limits)
         if verdict is Verdict.CLOSE:
             return None
