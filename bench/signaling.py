@@ -621,6 +621,8 @@ class Generator:
 
     async def phase(self, mode: str, duration: float, warmup: float) -> Row:
         rooms, target = self.rooms, self.target
+        if self.args.trace_memory:
+            await target.server_stats(snapshot="base")
         stats = self.stats = Stats(flat=mode == "flat")
         stop_pacer = asyncio.Event()
         background: list[asyncio.Task[None]] = []
@@ -651,6 +653,10 @@ class Generator:
                     await asyncio.wait_for(stats.drained.wait(), DRAIN_TIMEOUT_S)
         finally:
             gc.enable()
+        if self.args.trace_memory and (top := (await target.server_stats(snapshot="diff")).get("top")):
+            print(f"  where the server's memory went during the {mode} phase, per socket ({2 * len(rooms)} sockets):")
+            for size, count, where in top:
+                print(f"    {size / 2 / len(rooms):8.0f} B {count / 2 / len(rooms):6.1f} blocks  {where}")
         elapsed = (t1 - t0) / 1e9
         frames = rx1 - rx0
         ordered = sorted(stats.latencies)
