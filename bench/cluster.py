@@ -1410,7 +1410,12 @@ def parse() -> argparse.Namespace:
     parser.add_argument("--duration", type=float, default=10.0, help="parts 1 and 4: seconds measured (default 10)")
     parser.add_argument("--long-duration", type=float, default=20.0, help="part 2: seconds paced (default 20)")
     parser.add_argument("--rate", type=int, default=2000, help="paced: frames/s in total (default 2000)")
-    parser.add_argument("--generators", type=int, default=2, help="parts 2-3: load-generator processes (default 2)")
+    parser.add_argument(
+        "--generators",
+        type=int,
+        default=4,
+        help="parts 2-3: load-generator processes (default 4: with 2, their loops lag 10 s in the kill storm)",
+    )
     parser.add_argument("--flat-generators", type=int, default=1, help="part 4: load-generator processes (default 1)")
     parser.add_argument("--flat-rounds", type=int, default=3, help="part 4: rounds over every server (default 3)")
     parser.add_argument("--join-concurrency", type=int, default=32, help="rooms joining at once (default 32)")
