@@ -43,7 +43,6 @@ from teleconsult.errors import ErrorCode, TeleconsultError
 from teleconsult.files import FILE_MODE, private_directory, write_private
 from teleconsult.i18n import PARIS
 from teleconsult.logging import SERVER_ADDRESS, setup_logging
-from teleconsult.loops import loop_factory
 from teleconsult.store import Database, audit
 from teleconsult.workers import adopt_connections, run_workers
 
@@ -245,7 +244,7 @@ def _serve_one(settings: Settings) -> int:
     # aiohttp calls ``print`` once the sockets listen: the banner never announces a server that cannot answer yet.
     web.run_app(
         app,
-        loop=loop_factory(settings.server.event_loop)(),
+        loop=loops.loop_factory(settings.server.event_loop)(),
         host=settings.server.host,
         port=settings.server.port,
         ssl_context=ssl_context,

@@ -35,7 +35,7 @@ class SeatService:
         self._grace = timedelta(seconds=signaling.resume_grace_s)
         self._resumes: GroupCommit[tuple[str, str], Seat] = GroupCommit(self._resume_batch, max_batch=BATCH)
         self._held: GroupCommit[ConsultationId, list[Seat]] = GroupCommit(self._held_batch, max_batch=BATCH)
-        self._away: GroupCommit[tuple[ParticipantId, str], None] = GroupCommit(self._away_batch, max_batch=BATCH)
+        self._away: GroupCommit[tuple[ParticipantId, str | None], None] = GroupCommit(self._away_batch, max_batch=BATCH)
 
     # --- tickets -----------------------------------------------------------------------------------------------
 
@@ -163,10 +163,9 @@ class SeatService:
     async def participant_away(self, participant_id: ParticipantId, resume_hash: str | None) -> None:
         """One dropped connection's seat marked away; drops arriving together (thousands of clients gone at once)
         share one transaction instead of queueing for the database's connections."""
-        if resume_hash is not None:
-            await self._away((participant_id, resume_hash))
+        await self._away((participant_id, resume_hash))
 
-    async def _away_batch(self, held: list[tuple[ParticipantId, str]]) -> list[Exception | None]:
+    async def _away_batch(self, held: list[tuple[ParticipantId, str | None]]) -> list[Exception | None]:
         await self.participants_away(held)
         return [None] * len(held)
 

@@ -152,8 +152,7 @@ async def _handshake(
                 limits.metrics.resumed()
             return session
         except TeleconsultError as error:
-            if not _utf8(msg):  # RFC 6455 section 8.1
-                conn.close_soon(WSCloseCode.INVALID_TEXT, "invalid UTF-8")
+            if _failed_as_text(msg, conn):
                 return None
             _refuse(conn, limits, error, hello.id if hello else _ref_after_failure(msg, error))
             if error.code is ErrorCode.UNAUTHORIZED:
@@ -241,8 +240,7 @@ async def _on_frame(
     try:
         message = _decode(msg, limits.max_bytes)
     except TeleconsultError as error:
-        if not _utf8(msg):  # RFC 6455 section 8.1: such a connection is failed, with 1007
-            conn.close_soon(WSCloseCode.INVALID_TEXT, "invalid UTF-8")
+        if _failed_as_text(msg, conn):
             return False
         _refuse(conn, limits, error, _ref_after_failure(msg, error))
         if error.code is ErrorCode.TOO_LARGE:
@@ -265,15 +263,17 @@ def _decode(msg: WSMessage, max_bytes: int) -> m.ClientMessage:
     return decode_client(_text_of(msg), max_bytes=max_bytes)
 
 
-def _utf8(msg: WSMessage) -> bool:
-    """Whether a text frame that failed to decode is valid UTF-8 at least (looked at only on that path)."""
+def _failed_as_text(msg: WSMessage, conn: WsConnection) -> bool:
+    """A frame that failed to decode: if it is a text frame that is not UTF-8, the connection is failed with 1007
+    (RFC 6455 section 8.1) and True is returned. Looked at only on that path: the JSON decoder checks UTF-8 itself."""
     if msg.type != WSMsgType.TEXT:
-        return True
+        return False
     try:
         msg.data.decode("utf-8")
     except UnicodeDecodeError:
-        return False
-    return True
+        conn.close_soon(WSCloseCode.INVALID_TEXT, "invalid UTF-8")
+        return True
+    return False
 
 
 def _ref_after_failure(msg: WSMessage, error: TeleconsultError) -> str | None:

@@ -210,7 +210,6 @@ class SignalingService:
         peer = Peer(PeerId(seat.peer_id or ""), Role(seat.role), seat.name, seat.participant_id, state)
         room.restore(peer)
         session = self._sessions.open(peer, room, seat, None)
-        session.resume_hash = seat.resume_hash
         elapsed = (clock_now() - seat.away_since).total_seconds() if seat.away_since else 0.0
         self._start_grace(session, max(0.0, self._settings.resume_grace_s - elapsed))
 

@@ -119,7 +119,7 @@ class SessionRegistry:
         self._sessions: dict[PeerId, Session] = {}
 
     def open(self, peer: Peer, room: Room, seat: Seat, conn: Connection | None) -> Session:
-        session = Session(peer, room, seat, conn, self._away_buffer)
+        session = Session(peer, room, seat, conn, self._away_buffer, resume_hash=seat.resume_hash)
         self._sessions[peer.peer_id] = session
         return session
 
