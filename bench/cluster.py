@@ -1157,15 +1157,11 @@ class Bench:
     ) -> FlatSetup:
         """A Teleconsult server with its rooms joined and its load generator waiting (stopped by ``stack``)."""
         server, port = self.node(name, cluster=cluster, workers=workers, event_loop=event_loop)
-        loads = Loads(self.tmp, name, self.args.flat_generators)
         stack.push_async_callback(self.stop_and_collect, server)
         await server.start()
-        stack.push_async_callback(loads.close)
         spots = self.tickets.spots("warm", [(0, 0)] * WARM_ROOMS, 0)
-        flat = self.tickets.spots("flat", [(0, 0)] * self.args.flat_rooms, WARM_ROOMS)
-        await loads.start("teleconsult", [port], spots + flat)
-        await loads.join(["warm", "flat"], self.args.join_concurrency)
-        await loads.ask("freeze")
+        spots += self.tickets.spots("flat", [(0, 0)] * self.args.flat_rooms, WARM_ROOMS)
+        loads = await self.flat_joined(stack, name, "teleconsult", port, spots)
         return label, server, loads, modes, cluster
 
     async def flat_peerjs(self, stack: contextlib.AsyncExitStack) -> FlatSetup:
@@ -1173,16 +1169,23 @@ class Bench:
         port = free_port()
         argv = ["node", "server.js", str(port), str(24 * 3600 * 1000)]
         peerjs = Server("peerjs", argv, self.tmp / "peerjs.log", "ready", cwd=PEERJS_DIR)
-        loads = Loads(self.tmp, "peerjs", self.args.flat_generators)
         stack.push_async_callback(peerjs.stop)
         await peerjs.start()
-        stack.push_async_callback(loads.close)
         groups = ["warm"] * WARM_ROOMS + ["flat"] * self.args.flat_rooms
         spots = [{"index": i, "group": g, "tickets": ("", ""), "nodes": (0, 0)} for i, g in enumerate(groups)]
-        await loads.start("peerjs", [port], spots)
+        loads = await self.flat_joined(stack, "peerjs", "peerjs", port, spots)
+        return PEERJS, peerjs, loads, ("flat", "flat-c"), False
+
+    async def flat_joined(
+        self, stack: contextlib.AsyncExitStack, name: str, kind: str, port: int, spots: list[dict[str, Any]]
+    ) -> Loads:
+        """The load generator of one part-4 server, its rooms joined, waiting for the rounds (closed by ``stack``)."""
+        loads = Loads(self.tmp, name, self.args.flat_generators)
+        stack.push_async_callback(loads.close)
+        await loads.start(kind, [port], spots)
         await loads.join(["warm", "flat"], self.args.join_concurrency)
         await loads.ask("freeze")
-        return PEERJS, peerjs, loads, ("flat", "flat-c"), False
+        return loads
 
     async def stop_and_collect(self, server: Server) -> None:
         await server.stop()
